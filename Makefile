@@ -1,0 +1,56 @@
+# diod: one command per job. Everything installs itself into .venv first.
+PYTHON    ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+WORKSPACE ?= runs
+DATASET   ?= synth
+DATA      ?= data/$(DATASET)
+SEED      ?= 0
+DIOD      := $(BIN)/diod --workspace $(WORKSPACE)
+CONFIG    := configs/$(DATASET).toml
+
+.PHONY: install test test-slow lint format demo all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# The whole chain on the built-in synthetic dataset, on CPU.
+demo: install
+	$(DIOD) data synth --out data/synth --seed $(SEED)
+	$(MAKE) all DATASET=synth DATA=data/synth
+
+# The whole chain on one dataset, with the preset configs/$(DATASET).toml.
+# A stage that is not implemented yet makes this fail loudly (unknown command).
+all: install
+	$(DIOD) --config $(CONFIG) flow --dataset $(DATASET) --root $(DATA)
+	$(DIOD) --config $(CONFIG) masks --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) train --stage burnin --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) train --stage distill --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) export --dataset $(DATASET) --split val
+	$(DIOD) --config $(CONFIG) eval --dataset $(DATASET) --split val
+
+bench: install
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""One module per ``diod`` subcommand (see ``diodcli.lazy``)."""

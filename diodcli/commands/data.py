@@ -1,0 +1,70 @@
+"""`diod data`: generate the synthetic dataset, validate a dataset layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from diodcli.common import config_option, dataset_option, parse_size, root_option
+from stages.progress import track
+
+
+@click.group("data")
+def COMMAND() -> None:
+    """Datasets: generate the built-in synthetic one, check a layout."""
+
+
+@COMMAND.command("synth")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output root.")
+@click.option("--seed", type=int, default=0, help="Everything is determined by this seed.")
+@click.option("--train-videos", type=click.IntRange(0), default=24, help="Videos in train/.")
+@click.option("--val-videos", type=click.IntRange(0), default=8, help="Videos in val/.")
+@click.option("--frames", type=click.IntRange(2), default=12, help="Frames per video.")
+@click.option("--size", default="96x320", help="Frame size HxW.")
+@click.option("--force", is_flag=True, help="Overwrite an existing dataset at --out.")
+@config_option
+def synth(out: str, seed: int, train_videos: int, val_videos: int, frames: int, size: str, force: bool) -> None:
+    """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
+    from stages.synthgen import SynthConfig, generate
+
+    h, w = parse_size(size)
+    config = SynthConfig(
+        seed=seed, train_videos=train_videos, val_videos=val_videos, frames=frames, height=h, width=w
+    )
+    root = generate(Path(out), config, force=force)
+    click.echo(f"wrote synth dataset to {root}")
+
+
+@COMMAND.command("check")
+@dataset_option()
+@root_option(required=True)
+@click.option("--split", "splits", multiple=True, help="Split(s) to check (default: all found).")
+@click.option("--quick", is_flag=True, help="Read image headers only (no full decode).")
+@config_option
+def check(dataset: str, root: str, splits: tuple[str, ...], quick: bool) -> None:
+    """Validate a dataset layout and summarise it (videos, frames, resolution, labels)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from stages.datasets import open_dataset
+    from stages.errors import UserError
+
+    ds = open_dataset(dataset, root)
+    names = list(splits) or ds.splits()
+    if not names:
+        raise UserError(f"--root {root}: no videos found in the {dataset} layout")
+    table = Table(title=f"{dataset} dataset at {root}")
+    for col in ("split", "videos", "frames", "resolution", "GT instances", "motion masks"):
+        table.add_column(col)
+    for split in names:
+        s = ds.check(split, decode=not quick, progress=track)
+        table.add_row(
+            split,
+            str(s["videos"]),
+            str(s["frames"]),
+            ", ".join(s["resolutions"]),
+            f"{s['gt_instances']}/{s['videos']} videos",
+            f"{s['motion_masks']}/{s['videos']} videos",
+        )
+    Console().print(table)
