@@ -1,7 +1,8 @@
-"""Zarr v3 payloads: one store per artifact, one group per video, one chunk per frame.
+"""Zarr v3 payloads: one store per artifact, a group per split, a group per video in it,
+one chunk per frame (``<artifact>/<store>/<split>/<video>/<array>``).
 
 A video's group is written in the artifact's staging area as a standalone store and renamed
-into ``<artifact>/<store>/<video>/`` when done. In Zarr v3 a group's children are found by
+into ``<artifact>/<store>/<split>/<video>/`` when done. In Zarr v3 a group's children are found by
 listing its directory, so the rename is what makes the video appear, all at once: readers and
 resumed runs never see a half-written video, and shards writing different videos of one
 artifact never collide.
@@ -30,24 +31,24 @@ def compressor(dtype: np.dtype) -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
 
 
-def video_key(store: str, video: str) -> str:
-    return f"{store}/{video}"
+def video_key(store: str, split: str, video: str) -> str:
+    return f"{store}/{split}/{video}"
 
 
-def has_video(writer: ArtifactWriter, store: str, video: str) -> bool:
-    return writer.has_item(f"{video_key(store, video)}/zarr.json")
+def has_video(writer: ArtifactWriter, store: str, split: str, video: str) -> bool:
+    return writer.has_item(f"{video_key(store, split, video)}/zarr.json")
 
 
 @contextlib.contextmanager
 def write_video(
-    writer: ArtifactWriter, store: str, video: str, attrs: Mapping[str, Any]
+    writer: ArtifactWriter, store: str, split: str, video: str, attrs: Mapping[str, Any]
 ) -> Iterator[zarr.Group]:
     """A fresh group for one video, published atomically when the block succeeds."""
-    root = writer.path / store
-    root.mkdir(parents=True, exist_ok=True)
-    if not (root / "zarr.json").exists():
-        atomic_write_json(root / "zarr.json", GROUP_METADATA)
-    with writer.staging(video_key(store, video)) as tmp:
+    for parent in (writer.path / store, writer.path / store / split):
+        parent.mkdir(parents=True, exist_ok=True)
+        if not (parent / "zarr.json").exists():
+            atomic_write_json(parent / "zarr.json", GROUP_METADATA)
+    with writer.staging(video_key(store, split, video)) as tmp:
         group = zarr.open_group(store=str(tmp), mode="w", zarr_format=3, attributes=dict(attrs))
         yield group
 
@@ -78,15 +79,18 @@ def open_store(artifact: Artifact, store: str) -> zarr.Group:
     return zarr.open_group(store=str(path), mode="r", zarr_format=3)
 
 
-def video_names(artifact: Artifact, store: str) -> list[str]:
-    path = artifact.path / store
+def video_names(artifact: Artifact, store: str, split: str) -> list[str]:
+    """Videos of a split present in the store, sorted by name."""
+    path = artifact.path / store / split
     return sorted(p.name for p in path.iterdir() if (p / "zarr.json").exists()) if path.is_dir() else []
 
 
-def open_video(artifact: Artifact, store: str, video: str) -> zarr.Group:
-    path = artifact.path / store / video
+def open_video(artifact: Artifact, store: str, split: str, video: str) -> zarr.Group:
+    path = artifact.path / store / split / video
     if not (path / "zarr.json").exists():
-        raise UserError(f"{artifact.stage} artifact {artifact.id} has no video '{video}' ({path})")
+        raise UserError(
+            f"{artifact.stage} artifact {artifact.id} has no video '{split}/{video}' ({path})"
+        )
     return zarr.open_group(store=str(path), mode="r", zarr_format=3)
 
 
