@@ -46,7 +46,9 @@ def read_toml(path: str) -> dict[str, Any]:
 
 
 def _normalise(table: dict[str, Any]) -> dict[str, Any]:
-    return {k.replace("-", "_"): (_normalise(v) if isinstance(v, dict) else v) for k, v in table.items()}
+    return {
+        k.replace("-", "_"): (_normalise(v) if isinstance(v, dict) else v) for k, v in table.items()
+    }
 
 
 def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

@@ -14,7 +14,9 @@ import click
 
 
 class ModuleGroup(click.Group):
-    def __init__(self, *args, package: str, prefix: str = "", exclude: tuple[str, ...] = (), **kwargs):
+    def __init__(
+        self, *args, package: str, prefix: str = "", exclude: tuple[str, ...] = (), **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.package = package
         self.prefix = prefix

@@ -85,7 +85,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(
+        path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
 
 
 def read_json(path: Path) -> Any:
@@ -226,7 +228,9 @@ class ArtifactStore:
         """An artifact by id or unique id prefix."""
         matches = [a for a in self.list(dataset, stage) if a.id.startswith(ref)]
         if not matches:
-            raise UserError(f"no {stage} artifact '{ref}' for dataset '{dataset}' in {self.workspace}")
+            raise UserError(
+                f"no {stage} artifact '{ref}' for dataset '{dataset}' in {self.workspace}"
+            )
         if len(matches) > 1:
             raise UserError(
                 f"{stage} artifact prefix '{ref}' is ambiguous: {', '.join(a.id for a in matches)}"
@@ -303,7 +307,9 @@ class ArtifactWriter:
     resumed by the next ``open`` of the same inputs. ``complete()`` publishes it.
     """
 
-    def __init__(self, path: Path, identity: dict[str, Any], *, force: bool, shard: tuple[int, int]):
+    def __init__(
+        self, path: Path, identity: dict[str, Any], *, force: bool, shard: tuple[int, int]
+    ):
         self.path = path
         self.identity = identity
         self.force = force
@@ -442,7 +448,11 @@ class ArtifactWriter:
     def staging(self, relpath: str, *, is_dir: bool = True) -> Iterator[Path]:
         """A temporary path that is renamed to ``relpath`` when the block succeeds."""
         target = self.path / relpath
-        tmp = self.path / STAGING / f"{relpath.replace('/', '__')}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp = (
+            self.path
+            / STAGING
+            / f"{relpath.replace('/', '__')}.{os.getpid()}.{time.monotonic_ns()}"
+        )
         tmp.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
             tmp.mkdir()

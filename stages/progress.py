@@ -73,10 +73,8 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
                 progress.advance(task)
         return
     start = last = time.monotonic()
-    count = 0
-    for item in iterable:
+    for count, item in enumerate(iterable, 1):
         yield item
-        count += 1
         now = time.monotonic()
         if now - last >= PLAIN_INTERVAL_S or count == total:
             last = now

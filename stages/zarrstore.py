@@ -82,7 +82,11 @@ def open_store(artifact: Artifact, store: str) -> zarr.Group:
 def video_names(artifact: Artifact, store: str, split: str) -> list[str]:
     """Videos of a split present in the store, sorted by name."""
     path = artifact.path / store / split
-    return sorted(p.name for p in path.iterdir() if (p / "zarr.json").exists()) if path.is_dir() else []
+    return (
+        sorted(p.name for p in path.iterdir() if (p / "zarr.json").exists())
+        if path.is_dir()
+        else []
+    )
 
 
 def open_video(artifact: Artifact, store: str, split: str, video: str) -> zarr.Group:

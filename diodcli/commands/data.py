@@ -24,13 +24,20 @@ def COMMAND() -> None:
 @click.option("--size", default="96x320", help="Frame size HxW.")
 @click.option("--force", is_flag=True, help="Overwrite an existing dataset at --out.")
 @config_option
-def synth(out: str, seed: int, train_videos: int, val_videos: int, frames: int, size: str, force: bool) -> None:
+def synth(
+    out: str, seed: int, train_videos: int, val_videos: int, frames: int, size: str, force: bool
+) -> None:
     """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
     from stages.synthgen import SynthConfig, generate
 
     h, w = parse_size(size)
     config = SynthConfig(
-        seed=seed, train_videos=train_videos, val_videos=val_videos, frames=frames, height=h, width=w
+        seed=seed,
+        train_videos=train_videos,
+        val_videos=val_videos,
+        frames=frames,
+        height=h,
+        width=w,
     )
     root = generate(Path(out), config, force=force)
     click.echo(f"wrote synth dataset to {root}")

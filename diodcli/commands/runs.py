@@ -49,7 +49,9 @@ def COMMAND(ctx: click.Context, dataset: str | None, stage: str | None, as_json:
 
     table = Table(title=f"artifacts in {app(ctx).workspace}")
     for col in ("dataset", "stage", "id", "status", "created", "upstream", "size"):
-        table.add_column(col, justify="right" if col == "size" else "left")
+        table.add_column(
+            col, justify="right" if col == "size" else "left", no_wrap=col != "upstream"
+        )
     colour = {"complete": "green", "running": "yellow", "failed": "red", "interrupted": "magenta"}
     for r in rows:
         table.add_row(

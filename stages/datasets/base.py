@@ -183,6 +183,8 @@ def labels_for_frames(label_dir: Path, frames: Sequence[Path], kind: str) -> tup
     out = []
     for frame in frames:
         if frame.stem not in available:
-            raise UserError(f"{label_dir / (frame.stem + '.png')}: missing {kind} map for frame {frame}")
+            raise UserError(
+                f"{label_dir / (frame.stem + '.png')}: missing {kind} map for frame {frame}"
+            )
         out.append(available[frame.stem])
     return tuple(out)

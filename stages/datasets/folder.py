@@ -1,9 +1,9 @@
 """The generic layout, which ``diod data synth`` also writes.
 
-    <root>/<split>/<video>/rgb/*.png|jpg        frames, sorted by name
-    <root>/<split>/<video>/instances/*.png      optional GT ids, uint16, 0 = background
-    <root>/<split>/<video>/motion/*.png         optional precomputed motion masks
-    <root>/<split>/*.mp4|avi|mov|mkv            videos as files (decoded with OpenCV)
+<root>/<split>/<video>/rgb/*.png|jpg        frames, sorted by name
+<root>/<split>/<video>/instances/*.png      optional GT ids, uint16, 0 = background
+<root>/<split>/<video>/motion/*.png         optional precomputed motion masks
+<root>/<split>/*.mp4|avi|mov|mkv            videos as files (decoded with OpenCV)
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ class FolderDataset(Dataset):
     name = "folder"
 
     def splits(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._list_videos(p.name))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and self._list_videos(p.name)
+        )
 
     def _list_videos(self, split: str) -> list[Video]:
         split_dir = self.root / split

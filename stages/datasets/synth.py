@@ -24,7 +24,9 @@ class SynthDataset(FolderDataset):
         try:
             return json.loads(path.read_text())
         except FileNotFoundError:
-            raise UserError(f"{path}: missing (not a synth dataset? use --dataset folder)") from None
+            raise UserError(
+                f"{path}: missing (not a synth dataset? use --dataset folder)"
+            ) from None
         except ValueError as exc:
             raise UserError(f"{path}: unreadable JSON ({exc})") from None
 

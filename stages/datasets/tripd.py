@@ -36,7 +36,9 @@ class TripdDataset(Dataset):
                     split=split,
                     frames=tuple(p.stem for p in rgb),
                     rgb=tuple(rgb),
-                    instances=labels_for_frames(scene / "ari_masks" / cam_dir.name, rgb, "ari_masks"),
+                    instances=labels_for_frames(
+                        scene / "ari_masks" / cam_dir.name, rgb, "ari_masks"
+                    ),
                     motion=labels_for_frames(scene / "est_masks" / cam_dir.name, rgb, "est_masks"),
                     extra={"dir": cam_dir, "moving_masks": scene / "moving_masks" / cam_dir.name},
                 )
