@@ -1,0 +1,148 @@
+"""Teacher pseudo-labels (paper section 3.3.2, eq. 2): object candidates cut out of the
+teacher's argmax segmentation, each scored by the teacher's own confidence.
+
+Per frame: argmax over the K attention maps; the background slot (the LAST one) is never a
+candidate; each 4-connected region of each other slot is one candidate ("one-to-many"), or
+a slot's whole binary map is one ("one-to-one" ablation). A candidate is kept when its
+confidence (mean of the teacher's W_fg over its pixels) is above ``threshold`` and its area
+is above ``min_area`` pixels.
+
+Everything but the connected-component labelling is batched tensor work on the maps'
+device. The labelling runs on the CPU as ONE scikit-image call over all frames of the batch
+stacked into a single label image (frames separated by a background row), which labels
+every slot at once; one OpenCV or scipy call per (frame, slot) binary map was several times
+slower (figures in docs/distillation.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from skimage.measure import label as label_regions
+
+from stages.errors import UserError
+
+CONNECTIONS = ("one-to-many", "one-to-one")
+SCORE_MAPS = ("fg", "slot")
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """How teacher candidates are cut and filtered.
+
+    ``score_map``: "fg" scores a candidate with the teacher's W_fg = 1 - W_bg, as the
+    reference does and as the paper scores motion masks (3.3.3); "slot" with the attention
+    map of the candidate's own slot, the literal reading of eq. 2's "source map".
+    """
+
+    threshold: float = 0.9
+    min_area: int = 10
+    connection: str = "one-to-many"
+    score_map: str = "fg"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise UserError(f"--threshold must be in [0, 1), got {self.threshold}")
+        if self.min_area < 0:
+            raise UserError(f"--min-area must be >= 0 pixels, got {self.min_area}")
+        if self.connection not in CONNECTIONS:
+            raise UserError(
+                f"--connection must be one of {', '.join(CONNECTIONS)}, got {self.connection!r}"
+            )
+        if self.score_map not in SCORE_MAPS:
+            raise UserError(
+                f"--score-map must be one of {', '.join(SCORE_MAPS)}, got {self.score_map!r}"
+            )
+
+
+@dataclass
+class Candidates:
+    """Kept candidates of each frame, padded to the largest count C (at least 1) of the batch.
+
+    Within a frame, candidates are sorted by decreasing confidence. ``masks`` (F, C, h, w)
+    bool, ``valid`` (F, C) bool, ``scores`` (F, C) float32 (0 where not valid): the shape of
+    the losses' (targets, valid), with ``pos_weight = 1 + scores`` (eq. 3).
+    """
+
+    masks: torch.Tensor
+    valid: torch.Tensor
+    scores: torch.Tensor
+
+
+def teacher_candidates(maps: torch.Tensor, config: PseudoLabelConfig) -> Candidates:
+    """Pseudo-labels from teacher attention maps ``maps`` (F, K, h, w), last slot background."""
+    if maps.dim() != 4 or maps.shape[1] < 2:
+        raise ValueError(f"expected teacher maps (F, K>=2, h, w), got {tuple(maps.shape)}")
+    frames, slots = maps.shape[:2]
+    background = slots - 1
+    slot = maps.argmax(dim=1)
+    if config.score_map == "fg":
+        confidence = 1.0 - maps[:, background].float()
+    else:
+        confidence = maps.max(dim=1).values.float()
+    if config.connection == "one-to-many":
+        regions, count = _connected_regions(slot, background)
+    else:
+        frame = torch.arange(frames, device=maps.device).view(-1, 1, 1)
+        regions = torch.where(slot == background, 0, frame * background + slot + 1)
+        count = frames * background + 1
+    return _select(regions, count, confidence, config)
+
+
+def _connected_regions(slot: torch.Tensor, background: int) -> tuple[torch.Tensor, int]:
+    """Ids of the 4-connected same-slot regions, unique over the batch; 0 on background.
+
+    Returns the (F, h, w) long ids on ``slot``'s device and the number of ids (background
+    included).
+    """
+    frames, height, width = slot.shape
+    small = torch.uint8 if background < 256 else torch.int32
+    labels = slot.to(small).cpu().numpy()
+    stacked = np.full((frames, height + 1, width), background, dtype=labels.dtype)
+    stacked[:, :height] = labels
+    ids, count = label_regions(
+        stacked.reshape(frames * (height + 1), width),
+        background=background,
+        connectivity=1,
+        return_num=True,
+    )
+    ids = ids.reshape(frames, height + 1, width)[:, :height]
+    return torch.from_numpy(np.ascontiguousarray(ids)).to(slot.device, torch.long), count + 1
+
+
+def _select(
+    regions: torch.Tensor, count: int, confidence: torch.Tensor, config: PseudoLabelConfig
+) -> Candidates:
+    """Score every region (eq. 2), keep the confident large ones, pack them per frame."""
+    frames, height, width = regions.shape
+    device = regions.device
+    flat = regions.reshape(-1)
+    area = torch.bincount(flat, minlength=count)
+    # float64 sums: a candidate's mean must not drift across the threshold with its size.
+    inside = torch.zeros(count, dtype=torch.float64, device=device)
+    inside.index_add_(0, flat, confidence.reshape(-1).double())
+    score = inside / area.clamp(min=1)
+    frame_of_pixel = torch.arange(frames, device=device).repeat_interleave(height * width)
+    frame = torch.zeros(count, dtype=torch.long, device=device).scatter_(0, flat, frame_of_pixel)
+
+    keep = (area > config.min_area) & (score > config.threshold)
+    keep[0] = False
+    kept = keep.nonzero().squeeze(1)
+    kept = kept[torch.argsort(score[kept], descending=True, stable=True)]
+    kept = kept[torch.argsort(frame[kept], stable=True)]
+    kept_frame = frame[kept]
+    per_frame = torch.bincount(kept_frame, minlength=frames)
+    first = per_frame.cumsum(0) - per_frame
+    column = torch.arange(kept.numel(), device=device) - first[kept_frame]
+    width_c = max(int(per_frame.max()) if kept.numel() else 0, 1)
+
+    column_of_region = torch.full((count,), -1, dtype=torch.long, device=device)
+    column_of_region[kept] = column
+    pixel_column = column_of_region[regions]
+    masks = pixel_column.unsqueeze(1) == torch.arange(width_c, device=device).view(1, -1, 1, 1)
+    valid = torch.arange(width_c, device=device).unsqueeze(0) < per_frame.unsqueeze(1)
+    scores = torch.zeros(frames, width_c, dtype=torch.float32, device=device)
+    scores[kept_frame, column] = score[kept].float()
+    return Candidates(masks=masks, valid=valid, scores=scores)
