@@ -1,0 +1,108 @@
+"""Per-pixel motion evidence for one frame pair: which pixels move relative to the camera.
+
+A pixel is called moving when its flow disagrees with the fitted camera motion by more than
+the largest of three thresholds:
+- ``min_residual`` pixels: flow noise floor;
+- ``rel_residual`` x |flow|: flow error grows with displacement;
+- median + ``adaptive_k`` x robust sigma (1.4826 x MAD) of the frame's residuals: a frame
+  whose flow is poor everywhere (blur, low texture) needs more evidence than a clean one.
+Pixels whose flow cannot be trusted (it leaves the frame, or fails the forward-backward
+check when backward flow exists) are never moving and never feed the camera fit: precision
+matters more than recall, because only matched masks supervise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stages.masks.camera import PairGeometry, make_camera_model, pixel_grid
+from stages.masks.params import MotionParams
+
+MAD_TO_SIGMA = 1.4826
+ADAPTIVE_SAMPLES = 20000
+
+
+@dataclass
+class PairMotion:
+    """Result for one frame pair: ``moving`` (H, W) bool, and what it was decided from."""
+
+    moving: np.ndarray
+    residual: np.ndarray
+    confident: np.ndarray
+    #: (2, H, W) flow of the object relative to the camera where the model predicts camera
+    #: flow (homography), else the raw flow: what merged objects are split on
+    relative_flow: np.ndarray
+    camera_fitted: bool
+
+
+def sample_points(
+    flow: np.ndarray, xs: np.ndarray, ys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel lands in the other frame: (x + u, y + v)."""
+    return xs + flow[0], ys + flow[1]
+
+
+def confident_pixels(
+    forward: np.ndarray, backward: np.ndarray | None, params: MotionParams
+) -> np.ndarray:
+    """(H, W) bool: the flow stays inside the frame and (if known) agrees with the backward flow.
+
+    Forward-backward test (Sundaram et al. 2010): following f then the backward flow at the
+    landing point returns home, |f + b(x + f)|^2 <= alpha (|f|^2 + |b|^2) + beta; occluded
+    and mismatched pixels fail it.
+    """
+    h, w = forward.shape[1:]
+    xs, ys = pixel_grid(h, w)
+    tx, ty = sample_points(forward, xs, ys)
+    ok = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    if backward is None:
+        return ok
+    bu = cv2.remap(backward[0], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bv = cv2.remap(backward[1], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    du = forward[0] + bu
+    dv = forward[1] + bv
+    mismatch = du * du + dv * dv
+    scale = forward[0] ** 2 + forward[1] ** 2 + bu * bu + bv * bv
+    return ok & (mismatch <= params.fb_alpha * scale + params.fb_beta)
+
+
+def adaptive_threshold(residual: np.ndarray, confident: np.ndarray, k: float) -> float:
+    """median + k * robust sigma of the residuals of confident pixels (a strided sample)."""
+    stride = max(1, int(np.sqrt(residual.size / ADAPTIVE_SAMPLES)))
+    values = residual[::stride, ::stride][confident[::stride, ::stride]]
+    if values.size == 0:
+        return float("inf")
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    return median + k * MAD_TO_SIGMA * mad
+
+
+def pair_motion(
+    forward: np.ndarray,
+    backward: np.ndarray | None,
+    params: MotionParams,
+    depth: np.ndarray | None = None,
+) -> PairMotion:
+    """Moving pixels of the first frame of a pair, from its flow (2, H, W) float32."""
+    confident = confident_pixels(forward, backward, params)
+    geometry = PairGeometry(flow=forward, confident=confident, depth=depth)
+    model = make_camera_model(
+        params.camera_model, params.robust, params.ransac_threshold, params.max_points
+    )
+    cv2.setRNGSeed(params.seed)  # RANSAC/LMedS sampling: same input, same model
+    if not model.fit(geometry):
+        empty = np.zeros(confident.shape, bool)
+        return PairMotion(empty, np.zeros(confident.shape, np.float32), confident, forward, False)
+    if model.predicts_flow:
+        relative = forward - model.camera_flow(geometry)
+        residual = cv2.magnitude(relative[0], relative[1])
+    else:
+        relative, residual = forward, model.residual(geometry)
+    magnitude = cv2.magnitude(forward[0], forward[1])
+    floor = max(params.min_residual, adaptive_threshold(residual, confident, params.adaptive_k))
+    threshold = np.maximum(np.float32(params.rel_residual) * magnitude, np.float32(floor))
+    moving = (residual > threshold) & confident
+    return PairMotion(moving, residual, confident, relative, True)

@@ -1,0 +1,44 @@
+"""The masks stage's tunable parameters, free of heavy imports so the CLI can show their
+defaults without loading OpenCV or Zarr. Pixel values are at the flow's stored resolution.
+
+The defaults were tuned on synth seed 1 with opencv-dis flow (docs/masks.md), favouring
+precision: only masks matched to a slot supervise, so a wrong mask costs more than a
+missed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MotionParams:
+    """Camera-motion fit and the moving-pixel thresholds (stages.masks.motion)."""
+
+    camera_model: str = "fundamental"
+    robust: str = "ransac"
+    ransac_threshold: float = 1.0
+    max_points: int = 3000
+    min_residual: float = 1.0
+    rel_residual: float = 0.1
+    adaptive_k: float = 4.0
+    fb_alpha: float = 0.01
+    fb_beta: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceParams:
+    """Component cleaning, splitting and keeping (stages.masks.instances); ``min_area``
+    and ``max_masks`` also apply to imported masks."""
+
+    open_radius: int = 1
+    close_radius: int = 1
+    min_area: int = 50
+    #: a component is split in two when 2-means on its flow gives centres at least
+    #: ``split_min_distance`` px apart and ``split_ratio`` x their pooled spread
+    split_ratio: float = 3.5
+    split_min_distance: float = 1.0
+    #: keep a component only if this fraction of it is moving in a flow-warped neighbour
+    persist_frac: float = 0.3
+    max_masks: int = 32

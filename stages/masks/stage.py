@@ -1,0 +1,436 @@
+"""The masks stage: a flow artifact (or imported id PNGs) -> a versioned ``masks`` artifact.
+
+Work is cut into runs of consecutive frames of one video (``geometric.frame_runs``) and
+spread over worker processes; each worker reads its own flow chunks and ground truth, so
+only finished uint8 label maps travel back. A video is published (atomically, by
+``zarrstore.write_video``) once all its runs are back, and recorded with its quality counts
+in the manifest, so a killed run resumes at the first unpublished video and the summary is
+computed from the manifest over every video, resumed or not.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import zarr
+
+from stages import zarrstore
+from stages.artifacts import Artifact, ArtifactStore
+from stages.datasets import Dataset, Video, open_dataset
+from stages.errors import UserError
+from stages.masks.geometric import GeometricParams, frame_runs, run_masks
+from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
+from stages.masks.params import InstanceParams, MotionParams
+from stages.masks.quality import MaskCounts, frame_counts
+from stages.progress import log, track
+
+STAGE = "masks"
+STORE = "masks.zarr"
+FLOW_STAGE = "flow"
+FLOW_STORE = "flow.zarr"
+FORMAT_VERSION = 1
+GEOMETRIC, IMPORT, DATASET = "geometric", "import", "dataset"
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    """What ``diod masks`` computes. Source: the flow artifact ``flow`` (None = newest
+    complete), or ``import_dir``, or the dataset's own masks (``dataset_masks``).
+    ``instances.min_area`` and ``instances.max_masks`` apply to imported masks too."""
+
+    dataset: str
+    root: str | None = None
+    flow: str | None = None
+    import_dir: str | None = None
+    dataset_masks: bool = False
+    splits: tuple[str, ...] = ()
+    motion: MotionParams = field(default_factory=MotionParams)
+    instances: InstanceParams = field(default_factory=InstanceParams)
+    workers: int = 0
+    run_length: int = 16
+    force: bool = False
+
+    @property
+    def method(self) -> str:
+        if self.import_dir is not None and self.dataset_masks:
+            raise UserError("--import and --dataset-masks: give one source of masks, not both")
+        if self.import_dir is not None:
+            return IMPORT
+        return DATASET if self.dataset_masks else GEOMETRIC
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self.instances.max_masks <= 255 else "uint16"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of frames of one video, everything a worker process needs to compute it."""
+
+    method: str
+    dataset: str
+    root: str
+    split: str
+    video: str
+    start: int
+    stop: int
+    height: int
+    width: int
+    dtype: str
+    params: GeometricParams
+    flow_path: str | None = None
+    mask_paths: tuple[str, ...] = ()
+    frame_size: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class VideoPlan:
+    """One video to compute: where its input is, its output size and frame runs."""
+
+    video: Video
+    runs: list[tuple[int, int]]
+    height: int
+    width: int
+    source_size: tuple[int, int]
+    flow_path: str | None = None
+    mask_paths: tuple[Path, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.video.split}/{self.video.name}"
+
+
+# -- worker side -----------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _dataset(name: str, root: str) -> Dataset:
+    return open_dataset(name, root)
+
+
+@lru_cache(maxsize=64)
+def _moving_ids(name: str, root: str, split: str, video: str) -> frozenset[int] | None:
+    ds = _dataset(name, root)
+    ids = ds.moving_ids(ds.video(split, video))
+    return None if ids is None else frozenset(ids)
+
+
+class ZarrFlowPairs:
+    """A video's flow group as ``geometric.FlowPairs``: float32 frames, the few a run
+    revisits kept decoded."""
+
+    def __init__(self, path: str):
+        group = zarr.open_group(store=path, mode="r", zarr_format=3)
+        self._forward = group["forward"]
+        self._backward = group.get("backward")
+        self.num_frames = self._forward.shape[0] + 1
+        self.has_backward = self._backward is not None
+        self.forward = lru_cache(maxsize=4)(self._read_forward)
+        self.backward = lru_cache(maxsize=4)(self._read_backward)
+
+    def _read_forward(self, t: int) -> np.ndarray:
+        return np.asarray(self._forward[t], dtype=np.float32)
+
+    def _read_backward(self, t: int) -> np.ndarray | None:
+        if self._backward is None:
+            return None
+        return np.asarray(self._backward[t], dtype=np.float32)
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+
+
+def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
+    """Masks (stop - start, H, W) of one run and their quality counts (None without GT)."""
+    if job.method == GEOMETRIC:
+        flows = ZarrFlowPairs(job.flow_path)
+        labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width)
+    else:
+        im = job.params.instances
+        labels = np.stack(
+            [
+                read_frame_masks(Path(p), job.frame_size, im.min_area, im.max_masks)
+                for p in job.mask_paths
+            ]
+        )
+    labels = labels.astype(job.dtype)
+    ds = _dataset(job.dataset, job.root)
+    video = ds.video(job.split, job.video)
+    if not video.instances:
+        return labels, None
+    moving = _moving_ids(job.dataset, job.root, job.split, job.video)
+    counts = MaskCounts()
+    for offset, t in enumerate(range(job.start, job.stop)):
+        counts = counts + frame_counts(labels[offset], ds.instances(video, t), moving)
+    return labels, counts
+
+
+def _execute(jobs: Sequence[Job], workers: int) -> Iterator[tuple[Job, tuple]]:
+    """Results in job order; at most 2 x workers runs in flight, so memory stays bounded
+    whatever the dataset size."""
+    if workers <= 1:
+        for job in jobs:
+            yield job, run_job(job)
+        return
+    context = multiprocessing.get_context("spawn")  # zarr's event-loop thread must not be forked
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+    pending: deque[tuple[Job, Future]] = deque()
+    queue = iter(jobs)
+    try:
+        for job in queue:
+            pending.append((job, pool.submit(run_job, job)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            job, future = pending.popleft()
+            result = future.result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(run_job, nxt)))
+            yield job, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- planning (main process) -----------------------------------------------------------------
+def _flow_plans(
+    config: MasksConfig, flow: Artifact, ds: Dataset, splits: list[str]
+) -> list[VideoPlan]:
+    """Check the flow artifact against the dataset video by video, and plan the runs."""
+    plans = []
+    flow_root = flow.params.get("root", "?")
+    for split in splits:
+        available = set(zarrstore.video_names(flow, FLOW_STORE, split))
+        if not available:
+            raise UserError(
+                f"--flow {flow.id}: the flow artifact has no split '{split}' "
+                f"(it covers: {', '.join(_store_splits(flow)) or 'nothing'})"
+            )
+        for video in ds.videos(split):
+            if video.name not in available:
+                raise UserError(
+                    f"--flow {flow.id}: no flow for video '{split}/{video.name}' of the "
+                    f"{ds.name} dataset at {ds.root}; the flow artifact was computed on "
+                    f"{flow_root}: pass a flow artifact of this dataset"
+                )
+            group = zarrstore.open_video(flow, FLOW_STORE, split, video.name)
+            pairs, _two, height, width = group["forward"].shape
+            names = group.attrs.get("frame_names")
+            if pairs != len(video) - 1 or (names is not None and tuple(names) != video.frames):
+                raise UserError(
+                    f"--flow {flow.id}: video '{split}/{video.name}' has {len(video)} frames in "
+                    f"the {ds.name} dataset at {ds.root} but flow for {pairs + 1} frames "
+                    f"{'with other frame names ' if names and pairs == len(video) - 1 else ''}"
+                    f"(flow computed on {flow_root}): pass a flow artifact of this dataset"
+                )
+            source_h, source_w = (
+                group.attrs.get("source_height"),
+                group.attrs.get("source_width"),
+            )
+            if source_h is None:
+                source_h, source_w = ds.frame_size(video)
+            plans.append(
+                VideoPlan(
+                    video,
+                    frame_runs(len(video), config.run_length),
+                    height,
+                    width,
+                    (int(source_h), int(source_w)),
+                    flow_path=str(zarrstore.store_path(flow, FLOW_STORE) / split / video.name),
+                )
+            )
+    return plans
+
+
+def _store_splits(artifact: Artifact) -> list[str]:
+    path = zarrstore.store_path(artifact, FLOW_STORE)
+    return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+
+def _import_plans(config: MasksConfig, ds: Dataset, splits: list[str]) -> list[VideoPlan]:
+    """Every mask file located (an error names the first missing one) before any work."""
+    plans = []
+    for split in splits:
+        for video in ds.videos(split):
+            if config.method == IMPORT:
+                found = import_paths(Path(config.import_dir), video)
+            else:
+                found = dataset_mask_paths(ds, video)
+            h, w = ds.frame_size(video)
+            runs = frame_runs(len(video), config.run_length)
+            plans.append(VideoPlan(video, runs, h, w, (h, w), mask_paths=tuple(found)))
+    return plans
+
+
+def _default_import_splits(config: MasksConfig, ds: Dataset) -> list[str]:
+    if config.method == IMPORT:
+        directory = Path(config.import_dir)
+        if not directory.is_dir():
+            raise UserError(f"--import {directory}: not a directory")
+        splits = [s for s in ds.splits() if (directory / s).is_dir()]
+        if not splits:
+            raise UserError(
+                f"--import {directory}: no split folder of the dataset in it "
+                f"(expected DIR/<split>/<video>/<frame>.png with split in {', '.join(ds.splits())})"
+            )
+        return splits
+    splits = [s for s in ds.splits() if all(v.motion for v in ds.videos(s))]
+    if not splits:
+        raise UserError(
+            f"--dataset-masks: the {ds.name} dataset at {ds.root} has no split whose videos all "
+            "have precomputed motion masks"
+        )
+    return splits
+
+
+def _workers(requested: int, jobs: int) -> int:
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(requested or available or 1, jobs))
+
+
+def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
+    """Write (or reuse, or resume) the masks artifact ``config`` determines."""
+    method = config.method
+    upstream: dict[str, Artifact] = {}
+    params: dict[str, Any] = {"method": method}
+    if method == GEOMETRIC:
+        flow = store.resolve(config.dataset, FLOW_STAGE, config.flow)
+        root = config.root or flow.params.get("root")
+        if root is None:
+            raise UserError(
+                f"--flow {flow.id}: the flow artifact records no dataset root: pass --root"
+            )
+        ds = open_dataset(config.dataset, root)
+        splits = list(config.splits or flow.params.get("splits") or _store_splits(flow))
+        plans = _flow_plans(config, flow, ds, splits)
+        upstream = {FLOW_STAGE: flow}
+        params.update(motion=asdict(config.motion), instances=asdict(config.instances))
+    else:
+        if config.root is None:
+            option = "--import" if method == IMPORT else "--dataset-masks"
+            raise UserError(f"--root is required with {option} (the dataset the masks belong to)")
+        ds = open_dataset(config.dataset, config.root)
+        splits = list(config.splits or _default_import_splits(config, ds))
+        plans = _import_plans(config, ds, splits)
+        params.update(
+            fingerprint=fingerprint(p for plan in plans for p in plan.mask_paths),
+            min_area=config.instances.min_area,
+            max_masks=config.instances.max_masks,
+        )
+        if method == IMPORT:
+            params["import_dir"] = str(Path(config.import_dir).resolve())
+    params.update(root=str(Path(ds.root).resolve()), splits=splits)
+
+    with store.open(
+        config.dataset, STAGE, params, upstream, format_version=FORMAT_VERSION, force=config.force
+    ) as writer:
+        if writer.was_complete:
+            log.info("masks artifact %s is complete: reusing it (--force recomputes)", writer.id)
+            return writer.artifact()
+        done = writer.manifest.get("progress", {})
+        todo = [
+            p
+            for p in plans
+            if not (
+                p.key in done and zarrstore.has_video(writer, STORE, p.video.split, p.video.name)
+            )
+        ]
+        if writer.resumed:
+            log.info(
+                "resuming masks artifact %s: %d of %d videos left", writer.id, len(todo), len(plans)
+            )
+        _write_videos(writer, todo, params, config)
+        return writer.complete(summarise(writer.manifest["progress"], plans))
+
+
+def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
+    return [
+        Job(
+            method=GEOMETRIC if plan.flow_path else IMPORT,
+            dataset=config.dataset,
+            root=root,
+            split=plan.video.split,
+            video=plan.video.name,
+            start=start,
+            stop=stop,
+            height=plan.height,
+            width=plan.width,
+            dtype=config.dtype,
+            params=GeometricParams(config.motion, config.instances),
+            flow_path=plan.flow_path,
+            mask_paths=tuple(str(p) for p in plan.mask_paths[start:stop]),
+            frame_size=plan.source_size,
+        )
+        for start, stop in plan.runs
+    ]
+
+
+def _write_videos(
+    writer, plans: list[VideoPlan], params: dict[str, Any], config: MasksConfig
+) -> None:
+    """Run every job; publish each video as soon as all its runs are back."""
+    jobs = [job for plan in plans for job in _jobs(plan, config, params["root"])]
+    by_key = {plan.key: plan for plan in plans}
+    parts: dict[str, list[tuple[np.ndarray, MaskCounts | None]]] = {}
+    results = _execute(jobs, _workers(config.workers, len(jobs)))
+    for job, result in track(results, "motion masks", total=len(jobs)):
+        key = f"{job.split}/{job.video}"
+        parts.setdefault(key, []).append(result)
+        plan = by_key[key]
+        if len(parts[key]) < len(plan.runs):
+            continue
+        done = parts.pop(key)
+        masks = np.concatenate([labels for labels, _ in done])
+        counts = None
+        if all(c is not None for _, c in done):
+            counts = sum((c for _, c in done), MaskCounts())
+        _publish(writer, plan, masks, counts, params)
+
+
+def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | None, params) -> None:
+    video = plan.video
+    attrs = {
+        **params,
+        "height": plan.height,
+        "width": plan.width,
+        "source_height": plan.source_size[0],
+        "source_width": plan.source_size[1],
+        "frame_names": list(video.frames),
+        "split": video.split,
+    }
+    with zarrstore.write_video(writer, STORE, video.split, video.name, attrs) as group:
+        array = zarrstore.frame_array(group, "masks", masks.shape, masks.dtype)
+        array[:] = masks
+    per_frame = masks.reshape(len(masks), -1).max(axis=1)
+    writer.record(
+        plan.key,
+        {
+            "frames": len(masks),
+            "masks": int(per_frame.sum()),
+            "counts": None if counts is None else counts.to_dict(),
+        },
+    )
+
+
+def summarise(progress: dict[str, Any], plans: list[VideoPlan]) -> dict[str, Any]:
+    """Totals and mask quality per split, from the manifest's per-video records."""
+    summary: dict[str, Any] = {"videos": len(plans), "quality": {}}
+    frames = masks = 0
+    for split in dict.fromkeys(p.video.split for p in plans):
+        records = [progress[p.key] for p in plans if p.video.split == split]
+        frames += sum(r["frames"] for r in records)
+        masks += sum(r["masks"] for r in records)
+        if records and all(r["counts"] is not None for r in records):
+            total = sum((MaskCounts.from_dict(r["counts"]) for r in records), MaskCounts())
+            summary["quality"][split] = total.scores()
+    summary.update(frames=frames, masks=masks, masks_per_frame=round(masks / max(frames, 1), 3))
+    return summary
