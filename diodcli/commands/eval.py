@@ -1,0 +1,110 @@
+"""`diod eval`: fg-ARI, all-ARI, F1@50 (and more) of predictions against the GT."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from diodcli.common import app, config_option, dataset_option, force_option, root_option
+
+#: rows of the terminal table: (label, key in scores.json, shown as a percentage)
+ROWS = (
+    ("fg-ARI", "fg_ari", True),
+    ("all-ARI", "all_ari", True),
+    ("F1@50", "f1_50", True),
+    ("precision@50", "precision", True),
+    ("recall@50", "recall", True),
+    ("F1@25", "f1_25", True),
+    ("F1@75", "f1_75", True),
+    ("mIoU", "miou", True),
+    ("samples scored", "n_samples", False),
+    ("samples skipped (< 2 objects)", "n_skipped", False),
+    ("GT objects", "n_gt", False),
+    ("predicted segments", "n_pred", False),
+)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _print_table(scores: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, key, pct in ROWS:
+        table.add_row(label, _pct(scores[key]) if pct else str(scores[key]))
+    for bucket, s in scores["by_size"].items():
+        table.add_row(
+            f"{bucket} objects P / R / F1@50",
+            f"{_pct(s['precision'])} / {_pct(s['recall'])} / {_pct(s['f1'])}  (n_gt {s['n_gt']})",
+        )
+    for kind, s in (scores["by_motion"] or {}).items():
+        table.add_row(f"{kind} objects recall@50", f"{_pct(s['recall'])}  (n_gt {s['n_gt']})")
+    Console().print(table)
+
+
+@click.command("eval")
+@dataset_option()
+@click.option(
+    "--predictions",
+    default=None,
+    help="export artifact id (or prefix, or 'latest') to score [default: the newest complete one].",
+)
+@click.option(
+    "--masks",
+    default=None,
+    help="Score this masks artifact (id, prefix or 'latest') as predictions: the motion-mask baseline.",
+)
+@click.option("--split", default="val", help="Split to score.")
+@click.option(
+    "--granularity",
+    type=click.Choice(["frame", "clip"]),
+    default="frame",
+    help="ARI sample: one frame (KITTI), or a clip of --clip-len frames flattened (TRI-PD).",
+)
+@click.option("--clip-len", type=click.IntRange(1), default=5, help="Frames per ARI clip.")
+@root_option()
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print scores.json to stdout instead of a table."
+)
+@force_option
+@config_option
+@click.pass_context
+def COMMAND(
+    ctx: click.Context,
+    dataset: str,
+    predictions: str | None,
+    masks: str | None,
+    split: str,
+    granularity: str,
+    clip_len: int,
+    root: str | None,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Score predictions (fg-ARI, all-ARI, F1@25/50/75, mIoU, by size and motion)."""
+    from stages.evaluate import EvalConfig, evaluate, read_scores
+
+    config = EvalConfig(
+        dataset=dataset,
+        split=split,
+        predictions=predictions,
+        masks=masks,
+        granularity=granularity,
+        clip_len=clip_len,
+        root=root,
+        force=force,
+    )
+    art = evaluate(app(ctx).store, config)
+    scores = read_scores(art)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2, sort_keys=True))
+        return
+    source = scores["source"]
+    _print_table(scores, f"{dataset} {split}: {source['stage']} {source['id']} (eval {art.id})")
+    click.echo(f"scores: {art.path / 'scores.json'}")

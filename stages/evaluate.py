@@ -1,0 +1,279 @@
+"""The `eval` stage: score a predictions artifact (or motion masks) against the dataset's GT.
+
+Reads the prediction maps of one split from Zarr, the GT instances through the dataset
+adapter (resized with nearest to the prediction resolution, see ``metrics.resize_nearest``),
+scores them with ``stages.metrics`` and writes an ``eval`` artifact: ``scores.json`` (every
+dataset-level number), ``per_frame.csv`` (and ``per_clip.csv`` at clip granularity).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import metrics
+from stages.artifacts import (
+    Artifact,
+    ArtifactStore,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+)
+from stages.datasets import Dataset, Video, open_dataset
+from stages.errors import UserError
+from stages.progress import log, track
+from stages.zarrstore import open_video, video_names
+
+STAGE = "eval"
+FORMAT_VERSION = 1
+GRANULARITIES = ("frame", "clip")
+#: ``--predictions`` / ``--masks`` value that means "the newest complete artifact"
+LATEST = "latest"
+#: where each scorable source stage keeps its maps
+SOURCES = {"export": ("predictions.zarr", "slots"), "masks": ("masks.zarr", "masks")}
+
+
+@dataclass
+class EvalConfig:
+    """What to score and how. ``predictions`` / ``masks``: an artifact id (prefix) or
+    ``latest``; neither means the newest complete export artifact."""
+
+    dataset: str
+    split: str = "val"
+    predictions: str | None = None
+    masks: str | None = None
+    granularity: str = "frame"
+    clip_len: int = 5
+    root: Path | str | None = None
+    force: bool = False
+
+
+@dataclass
+class _VideoMaps:
+    """One video's prediction maps as the metrics want them."""
+
+    labels: np.ndarray  # (T, h, w) ids
+    background: int | None
+    scores: np.ndarray | None  # (T, K) or None for "score 1"
+    frame_names: list[str]
+
+
+def _source(store: ArtifactStore, config: EvalConfig) -> Artifact:
+    if config.predictions is not None and config.masks is not None:
+        raise UserError("--predictions and --masks are exclusive: score one artifact at a time")
+    stage, ref = (
+        ("masks", config.masks) if config.masks is not None else ("export", config.predictions)
+    )
+    return store.resolve(config.dataset, stage, None if ref in (None, LATEST) else ref)
+
+
+def dataset_root(store: ArtifactStore, art: Artifact) -> Path:
+    """The dataset root recorded by the artifact or its nearest ancestor (``params.root``)."""
+    for ancestor in store.lineage(art):
+        if ancestor.params.get("root"):
+            return Path(ancestor.params["root"])
+    raise UserError(
+        f"--root: not given, and neither {art} nor its upstream artifacts record a dataset root"
+    )
+
+
+def _attr(group: Any, key: str, where: str) -> Any:
+    if key not in group.attrs:
+        raise UserError(f"{where}: missing group attribute '{key}'")
+    return group.attrs[key]
+
+
+def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
+    store, array = SOURCES[art.stage]
+    group = open_video(art, store, split, name)
+    where = f"{art.path / store / split / name}"
+    if array not in group:
+        raise UserError(f"{where}: no '{array}' array ({art.stage} artifact {art.id})")
+    labels = np.asarray(group[array][:])
+    if labels.ndim != 3 or labels.dtype.kind not in "ui":
+        raise UserError(
+            f"{where}/{array}: expected (T, h, w) integer ids, found {labels.dtype} {labels.shape}"
+        )
+    frames = len(labels)
+    names = [str(n) for n in group.attrs.get("frame_names", [])]
+    if names and len(names) != frames:
+        raise UserError(f"{where}: {len(names)} frame_names for {frames} frames of '{array}'")
+    if art.stage == "masks":
+        return _VideoMaps(labels, 0, None, names)
+
+    num_slots = int(_attr(group, "num_slots", where))
+    background = int(group.attrs.get("background_slot", num_slots - 1))
+    if not 0 <= background < num_slots:
+        raise UserError(f"{where}: background_slot {background} outside 0..{num_slots - 1}")
+    if labels.size and int(labels.max()) >= num_slots:
+        raise UserError(f"{where}/slots: slot id {int(labels.max())} >= num_slots {num_slots}")
+    scores = None
+    if "scores" in group:
+        scores = np.asarray(group["scores"][:], dtype=np.float64)
+        if scores.shape != (frames, num_slots):
+            raise UserError(
+                f"{where}/scores: expected shape {(frames, num_slots)}, found {scores.shape}"
+            )
+    elif "soft" in group:
+        soft = np.asarray(group["soft"][:], dtype=np.float32)
+        if soft.shape != (frames, num_slots, *labels.shape[1:]):
+            raise UserError(
+                f"{where}/soft: expected shape {(frames, num_slots, *labels.shape[1:])}, found {soft.shape}"
+            )
+        scores = segment_mean(soft, labels)
+    return _VideoMaps(labels, background, scores, names)
+
+
+def segment_mean(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(T, K) mean of ``soft[t, k]`` over the pixels where ``labels[t] == k`` (0 if none):
+    the confidence SPEC gives a segment when only the soft maps were stored."""
+    frames, slots = soft.shape[:2]
+    own = np.take_along_axis(soft, labels[:, None].astype(np.int64), axis=1)[:, 0]
+    codes = (np.arange(frames)[:, None, None] * slots + labels).ravel()
+    sums = np.bincount(codes, weights=own.ravel(), minlength=frames * slots)
+    areas = np.bincount(codes, minlength=frames * slots)
+    return np.divide(sums, areas, out=np.zeros(frames * slots), where=areas > 0).reshape(
+        frames, slots
+    )
+
+
+def _frame_indices(video: Video, names: list[str], frames: int, where: str) -> list[int]:
+    """Dataset frame index of each predicted frame, matched by name."""
+    if not names:
+        if frames != len(video):
+            raise UserError(
+                f"{where}: {frames} frames without frame_names, but video '{video.name}' has {len(video)}"
+            )
+        return list(range(frames))
+    index = {n: i for i, n in enumerate(video.frames)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise UserError(
+            f"{where}: frame '{missing[0]}' is not a frame of dataset video '{video.name}'"
+        )
+    return [index[n] for n in names]
+
+
+def _ground_truth(
+    ds: Dataset, video: Video, indices: list[int], size: tuple[int, int]
+) -> np.ndarray:
+    maps = []
+    for i in indices:
+        gt = ds.instances(video, i)
+        if gt is None:
+            raise UserError(
+                f"{ds.name} dataset at {ds.root}: video '{video.split}/{video.name}' has no GT "
+                "instances, so it cannot be scored"
+            )
+        maps.append(metrics.resize_nearest(gt, size))
+    return np.stack(maps)
+
+
+def _csv(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return buf.getvalue().encode()
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (an undefined ratio) becomes null: JSON has no NaN."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
+    """Score the source artifact's ``config.split`` and publish the ``eval`` artifact."""
+    if config.granularity not in GRANULARITIES:
+        raise UserError(
+            f"--granularity {config.granularity}: expected one of {', '.join(GRANULARITIES)}"
+        )
+    if config.granularity == "clip" and config.clip_len < 1:
+        raise UserError(f"--clip-len {config.clip_len}: expected a positive number of frames")
+    source = _source(store, config)
+    root = Path(config.root) if config.root is not None else dataset_root(store, source)
+    ds = open_dataset(config.dataset, root)
+    names = video_names(source, SOURCES[source.stage][0], config.split)
+    if not names:
+        raise UserError(
+            f"--split {config.split}: {source.stage} artifact {source.id} has no videos in it"
+        )
+    clip_len = config.clip_len if config.granularity == "clip" else None
+    params = {
+        "split": config.split,
+        "granularity": config.granularity,
+        "clip_len": clip_len,
+        "root": str(root.resolve()),
+        "iou_thresholds": list(metrics.IOU_THRESHOLDS),
+        "size_edges": list(metrics.SIZE_EDGES),
+        "min_objects": metrics.MIN_OBJECTS,
+    }
+    with store.open(
+        config.dataset,
+        STAGE,
+        params,
+        {source.stage: source},
+        format_version=FORMAT_VERSION,
+        force=config.force,
+    ) as writer:
+        if writer.was_complete:
+            return writer.artifact()
+        evaluation = metrics.Evaluation(clip_len)
+        missing = sorted({v.name for v in ds.videos(config.split)} - set(names))
+        if missing:
+            log.warning(
+                "%d video(s) of split %s have no predictions and are not scored (first: %s)",
+                len(missing),
+                config.split,
+                missing[0],
+            )
+        for name in track(names, f"eval {config.split}"):
+            video = ds.video(config.split, name)
+            maps = _read_maps(source, config.split, name)
+            where = f"{source.path / SOURCES[source.stage][0] / config.split / name}"
+            indices = _frame_indices(video, maps.frame_names, len(maps.labels), where)
+            gt = _ground_truth(ds, video, indices, maps.labels.shape[1:])
+            evaluation.add_video(
+                name,
+                gt,
+                maps.labels,
+                background=maps.background,
+                scores=maps.scores,
+                moving_ids=ds.moving_ids(video),
+                frame_names=[video.frames[i] for i in indices],
+            )
+        scores = _json_safe(
+            {
+                **evaluation.summary(),
+                "split": config.split,
+                "source": {"stage": source.stage, "id": source.id},
+                "videos_without_predictions": missing,
+            }
+        )
+        atomic_write_json(writer.path / "scores.json", scores)
+        atomic_write_bytes(writer.path / "per_frame.csv", _csv(evaluation.per_frame()))
+        if clip_len is not None:
+            atomic_write_bytes(writer.path / "per_clip.csv", _csv(evaluation.per_clip()))
+        headline = {
+            k: scores[k] for k in ("fg_ari", "all_ari", "f1_50", "n_samples", "n_gt", "n_pred")
+        }
+        log.info("scored %s: %s", source, headline)
+        return writer.complete(headline)
+
+
+def read_scores(art: Artifact) -> dict[str, Any]:
+    """``scores.json`` of a complete eval artifact."""
+    return read_json(art.path / "scores.json")

@@ -1,0 +1,440 @@
+"""Object-discovery scores of predicted label maps against ground-truth instances (SPEC.md 5).
+
+Every number here derives from one contingency table per frame: the pixel counts of each
+(GT id, predicted id) pair, built for many frames by a single ``np.bincount`` over pair codes.
+The table gives the ARI (pair counts), the areas of GT objects and predicted segments (its
+margins) and every IoU (intersection over margins minus intersection), so the pixels are read
+once and the rest is arithmetic on small arrays. A clip's table is the sum of its frames'
+tables, which is how clip-level ARI (TRI-PD) comes for free.
+
+Conventions: GT id 0 is background; a predicted map carries one background id (the
+background slot, or 0 for motion masks) whose region is never a segment but is one cluster
+for the ARI. Scores are fractions in [0, 1]; a ratio with an empty denominator is NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: IoU thresholds of the F1 scores (F1@50 is the paper's; 25 and 75 bracket it)
+IOU_THRESHOLDS: tuple[float, ...] = (0.25, 0.5, 0.75)
+#: Object-size bucket edges as fractions of the frame area: COCO's 32^2 and 96^2 pixels
+#: divided by COCO's typical 640x480 frame, so the buckets mean the same at any resolution.
+SIZE_EDGES: tuple[float, float] = (32**2 / (640 * 480), 96**2 / (640 * 480))
+SIZE_NAMES: tuple[str, str, str] = ("small", "medium", "large")
+#: Samples with fewer GT objects than this are skipped by the ARI (SPEC: "< 2 objects")
+MIN_OBJECTS: int = 2
+#: Pixels per bincount call: bounds the int64 code array (~32 MiB) on long videos
+CHUNK_PIXELS: int = 1 << 22
+
+
+def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., H, W) -> (..., h, w) by pixel-centre nearest neighbour (labels must not blend).
+
+    Output pixel i samples source pixel floor((i + 0.5) * H / h), as PIL's NEAREST does:
+    the sampled grid is centred, so neither edge is favoured (top-left-aligned nearest, e.g.
+    torch's ``interpolate(mode="nearest")``, never samples the last rows of a downscale).
+    """
+    src_h, src_w = labels.shape[-2:]
+    h, w = size
+    if (src_h, src_w) == (h, w):
+        return labels
+    rows = (2 * np.arange(h) + 1) * src_h // (2 * h)
+    cols = (2 * np.arange(w) + 1) * src_w // (2 * w)
+    return labels[..., rows[:, None], cols[None, :]]
+
+
+def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relabel non-negative ids to 0..n-1 with 0 kept at 0; returns (compact, original ids).
+
+    Compact ids keep the contingency tables small whatever the id range (16-bit KITTI codes,
+    24-bit colour-coded TRI-PD masks). A bincount presence table is used when the id range
+    is small (linear time), a sort otherwise.
+    """
+    if labels.size and labels.min() < 0:
+        raise ValueError("label maps must hold non-negative ids")
+    top = int(labels.max()) if labels.size else 0
+    if top < max(1 << 16, labels.size):
+        present = np.bincount(labels.ravel(), minlength=top + 1) > 0
+        present[0] = True
+        lut = (np.cumsum(present) - 1).astype(np.int32)
+        return lut[labels], np.flatnonzero(present)
+    values, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(labels.shape).astype(np.int32)
+    if values[0] != 0:
+        values, inverse = np.concatenate([[0], values]), inverse + 1
+    return inverse, values
+
+
+def contingency_tables(gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int) -> np.ndarray:
+    """Per-sample pixel counts of (GT id, predicted id): (S, ...) maps -> (S, n_gt, n_pred).
+
+    Ids must lie in [0, n_gt) and [0, n_pred). Samples are coded ``(s * n_gt + g) * n_pred
+    + p`` and counted by one bincount per chunk of samples.
+    """
+    if gt.shape != pred.shape:
+        raise ValueError(f"GT shape {gt.shape} differs from prediction shape {pred.shape}")
+    samples = gt.shape[0]
+    gt = gt.reshape(samples, -1)
+    pred = pred.reshape(samples, -1)
+    if gt.size and (gt.min() < 0 or gt.max() >= n_gt or pred.min() < 0 or pred.max() >= n_pred):
+        raise ValueError(f"ids outside [0, {n_gt}) x [0, {n_pred})")
+    cells = n_gt * n_pred
+    step = max(1, CHUNK_PIXELS // max(1, gt.shape[1]))
+    out = np.empty((samples, n_gt, n_pred), np.int64)
+    for start in range(0, samples, step):
+        g, p = gt[start : start + step], pred[start : start + step]
+        codes = g.astype(np.int64) * n_pred + p
+        codes += (np.arange(len(g), dtype=np.int64) * cells)[:, None]
+        counts = np.bincount(codes.ravel(), minlength=len(g) * cells)
+        out[start : start + len(g)] = counts.reshape(len(g), n_gt, n_pred)
+    return out
+
+
+def ari_from_tables(tables: np.ndarray) -> np.ndarray:
+    """Adjusted Rand index of each contingency table (..., G, P), float64.
+
+    The pair-confusion form scikit-learn uses: ordered pixel pairs that are together in
+    both labelings (tp), apart in both (tn), or together in only one (fp, fn); ARI =
+    2 (tp tn - fn fp) / ((tp + fn)(fn + tn) + (tp + fp)(fp + tn)), and 1 when the labelings
+    agree on every pair (fp = fn = 0: one cluster each, all singletons, empty sample). Pair
+    counts are exact in int64; the final products are float64 (they pass 2^63 on clips).
+    """
+    t = tables.astype(np.int64)
+    n = t.sum((-2, -1))
+    together_both = (t * t).sum((-2, -1))
+    together_true = (t.sum(-1) ** 2).sum(-1)
+    together_pred = (t.sum(-2) ** 2).sum(-1)
+    tp = (together_both - n).astype(np.float64)
+    fp = (together_pred - together_both).astype(np.float64)
+    fn = (together_true - together_both).astype(np.float64)
+    tn = (n * n - together_pred - together_true + together_both).astype(np.float64)
+    num = 2.0 * (tp * tn - fn * fp)
+    den = (tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)
+    agree = (fp == 0) & (fn == 0)  # den > 0 whenever fp or fn is nonzero
+    return np.divide(num, den, out=np.ones_like(num), where=~agree)
+
+
+def sample_ari(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fg-ARI, all-ARI, number of GT objects) per sample of (S, G, P) tables, GT row 0 = bg.
+
+    fg-ARI drops the background row (pixels of GT background); all-ARI keeps it as one
+    cluster. The caller skips samples with fewer than ``MIN_OBJECTS`` objects.
+    """
+    fg = tables[:, 1:, :]
+    return ari_from_tables(fg), ari_from_tables(tables), (fg.sum(-1) > 0).sum(-1)
+
+
+def clip_tables(tables: np.ndarray, clip_len: int) -> np.ndarray:
+    """Sum consecutive frames' tables into clips of ``clip_len`` (the last one may be short).
+
+    Summing tables is flattening the clip's pixels into one sample, valid because GT and
+    predicted ids name the same object in every frame of a video.
+    """
+    return np.add.reduceat(tables, np.arange(0, len(tables), clip_len), axis=0)
+
+
+def greedy_match(
+    scores: np.ndarray, best_gt: np.ndarray, best_iou: np.ndarray, threshold: float
+) -> np.ndarray:
+    """True-positive flag of each prediction under SPEC's dataset-level greedy matching.
+
+    Predictions are visited by descending score (ties: input order); each takes its max-IoU
+    GT of its frame (``best_gt``, a dataset-wide GT index) and is a TP iff that IoU exceeds
+    ``threshold`` strictly and no earlier prediction took that GT. A prediction's target does
+    not depend on the order, so the visit reduces to "first candidate per GT in score order".
+    """
+    order = np.argsort(-scores, kind="stable")
+    candidates = order[best_iou[order] > threshold]
+    _, first = np.unique(best_gt[candidates], return_index=True)
+    tp = np.zeros(len(scores), bool)
+    tp[candidates[first]] = True
+    return tp
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else float("nan")
+
+
+def _harmonic(p: float, r: float) -> float:
+    if np.isnan(p) or np.isnan(r):
+        return float("nan")
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def size_bucket(area_fraction: np.ndarray, edges: Sequence[float] = SIZE_EDGES) -> np.ndarray:
+    """0 small, 1 medium, 2 large: ``fraction < edges[0]``, ``< edges[1]``, else large."""
+    return np.searchsorted(np.asarray(edges), area_fraction, side="right")
+
+
+@dataclass
+class _Chunk:
+    """Arrays of one video: its frames, predicted segments and GT objects."""
+
+    frame_video: np.ndarray
+    frame_name: list[str]
+    frame_fg_ari: np.ndarray
+    frame_all_ari: np.ndarray
+    frame_objects: np.ndarray
+    pred_frame: np.ndarray
+    pred_score: np.ndarray
+    pred_fraction: np.ndarray
+    pred_best_gt: np.ndarray
+    pred_best_iou: np.ndarray
+    gt_frame: np.ndarray
+    gt_fraction: np.ndarray
+    gt_best_iou: np.ndarray
+    gt_moving: np.ndarray
+    clips: list[dict] = field(default_factory=list)
+
+
+class Evaluation:
+    """Accumulates videos, then scores them all at once (F1 matching is dataset-level).
+
+    ``clip_len`` None scores the ARI per frame (KITTI), an integer per clip of that many
+    consecutive frames flattened (TRI-PD: 5). F1, mIoU and the per-frame rows are always
+    per frame.
+    """
+
+    def __init__(
+        self,
+        clip_len: int | None = None,
+        *,
+        thresholds: Sequence[float] = IOU_THRESHOLDS,
+        size_edges: Sequence[float] = SIZE_EDGES,
+    ):
+        if clip_len is not None and clip_len < 1:
+            raise ValueError("clip_len must be >= 1")
+        self.clip_len = clip_len
+        self.thresholds = tuple(thresholds)
+        self.size_edges = tuple(size_edges)
+        self.videos: list[str] = []
+        self._chunks: list[_Chunk] = []
+        self._n_frames = 0
+        self._n_gt = 0
+
+    def add_video(
+        self,
+        name: str,
+        gt: np.ndarray,
+        pred: np.ndarray,
+        *,
+        background: int | None,
+        scores: np.ndarray | None = None,
+        moving_ids: Iterable[int] | None = None,
+        frame_names: Sequence[str] | None = None,
+    ) -> None:
+        """Score one video: ``gt`` (T, h, w) ids (0 = bg) already at the prediction size,
+        ``pred`` (T, h, w) ids, ``background`` the predicted id that is no segment (None:
+        every id is one), ``scores`` (T, >= max id + 1) per-id confidence (None: 1)."""
+        if gt.shape != pred.shape or pred.ndim != 3:
+            raise ValueError(f"GT {gt.shape} and prediction {pred.shape} must be equal (T, h, w)")
+        frames, h, w = pred.shape
+        gt_c, gt_ids = compact_labels(gt)
+        n_pred = int(pred.max()) + 1 if pred.size else 1
+        if background is not None:
+            n_pred = max(n_pred, background + 1)
+        if scores is not None:
+            if scores.shape[0] != frames or scores.shape[1] < n_pred:
+                raise ValueError(
+                    f"scores {scores.shape} do not cover {frames} frames x {n_pred} ids"
+                )
+            n_pred = scores.shape[1]
+        tables = contingency_tables(gt_c, pred, len(gt_ids), n_pred)
+        fg, full, objects = sample_ari(tables)
+
+        gt_area = tables.sum(2)
+        pred_area = tables.sum(1)
+        gt_ok = gt_area > 0
+        gt_ok[:, 0] = False
+        pred_ok = pred_area > 0
+        if background is not None:
+            pred_ok[:, background] = False
+        union = gt_area[:, :, None] + pred_area[:, None, :] - tables
+        iou = np.divide(tables, union, out=np.zeros(tables.shape), where=union > 0)
+        iou *= gt_ok[:, :, None] & pred_ok[:, None, :]
+
+        gt_t, gt_g = np.nonzero(gt_ok)
+        gt_index = np.full(gt_ok.shape, -1, np.int64)
+        gt_index[gt_t, gt_g] = self._n_gt + np.arange(len(gt_t))
+        pred_t, pred_p = np.nonzero(pred_ok)
+        pred_iou = iou[pred_t, :, pred_p]  # (N, G)
+        best_local = pred_iou.argmax(1) if len(pred_t) else np.zeros(0, np.int64)
+        moving = np.full(len(gt_t), -1, np.int8)
+        if moving_ids is not None:
+            moving[:] = np.isin(gt_ids[gt_g], np.fromiter(moving_ids, np.int64))
+
+        chunk = _Chunk(
+            frame_video=np.full(frames, len(self.videos)),
+            frame_name=list(frame_names)
+            if frame_names is not None
+            else [str(i) for i in range(frames)],
+            frame_fg_ari=fg,
+            frame_all_ari=full,
+            frame_objects=objects,
+            pred_frame=self._n_frames + pred_t,
+            pred_score=(
+                scores[pred_t, pred_p] if scores is not None else np.ones(len(pred_t))
+            ).astype(np.float64),
+            pred_fraction=pred_area[pred_t, pred_p] / (h * w),
+            pred_best_gt=gt_index[pred_t, best_local],
+            pred_best_iou=pred_iou[np.arange(len(pred_t)), best_local],
+            gt_frame=self._n_frames + gt_t,
+            gt_fraction=gt_area[gt_t, gt_g] / (h * w),
+            gt_best_iou=iou[gt_t, gt_g].max(-1) if len(gt_t) else np.zeros(0),
+            gt_moving=moving,
+        )
+        if self.clip_len is not None:
+            cfg, cfull, cobj = sample_ari(clip_tables(tables, self.clip_len))
+            chunk.clips = [
+                dict(
+                    video=name,
+                    clip=i,
+                    first_frame=chunk.frame_name[i * self.clip_len],
+                    n_frames=min(self.clip_len, frames - i * self.clip_len),
+                    n_objects=int(cobj[i]),
+                    fg_ari=float(cfg[i]),
+                    all_ari=float(cfull[i]),
+                )
+                for i in range(len(cobj))
+            ]
+        self._chunks.append(chunk)
+        self.videos.append(name)
+        self._n_frames += frames
+        self._n_gt += len(gt_t)
+
+    def _cat(self, name: str) -> np.ndarray:
+        parts = [getattr(c, name) for c in self._chunks]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fg-ARI, all-ARI, objects) of every ARI sample: frames or clips."""
+        if self.clip_len is None:
+            return self._cat("frame_fg_ari"), self._cat("frame_all_ari"), self._cat("frame_objects")
+        clips = [c for chunk in self._chunks for c in chunk.clips]
+        return tuple(
+            np.array([c[k] for c in clips], dtype=float) for k in ("fg_ari", "all_ari", "n_objects")
+        )
+
+    def _matches(self) -> dict[float, np.ndarray]:
+        score, best_gt, best_iou = (
+            self._cat(k) for k in ("pred_score", "pred_best_gt", "pred_best_iou")
+        )
+        return {t: greedy_match(score, best_gt, best_iou, t) for t in self.thresholds}
+
+    def summary(self) -> dict:
+        """Every dataset-level score (the content of ``scores.json``)."""
+        fg, full, objects = self._samples()
+        kept = objects >= MIN_OBJECTS
+        n_pred, n_gt = len(self._cat("pred_score")), self._n_gt
+        out: dict = {
+            "fg_ari": _mean(fg[kept]),
+            "all_ari": _mean(full[kept]),
+            "n_samples": int(kept.sum()),
+            "n_skipped": int((~kept).sum()),
+            "n_videos": len(self.videos),
+            "n_frames": self._n_frames,
+            "n_gt": n_gt,
+            "n_pred": n_pred,
+            "granularity": "frame" if self.clip_len is None else "clip",
+            "clip_len": self.clip_len,
+        }
+        matches = self._matches()
+        best_gt = self._cat("pred_best_gt")
+        for t, tp in matches.items():
+            pct = round(t * 100)
+            n_tp = int(tp.sum())
+            out[f"tp_{pct}"] = n_tp
+            out[f"precision_{pct}"] = _ratio(n_tp, n_pred)
+            out[f"recall_{pct}"] = _ratio(n_tp, n_gt)
+            out[f"f1_{pct}"] = _ratio(2 * n_tp, n_pred + n_gt)
+        if 0.5 in matches:
+            out["precision"], out["recall"] = out["precision_50"], out["recall_50"]
+        gt_best_iou = self._cat("gt_best_iou")
+        out["miou"] = _mean(gt_best_iou)
+
+        headline = matches.get(0.5, next(iter(matches.values())))
+        matched = np.zeros(n_gt, bool)
+        matched[best_gt[headline].astype(np.int64)] = True
+        gt_bucket = size_bucket(self._cat("gt_fraction"), self.size_edges)
+        pred_bucket = size_bucket(self._cat("pred_fraction"), self.size_edges)
+        out["size_edges"] = list(self.size_edges)
+        out["by_size"] = {}
+        for b, bucket in enumerate(SIZE_NAMES):
+            p = _ratio(headline[pred_bucket == b].sum(), (pred_bucket == b).sum())
+            r = _ratio(matched[gt_bucket == b].sum(), (gt_bucket == b).sum())
+            out["by_size"][bucket] = {
+                "precision": p,
+                "recall": r,
+                "f1": _harmonic(p, r),
+                "n_gt": int((gt_bucket == b).sum()),
+                "n_pred": int((pred_bucket == b).sum()),
+                "miou": _mean(gt_best_iou[gt_bucket == b]),
+            }
+        moving = self._cat("gt_moving")
+        out["by_motion"] = None
+        if (moving >= 0).any():
+            out["by_motion"] = {
+                kind: {
+                    "recall": _ratio(matched[moving == flag].sum(), (moving == flag).sum()),
+                    "n_gt": int((moving == flag).sum()),
+                    "miou": _mean(gt_best_iou[moving == flag]),
+                }
+                for kind, flag in (("moving", 1), ("static", 0))
+            }
+        return out
+
+    def per_frame(self) -> list[dict]:
+        """One row per frame: counts, TPs at each threshold, mIoU and the frame's own ARI
+        (None when the frame has fewer than ``MIN_OBJECTS`` objects)."""
+        n = self._n_frames
+        pred_frame, gt_frame = (
+            self._cat("pred_frame").astype(np.int64),
+            self._cat("gt_frame").astype(np.int64),
+        )
+        n_pred = np.bincount(pred_frame, minlength=n)
+        n_gt = np.bincount(gt_frame, minlength=n)
+        iou_sum = np.bincount(gt_frame, weights=self._cat("gt_best_iou"), minlength=n)
+        tps = {t: np.bincount(pred_frame[tp], minlength=n) for t, tp in self._matches().items()}
+        videos = self._cat("frame_video").astype(np.int64)
+        names = [name for c in self._chunks for name in c.frame_name]
+        fg, full, objects = (
+            self._cat(k) for k in ("frame_fg_ari", "frame_all_ari", "frame_objects")
+        )
+        rows = []
+        for i in range(n):
+            kept = objects[i] >= MIN_OBJECTS
+            row = {
+                "video": self.videos[videos[i]],
+                "frame": names[i],
+                "n_objects": int(objects[i]),
+                "n_gt": int(n_gt[i]),
+                "n_pred": int(n_pred[i]),
+            }
+            row.update({f"tp_{round(t * 100)}": int(v[i]) for t, v in tps.items()})
+            row["miou"] = float(iou_sum[i] / n_gt[i]) if n_gt[i] else None
+            row["fg_ari"] = float(fg[i]) if kept else None
+            row["all_ari"] = float(full[i]) if kept else None
+            rows.append(row)
+        return rows
+
+    def per_clip(self) -> list[dict]:
+        """One row per clip (clip granularity only), ARI None where skipped."""
+        rows = []
+        for c in (c for chunk in self._chunks for c in chunk.clips):
+            kept = c["n_objects"] >= MIN_OBJECTS
+            rows.append(
+                {
+                    **c,
+                    "fg_ari": c["fg_ari"] if kept else None,
+                    "all_ari": c["all_ari"] if kept else None,
+                }
+            )
+        return rows
