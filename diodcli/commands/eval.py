@@ -33,12 +33,15 @@ def _print_table(scores: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    from stages.metrics import SIZE_NAMES
+
+    table = Table(title=title, caption="scores in %, IoU thresholds strict (IoU > 0.5)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for label, key, pct in ROWS:
         table.add_row(label, _pct(scores[key]) if pct else str(scores[key]))
-    for bucket, s in scores["by_size"].items():
+    for bucket in SIZE_NAMES:
+        s = scores["by_size"][bucket]
         table.add_row(
             f"{bucket} objects P / R / F1@50",
             f"{_pct(s['precision'])} / {_pct(s['recall'])} / {_pct(s['f1'])}  (n_gt {s['n_gt']})",
