@@ -121,12 +121,14 @@ def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
                 f"{where}/scores: expected shape {(frames, num_slots)}, found {scores.shape}"
             )
     elif "soft" in group:
-        soft = np.asarray(group["soft"][:], dtype=np.float32)
+        soft = group["soft"]
         if soft.shape != (frames, num_slots, *labels.shape[1:]):
             raise UserError(
                 f"{where}/soft: expected shape {(frames, num_slots, *labels.shape[1:])}, found {soft.shape}"
             )
-        scores = segment_mean(soft, labels)
+        scores = np.zeros((frames, num_slots))
+        for t in range(frames):  # frame by frame: a video's soft maps can be gigabytes
+            scores[t] = segment_mean(np.asarray(soft[t : t + 1], np.float32), labels[t : t + 1])[0]
     return _VideoMaps(labels, background, scores, names)
 
 
@@ -211,6 +213,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
         raise UserError(
             f"--split {config.split}: {source.stage} artifact {source.id} has no videos in it"
         )
+    dataset_videos = {v.name for v in ds.videos(config.split)}
     clip_len = config.clip_len if config.granularity == "clip" else None
     params = {
         "split": config.split,
@@ -232,7 +235,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
         if writer.was_complete:
             return writer.artifact()
         evaluation = metrics.Evaluation(clip_len)
-        missing = sorted({v.name for v in ds.videos(config.split)} - set(names))
+        missing = sorted(dataset_videos - set(names))
         if missing:
             log.warning(
                 "%d video(s) of split %s have no predictions and are not scored (first: %s)",
