@@ -96,9 +96,10 @@ def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
     if array not in group:
         raise UserError(f"{where}: no '{array}' array ({art.stage} artifact {art.id})")
     labels = np.asarray(group[array][:])
-    if labels.ndim != 3 or labels.dtype.kind not in "ui":
+    if labels.ndim != 3 or labels.dtype.kind not in "ui" or not len(labels):
         raise UserError(
-            f"{where}/{array}: expected (T, h, w) integer ids, found {labels.dtype} {labels.shape}"
+            f"{where}/{array}: expected (T, h, w) integer ids with T > 0, found {labels.dtype} "
+            f"{labels.shape}"
         )
     frames = len(labels)
     names = [str(n) for n in group.attrs.get("frame_names", [])]
