@@ -1,0 +1,137 @@
+"""Every knob of the synthetic generator, with defaults sized for a CPU demo.
+
+Ranges are ``(low, high)`` and sampled uniformly per video (per object where it applies),
+unless the name says otherwise. The whole config is written to ``<out>/synth.json`` so a
+dataset records how it was made; the same config and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from stages.errors import UserError
+
+FAMILY_NAMES = ("car", "pedestrian", "truck", "cyclist")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    seed: int = 0
+    train_videos: int = 24
+    val_videos: int = 8
+    frames: int = 12
+    height: int = 96
+    width: int = 320
+    #: objects per video (inclusive range)
+    objects: tuple[int, int] = (4, 8)
+    #: fraction of a video's objects that stay still in the world (at least ceil(low * n))
+    static_fraction: tuple[float, float] = (1 / 3, 2 / 3)
+    #: object families to draw from; moving and static objects share the same draw
+    families: tuple[str, ...] = FAMILY_NAMES
+    #: target object area as a fraction of the frame at the middle frame (log-uniform)
+    object_area: tuple[float, float] = (0.003, 0.08)
+    #: allowed depth of an object at the middle frame, metres
+    object_depth_m: tuple[float, float] = (7.0, 45.0)
+    #: closest an object may come to the camera in any frame, metres
+    near_m: float = 4.5
+    #: part of an object's bounding box that must stay inside the frame in every frame
+    min_in_view: float = 0.7
+    #: flow of a moving object relative to the flow it would have if static, px per frame
+    moving_residual_px: tuple[float, float] = (1.5, 5.0)
+    #: fastest an object may move, metres per frame (rejects implausible draws)
+    max_object_speed_m: float = 2.5
+    #: camera forward translation along its heading, metres per frame
+    camera_speed_m: tuple[float, float] = (0.1, 0.5)
+    #: camera pan (yaw) rate, degrees per frame
+    yaw_rate_deg: tuple[float, float] = (-1.0, 1.0)
+    #: relative focal-length change per frame (zoom in > 0)
+    zoom_rate: tuple[float, float] = (0.0, 0.01)
+    camera_height_m: float = 1.65
+    #: horizontal field of view at the first frame, degrees (KITTI's is about 81)
+    hfov_deg: float = 81.0
+    #: principal point row as a fraction of the height (the horizon: the camera is level)
+    horizon: float = 0.45
+    #: metres covered by one repeat of the ground texture
+    ground_tile_m: float = 12.0
+    #: distance of the far backdrop (a cylinder around the start position), metres
+    backdrop_radius_m: float = 100.0
+    #: Gaussian sensor noise added to every frame, in 8-bit levels
+    noise_std: float = 2.0
+
+    def __post_init__(self) -> None:
+        # TOML and JSON give lists; keep the dataclass hashable and its JSON stable
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        validate(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def min_static(n_objects: int, low_fraction: float) -> int:
+    """Fewest static objects in a video of n (tolerant of 3 * (1/3) rounding)."""
+    return math.ceil(n_objects * low_fraction - 1e-9)
+
+
+def _range(config: SynthConfig, name: str, low: float, high: float | None = None) -> None:
+    lo, hi = getattr(config, name)
+    if not (lo <= hi) or lo < low or (high is not None and hi > high):
+        bound = f"within [{low}, {high}]" if high is not None else f">= {low}"
+        raise UserError(f"synth option {name}={[lo, hi]}: expected low <= high, {bound}")
+
+
+def validate(config: SynthConfig) -> None:
+    """Reject configs the generator cannot honour, naming the option."""
+    if config.seed < 0:
+        raise UserError(f"--seed {config.seed}: expected a non-negative integer")
+    if config.train_videos < 0 or config.val_videos < 0:
+        raise UserError("--train-videos/--val-videos: expected counts >= 0")
+    if config.train_videos + config.val_videos == 0:
+        raise UserError("--train-videos/--val-videos: nothing to generate (both are 0)")
+    if config.frames < 2:
+        raise UserError(f"--frames {config.frames}: expected at least 2 (flow needs pairs)")
+    if config.height < 16 or config.width < 32:
+        raise UserError(f"--size {config.height}x{config.width}: expected at least 16x32 pixels")
+    _range(config, "objects", 2)
+    _range(config, "static_fraction", 0.0, 1.0)
+    n_lo = config.objects[0]
+    if n_lo - min_static(n_lo, config.static_fraction[0]) < 1:
+        raise UserError(
+            f"synth option static_fraction={list(config.static_fraction)}: leaves no moving "
+            f"object in a video of {n_lo} objects"
+        )
+    unknown = sorted(set(config.families) - set(FAMILY_NAMES))
+    if not config.families or unknown:
+        raise UserError(
+            f"synth option families={list(config.families)}: expected a non-empty subset of "
+            f"{', '.join(FAMILY_NAMES)}"
+        )
+    _range(config, "object_area", 1e-5, 0.5)
+    _range(config, "object_depth_m", 1.0)
+    _range(config, "moving_residual_px", 0.1)
+    _range(config, "camera_speed_m", 0.0)
+    _range(config, "yaw_rate_deg", -10.0, 10.0)
+    _range(config, "zoom_rate", -0.1, 0.1)
+    if not 0 < config.near_m < config.object_depth_m[0]:
+        raise UserError(f"synth option near_m={config.near_m}: expected 0 < near_m < depth low")
+    if not 0 < config.min_in_view <= 1:
+        raise UserError(f"synth option min_in_view={config.min_in_view}: expected (0, 1]")
+    if not 0 < config.horizon < 1:
+        raise UserError(f"synth option horizon={config.horizon}: expected a fraction in (0, 1)")
+    if not 10 <= config.hfov_deg <= 150:
+        raise UserError(f"synth option hfov_deg={config.hfov_deg}: expected 10..150 degrees")
+    positive = ("max_object_speed_m", "camera_height_m", "ground_tile_m", "backdrop_radius_m")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise UserError(f"synth option {name}={getattr(config, name)}: expected > 0")
+    if config.backdrop_radius_m <= 2 * config.object_depth_m[1]:
+        raise UserError(
+            f"synth option backdrop_radius_m={config.backdrop_radius_m}: expected more than "
+            f"twice the farthest object depth ({config.object_depth_m[1]} m)"
+        )
+    if config.noise_std < 0:
+        raise UserError(f"synth option noise_std={config.noise_std}: expected >= 0")

@@ -1,0 +1,127 @@
+"""One synthetic video from (config, split, index): draw, render, write its folder.
+
+Each video has its own random generator seeded by (seed, split, index), so a video does
+not depend on how many others are generated, nor on the order or process that makes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from stages.datasets.imageio import write_png
+from stages.synthgen.config import SynthConfig
+from stages.synthgen.render import RenderedVideo, render_video
+from stages.synthgen.scene import Scene, sample_scene
+
+SPLITS = ("train", "val")
+#: fixed zip member time: numpy's savez stamps the current time, breaking byte identity
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def video_name(split: str, index: int) -> str:
+    return f"{split}-{index:04d}"
+
+
+def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), index]))
+
+
+def make_video(config: SynthConfig, split: str, index: int) -> tuple[Scene, RenderedVideo]:
+    rng = video_rng(config.seed, split, index)
+    scene = sample_scene(rng, config)
+    return scene, render_video(scene, rng, config.noise_std)
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` with fixed member timestamps, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
+
+
+def describe(
+    config: SynthConfig, split: str, index: int, scene: Scene, video: RenderedVideo
+) -> dict:
+    """meta.json: which ids move, every object's family and path, the camera, the layers."""
+    n_ids = len(scene.objects) + 1
+    visible = [np.bincount(ids.ravel(), minlength=n_ids) for ids in video.ids]
+    residual = np.linalg.norm(video.flow - video.rigid_flow, axis=1)  # (T-1, H, W)
+    objects = []
+    for obj in scene.objects:
+        per_pair = []
+        for t in range(len(residual)):
+            sel = video.ids[t] == obj.id
+            per_pair.append(_r(residual[t][sel].mean()) if sel.any() else None)
+        path = [obj.anchor + obj.velocity * (t - obj.mid_frame) for t in range(config.frames)]
+        objects.append(
+            {
+                "id": obj.id,
+                "family": obj.family,
+                "moving": obj.moving,
+                "photo": obj.photo,
+                "width_m": _r(obj.width),
+                "height_m": _r(obj.height),
+                "orientation_deg": _r(math.degrees(obj.orientation)),
+                "velocity_m_per_frame": [_r(obj.velocity[0]), _r(obj.velocity[2])],
+                "position_m": [[_r(p[0]), _r(p[2])] for p in path],
+                "visible_px": [int(v[obj.id]) for v in visible],
+                "residual_flow_px": per_pair,
+            }
+        )
+    cams = scene.cameras
+    return {
+        "video": video_name(split, index),
+        "split": split,
+        "seed": config.seed,
+        "index": index,
+        "frames": config.frames,
+        "height": config.height,
+        "width": config.width,
+        "moving_ids": [o.id for o in scene.objects if o.moving],
+        "static_ids": [o.id for o in scene.objects if not o.moving],
+        "objects": objects,
+        "camera": {
+            "model": "pinhole, level (no pitch/roll), world X right, Y down, Z forward",
+            "height_m": _r(config.camera_height_m),
+            "speed_m_per_frame": _r(scene.speed),
+            "yaw_rate_deg_per_frame": _r(math.degrees(scene.yaw_rate)),
+            "zoom_rate_per_frame": _r(scene.zoom_rate),
+            "cx": _r(cams[0].cx),
+            "cy": _r(cams[0].cy),
+            "focal_px": [_r(c.focal) for c in cams],
+            "yaw_deg": [_r(math.degrees(c.yaw)) for c in cams],
+            "position_m": [[_r(x) for x in c.position] for c in cams],
+        },
+        "ground": {"photo": scene.ground_photo, "tile_m": config.ground_tile_m},
+        "backdrop": {"photo": scene.backdrop_photo, "radius_m": config.backdrop_radius_m},
+    }
+
+
+def write_video(root: Path, config: SynthConfig, split: str, index: int) -> str:
+    """Generate and write ``<root>/<split>/<name>/``; returns the name."""
+    scene, video = make_video(config, split, index)
+    name = video_name(split, index)
+    folder = root / split / name
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "instances").mkdir()
+    for t in range(config.frames):
+        write_png(folder / "rgb" / f"{t:06d}.png", video.rgb[t])
+        write_png(folder / "instances" / f"{t:06d}.png", video.ids[t])
+    meta = describe(config, split, index, scene, video)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_npz(folder / "flow.npz", forward=video.flow)
+    return name
