@@ -155,33 +155,24 @@ def _saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``shift`` turns (HSV), per clip."""
+    """Rotate the hue by ``shift`` turns per clip, keeping HSV value and saturation.
+
+    The HSV round trip of torchvision's adjust_hue, in closed form: with hue in sixths h,
+    chroma c and value v, channel n (5 for red, 3 green, 1 blue) is
+    v - c * clamp(min(k, 4 - k), 0, 1), k = (n + h) mod 6.
+    """
     r, g, b = x.unbind(dim=2)
     value = x.amax(dim=2)
     chroma = value - x.amin(dim=2)
-    saturation = chroma / torch.where(value == 0, 1.0, value)
-    safe_chroma = torch.where(chroma == 0, 1.0, chroma)
-    rc, gc, bc = ((value - c) / safe_chroma for c in (r, g, b))
     is_r = value == r
     is_g = (value == g) & ~is_r
-    is_b = ~is_r & ~is_g
-    sector = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
-    hue = torch.remainder(sector / 6.0 + shift.view(-1, 1, 1, 1), 1.0)
-
-    scaled = hue * 6.0
-    index = torch.floor(scaled)
-    frac = scaled - index
-    index = index.long().remainder(6)
-    p = (value * (1.0 - saturation)).clamp(0.0, 1.0)
-    q = (value * (1.0 - saturation * frac)).clamp(0.0, 1.0)
-    t = (value * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
-    # Per hue sector, which of (v, q, p, t) is red, green, blue.
-    table = torch.tensor(
-        [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=x.device
-    )
-    choices = torch.stack((value, q, p, t), dim=2)
-    pick = table[index].movedim(-1, 2)
-    return torch.gather(choices, 2, pick)
+    offset = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    offset = offset / torch.where(chroma == 0, 1.0, chroma)
+    sector = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
+    hue = (offset + sector + 6.0 * shift.view(-1, 1, 1, 1)).unsqueeze(2)
+    channel = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 1, 3, 1, 1)
+    k = torch.remainder(channel + hue, 6.0)
+    return value.unsqueeze(2) - chroma.unsqueeze(2) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
 _JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
