@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -19,6 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from stages.synthgen import SynthConfig, generate
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the pool's workers)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def summarise(root: Path) -> dict:
@@ -55,13 +65,13 @@ def main() -> None:
         out = None
         for workers in args.workers:
             out = scratch / f"w{workers}"
-            start = time.perf_counter()
+            cpu, start = _cpu_seconds(), time.perf_counter()
             generate(out, config, workers=workers)
-            took = time.perf_counter() - start
+            took, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
             n = config.train_videos + config.val_videos
             print(
-                f"workers={workers}: {took:.1f} s for {n} videos x {config.frames} frames "
-                f"{config.height}x{config.width} ({took / n:.2f} s/video)"
+                f"workers={workers}: {took:.1f} s wall, {cpu:.1f} s CPU for {n} videos x "
+                f"{config.frames} frames {config.height}x{config.width} ({took / n:.2f} s/video)"
             )
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
         print(f"on disk: {size:.0f} MiB")

@@ -297,3 +297,11 @@ def test_cli_synth_then_check(tmp_path):
     lines = again.stderr.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0] and "--force" in lines[0]
     assert _diod(*args, "--force").returncode == 0
+
+
+def test_preview_picture(tiny, tmp_path):
+    from stages.synthgen.preview import preview
+
+    out = preview(tiny, tmp_path / "p.png", videos=2, scale=2)
+    picture = cv2.imread(str(out))
+    assert picture.shape == (2 * 48 * 2 + 4, 3 * 160 * 2 + 2 * 4, 3)

@@ -15,20 +15,21 @@ import numpy as np
 
 from stages.synthgen.scene import Scene
 
-BACKDROP, GROUND = 0, 1  # layer indices; object k (id k + 1) is layer k + 2
+#: surfaces per frame: backdrop, ground, then the objects, object k (id k + 1) at k + 2
+FIRST_OBJECT = 2
 
 
 @dataclass(frozen=True)
 class RenderedVideo:
     rgb: np.ndarray  # (T, H, W, 3) uint8
     ids: np.ndarray  # (T, H, W) uint16, 0 = background, object k has id k + 1
-    layer: np.ndarray  # (T, H, W) uint8: BACKDROP, GROUND or 2 + object index
     flow: np.ndarray  # (T-1, 2, H, W) float32, dx, dy: where the surface goes next frame
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32: the flow if every object stood still
 
 
-def _footprint(surface, origin, rays, points, step_u, step_v) -> np.ndarray:
-    """Texels covered by one pixel: texture-coordinate change to the right and downwards."""
+def _footprint(surface, origin, rays, points, step_u, step_v) -> tuple[np.ndarray, ...]:
+    """Texture coordinates of the points, and the texels one pixel covers there (how far
+    the coordinates move one pixel right or down)."""
     x, y = surface.texcoords(points)
     size = np.zeros_like(x)
     for step in (step_u, step_v):
@@ -40,7 +41,7 @@ def _footprint(surface, origin, rays, points, step_u, step_v) -> np.ndarray:
 
 
 def render_frame(scene: Scene, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(colour (H, W, 3) float32 in [0, 1], layer (H, W), visible 3-D points (3, H, W))."""
+    """(colour (H, W, 3) float32 in [0, 1], surface index (H, W), seen 3-D points (3, H, W))."""
     cam = scene.cameras[t]
     v, u = np.mgrid[0 : scene.height, 0 : scene.width].astype(np.float64)
     rays = cam.rays(u, v)
@@ -58,32 +59,25 @@ def render_frame(scene: Scene, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
             continue
         x, y, size = _footprint(surface, origin, rays[:, won], points[:, won], step_u, step_v)
         colour[won] = surface.texture.sample(x, y, size)
-    return colour, layer.astype(np.uint8), points
+    return colour, layer, points
 
 
 def render_video(scene: Scene, rng: np.random.Generator, noise_std: float) -> RenderedVideo:
-    n = len(scene.cameras)
-    velocities = np.zeros((2 + len(scene.objects), 3))
+    velocities = np.zeros((FIRST_OBJECT + len(scene.objects), 3))
     for k, obj in enumerate(scene.objects):
-        velocities[2 + k] = obj.velocity
-    rgb, layers, flows, rigid = [], [], [], []
+        velocities[FIRST_OBJECT + k] = obj.velocity
+    rgb, ids, flows, rigid = [], [], [], []
     previous = None
-    for t in range(n):
+    for t in range(len(scene.cameras)):
         colour, layer, points = render_frame(scene, t)
-        noisy = (
-            colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
-            if noise_std
-            else colour * 255.0
-        )
+        noisy = colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
-        layers.append(layer)
+        ids.append(np.maximum(layer - (FIRST_OBJECT - 1), 0).astype(np.uint16))
         if previous is not None:
             flows.append(_flow(scene, t - 1, *previous, velocities))
             rigid.append(_flow(scene, t - 1, *previous, np.zeros_like(velocities)))
         previous = (layer, points)
-    layer = np.stack(layers)
-    ids = np.where(layer >= 2, layer.astype(np.int32) - 1, 0).astype(np.uint16)
-    return RenderedVideo(np.stack(rgb), ids, layer, np.stack(flows), np.stack(rigid))
+    return RenderedVideo(np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid))
 
 
 def _flow(scene: Scene, t: int, layer: np.ndarray, points: np.ndarray, velocities) -> np.ndarray:
