@@ -85,9 +85,14 @@ def main() -> None:
 
     batch, length, slots = 8, 5, 45
     config = PseudoLabelConfig()
-    for name, size in (("KITTI maps", (92, 312)), ("TRI-PD maps", (120, 242))):
-        for cell in (46, 16):
-            maps = teacher_maps(batch * length, slots, size, cell, device)
+    cases = (
+        ("96x320 input B=2", 2, (24, 80), (12, 4)),
+        ("KITTI maps B=8", batch, (92, 312), (46, 16)),
+        ("TRI-PD maps B=8", batch, (120, 242), (46, 16)),
+    )
+    for name, clips, size, cells in cases:
+        for cell in cells:
+            maps = teacher_maps(clips * length, slots, size, cell, device)
             labels = teacher_candidates(maps, config)
             regions = int(
                 teacher_candidates(maps, PseudoLabelConfig(threshold=0.0, min_area=0)).valid.sum()
@@ -103,8 +108,8 @@ def main() -> None:
                 for backend in ("opencv", "scipy")
             }
             print(
-                f"pseudo-labels {name} {size[0]}x{size[1]}, {batch * length} frames, K={slots}, "
-                f"{regions / (batch * length):.0f} regions/frame ({int(labels.valid.sum())} kept): "
+                f"pseudo-labels {name}, maps {size[0]}x{size[1]}, {clips * length} frames, "
+                f"K={slots}, {regions / (clips * length):.0f} regions/frame ({int(labels.valid.sum())} kept): "
                 f"ours {ours:.1f} ms, one-to-one {one:.1f} ms, per-slot loop OpenCV "
                 f"{loops['opencv']:.1f} ms, scipy {loops['scipy']:.1f} ms"
             )
