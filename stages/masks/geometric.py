@@ -18,6 +18,7 @@ import numpy as np
 from stages.masks.instances import (
     clean,
     components,
+    ground_contact_static,
     number,
     persistent,
     pull,
@@ -95,6 +96,7 @@ def run_masks(
             continue
         labels = components(cleaned[t], ip.min_area)
         labels = split_by_flow(labels, motions[t].relative_flow, ip)
+        static = ground_contact_static(labels, motions[t].relative_flow, motions[t].confident, ip)
         neighbours = []
         if t + 1 in cleaned and t <= last_pair:
             neighbours.append(pull(cleaned[t + 1], flows.forward(t)))
@@ -103,6 +105,6 @@ def run_masks(
                 neighbours.append(pull(cleaned[t - 1], flows.backward(t - 1)))
             else:
                 neighbours.append(push(cleaned[t - 1], flows.forward(t - 1)))
-        labels = persistent(labels, neighbours, ip.persist_frac)
-        out[t - start] = number(labels, ip.min_area, ip.max_masks)
+        keep = persistent(labels, neighbours, ip.persist_frac) & ~static
+        out[t - start] = number(labels, ip.min_area, ip.max_masks, keep)
     return out

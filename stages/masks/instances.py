@@ -11,12 +11,15 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from stages.masks.camera import pixel_grid
 from stages.masks.params import InstanceParams
 
 KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.01)
 MAX_SPLIT_DEPTH = 2
+KMEANS_SAMPLES = 1024
+CONTACT_MIN_PIXELS = 5
 
 
 @lru_cache(maxsize=8)
@@ -47,21 +50,34 @@ def components(mask: np.ndarray, min_area: int) -> np.ndarray:
 
 
 def _two_means(vectors: np.ndarray) -> tuple[np.ndarray, float, float] | None:
-    """2-means of (N, 2) flow vectors -> (assignment, separation / pooled spread, separation)."""
+    """2-means of (N, 2) flow vectors -> (assignment of all N, separation / pooled spread,
+    separation). Fitted on an evenly strided subsample: a large object's thousands of
+    vectors add nothing to two centres but time."""
     if len(vectors) < 4:
         return None
-    _compactness, assign, centres = cv2.kmeans(
-        vectors, 2, None, KMEANS_CRITERIA, 2, cv2.KMEANS_PP_CENTERS
+    sample = np.ascontiguousarray(vectors[:: max(1, len(vectors) // KMEANS_SAMPLES)])
+    _compactness, labels, centres = cv2.kmeans(
+        sample, 2, None, KMEANS_CRITERIA, 2, cv2.KMEANS_PP_CENTERS
     )
-    assign = assign.ravel()
+    labels = labels.ravel()
     distance = float(np.linalg.norm(centres[0] - centres[1]))
     spread = 0.0
     for k in (0, 1):
-        members = vectors[assign == k]
+        members = sample[labels == k]
         if len(members) == 0:
             return None
         spread += float(((members - centres[k]) ** 2).sum(axis=1).mean())
-    return assign, distance / max(np.sqrt(spread), 1e-6), distance
+    d0 = ((vectors - centres[0]) ** 2).sum(axis=1)
+    d1 = ((vectors - centres[1]) ** 2).sum(axis=1)
+    return (d1 < d0).astype(np.uint8), distance / max(np.sqrt(spread), 1e-6), distance
+
+
+def _pixels(
+    labels: np.ndarray, box: tuple[slice, slice], comp: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a component, searched only inside its bounding box."""
+    ys, xs = np.nonzero(labels[box] == comp)
+    return ys + box[0].start, xs + box[1].start
 
 
 def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) -> np.ndarray:
@@ -71,15 +87,15 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
     separation of ~2.5 spreads); two objects give two tight, distant clusters. A split is
     kept only if each cluster is also a spatially coherent region of at least min_area px.
     """
-    count = int(labels.max())
-    if count == 0:
+    boxes = ndimage.find_objects(labels)
+    if not boxes:
         return labels
     out = labels.copy()
-    next_id = count + 1
-    queue = [(i, 0) for i in range(1, count + 1)]
+    next_id = len(boxes) + 1
+    queue = [(i + 1, 0, box) for i, box in enumerate(boxes) if box is not None]
     while queue:
-        comp, depth = queue.pop()
-        ys, xs = np.nonzero(out == comp)
+        comp, depth, box = queue.pop()
+        ys, xs = _pixels(out, box, comp)
         if ys.size < 2 * params.min_area or depth >= MAX_SPLIT_DEPTH:
             continue
         vectors = np.ascontiguousarray(flow[:, ys, xs].T, dtype=np.float32)
@@ -90,24 +106,65 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
         if ratio < params.split_ratio or distance < params.split_min_distance:
             continue
         y0, x0 = ys.min(), xs.min()
-        box = np.zeros((ys.max() - y0 + 1, xs.max() - x0 + 1), np.uint8)
-        box[ys - y0, xs - x0] = assign.astype(np.uint8) + 1
+        cut = np.zeros((ys.max() - y0 + 1, xs.max() - x0 + 1), np.uint8)
+        cut[ys - y0, xs - x0] = assign + 1
         parts = []
         for k in (1, 2):
-            part = clean(box == k, params)
-            sub = components(part, params.min_area)
+            sub = components(clean(cut == k, params), params.min_area)
             parts.extend(sub == i for i in range(1, int(sub.max()) + 1))
         if len(parts) < 2:
             continue
-        region = out[y0 : y0 + box.shape[0], x0 : x0 + box.shape[1]]
+        sub_box = (slice(y0, y0 + cut.shape[0]), slice(x0, x0 + cut.shape[1]))
+        region = out[sub_box]
         region[region == comp] = 0  # pixels in no coherent part are dropped: precision
         for j, part in enumerate(parts):
             new = comp if j == 0 else next_id
-            if j > 0:
-                next_id += 1
+            next_id += j > 0
             region[part] = new
-            queue.append((new, depth + 1))
+            queue.append((new, depth + 1, sub_box))
     return out
+
+
+def ground_contact_static(
+    labels: np.ndarray, flow: np.ndarray, confident: np.ndarray, params: InstanceParams
+) -> np.ndarray:
+    """Which components (bool per id, index 0 unused) move like the ground they stand on:
+    static objects.
+
+    An upright object is at the depth of its ground contact, so a static one shares the
+    camera-induced flow of the ground just below it, whatever its parallax against the
+    far background (which is what made it stand out). A moving object differs there by
+    its own motion. Compares the median flow of the component's bottom quarter with that
+    of a band of ground ``contact_gap`` px below it (free of other masks, confident);
+    components with no such band (touching the frame bottom, standing on another mask)
+    cannot be tested and are kept.
+    """
+    boxes = ndimage.find_objects(labels)
+    static = np.zeros(len(boxes) + 1, bool)
+    if not boxes or params.contact_min_diff <= 0:
+        return static
+    h = labels.shape[0]
+    free = (labels == 0) & confident
+    for comp, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        ys, xs = _pixels(labels, box, comp)
+        bottom = ys.max()
+        base = ys >= bottom - max(1, (bottom - ys.min() + 1) // 4)
+        top, stop = (
+            bottom + 1 + params.contact_gap,
+            bottom + 1 + params.contact_gap + params.contact_band,
+        )
+        if top >= h:
+            continue
+        x0, x1 = xs[base].min(), xs[base].max() + 1
+        band = free[top:stop, x0:x1]
+        if band.sum() < CONTACT_MIN_PIXELS:
+            continue
+        ground = np.median(flow[:, top:stop, x0:x1][:, band], axis=1)
+        own = np.median(flow[:, ys[base], xs[base]], axis=1)
+        static[comp] = float(np.hypot(*(own - ground))) < params.contact_min_diff
+    return static
 
 
 def pull(mask_b: np.ndarray, flow_ab: np.ndarray) -> np.ndarray:
@@ -147,31 +204,36 @@ def push(labels_a: np.ndarray, flow_ab: np.ndarray) -> np.ndarray:
 
 
 def persistent(labels: np.ndarray, neighbours: list[np.ndarray], frac: float) -> np.ndarray:
-    """Drop components not supported by any neighbouring frame's (warped) moving pixels.
+    """Which components (bool per id) a neighbouring frame's warped moving pixels support.
 
     Flow noise flickers from frame to frame; a moving object persists. With no neighbour
-    (a one-pair video) nothing can be checked and everything is kept.
+    (a one-pair video) nothing can be checked and every component is supported.
     """
     count = int(labels.max())
-    if count == 0 or not neighbours:
-        return labels
-    area = np.bincount(labels.ravel(), minlength=count + 1)
+    if not neighbours:
+        return np.ones(count + 1, bool)
+    where = np.flatnonzero(labels)  # components are a few % of the frame: index them once
+    ids = labels.ravel()[where]
+    area = np.bincount(ids, minlength=count + 1)
     support = np.zeros(count + 1, bool)
     for moving in neighbours:
-        overlap = np.bincount(labels[moving > 0], minlength=count + 1)
+        overlap = np.bincount(ids[moving.ravel()[where] > 0], minlength=count + 1)
         support |= overlap >= frac * np.maximum(area, 1)
-    support[0] = False
-    return np.where(support[labels], labels, 0)
+    return support
 
 
-def number(labels: np.ndarray, min_area: int, max_masks: int) -> np.ndarray:
-    """Ids 1..M consecutive, largest first; components under min_area or beyond max_masks
-    are dropped. Returns uint16."""
+def number(
+    labels: np.ndarray, min_area: int, max_masks: int, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """Ids 1..M consecutive, largest first; components not in ``keep`` (bool per id), under
+    min_area or beyond max_masks are dropped. Returns uint16."""
     count = int(labels.max())
     out_map = np.zeros(count + 1, np.uint16)
     if count:
         area = np.bincount(labels.ravel(), minlength=count + 1)
         area[0] = 0
+        if keep is not None:
+            area[~keep] = 0
         order = np.argsort(-area, kind="stable")
         order = order[area[order] >= max(min_area, 1)][:max_masks]
         out_map[order] = np.arange(1, order.size + 1, dtype=np.uint16)

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from stages.masks.camera import PairGeometry, make_camera_model, pixel_grid
 from stages.masks.params import MotionParams
 
 MAD_TO_SIGMA = 1.4826
 ADAPTIVE_SAMPLES = 20000
+BACKGROUND_BLOCKS = 7
 
 
 @dataclass
@@ -57,16 +59,24 @@ def confident_pixels(
     h, w = forward.shape[1:]
     xs, ys = pixel_grid(h, w)
     tx, ty = sample_points(forward, xs, ys)
-    ok = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    inside = cv2.inRange(tx, 0.0, w - 1.0) & cv2.inRange(ty, 0.0, h - 1.0)  # 255 = inside
     if backward is None:
-        return ok
+        return inside > 0
     bu = cv2.remap(backward[0], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     bv = cv2.remap(backward[1], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    du = forward[0] + bu
-    dv = forward[1] + bv
-    mismatch = du * du + dv * dv
-    scale = forward[0] ** 2 + forward[1] ** 2 + bu * bu + bv * bv
-    return ok & (mismatch <= params.fb_alpha * scale + params.fb_beta)
+    # in place where possible: at 375x1242 every temporary costs about a millisecond
+    tolerance = forward[0] * forward[0]
+    tolerance += forward[1] * forward[1]
+    tolerance += bu * bu
+    tolerance += bv * bv
+    tolerance *= np.float32(params.fb_alpha)
+    tolerance += np.float32(params.fb_beta)
+    bu += forward[0]
+    bv += forward[1]
+    np.multiply(bu, bu, out=bu)
+    np.multiply(bv, bv, out=bv)
+    bu += bv  # |f + b|^2
+    return (inside > 0) & (bu <= tolerance)
 
 
 def adaptive_threshold(residual: np.ndarray, confident: np.ndarray, k: float) -> float:
@@ -78,6 +88,33 @@ def adaptive_threshold(residual: np.ndarray, confident: np.ndarray, k: float) ->
     median = float(np.median(values))
     mad = float(np.median(np.abs(values - median)))
     return median + k * MAD_TO_SIGMA * mad
+
+
+def local_background(field: np.ndarray, confident: np.ndarray, window: float) -> np.ndarray:
+    """The slowly varying part of a residual field (C, H, W): what a camera model with a few
+    parameters leaves over a static scene of several depths (ground plane vs far backdrop,
+    a wall), which differs from one image region to the next but not within an object.
+
+    Robust and cheap: means of confident pixels in blocks of window/7 px, a 7x7-block
+    median filter (objects smaller than half a window do not shift it), bilinear upsampling.
+    ``window`` is a fraction of the frame width; blocks with too few confident pixels take
+    the median of the others.
+    """
+    _channels, h, w = field.shape
+    block = max(2, int(round(window * w / BACKGROUND_BLOCKS)))
+    gh, gw = max(1, h // block), max(1, w // block)
+    weight = confident.astype(np.float32)
+    coverage = cv2.resize(weight, (gw, gh), interpolation=cv2.INTER_AREA)
+    valid = coverage > 0.25
+    out = np.empty_like(field)
+    for c, channel in enumerate(field):
+        coarse = cv2.resize(channel * weight, (gw, gh), interpolation=cv2.INTER_AREA)
+        coarse = np.divide(coarse, coverage, out=np.zeros_like(coarse), where=valid)
+        if valid.any():
+            coarse[~valid] = np.median(coarse[valid])
+        smooth = ndimage.median_filter(coarse, size=BACKGROUND_BLOCKS, mode="nearest")
+        out[c] = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def pair_motion(
@@ -98,9 +135,14 @@ def pair_motion(
         return PairMotion(empty, np.zeros(confident.shape, np.float32), confident, forward, False)
     if model.predicts_flow:
         relative = forward - model.camera_flow(geometry)
+        if params.background_window > 0:
+            relative -= local_background(relative, confident, params.background_window)
         residual = cv2.magnitude(relative[0], relative[1])
     else:
         relative, residual = forward, model.residual(geometry)
+        if params.background_window > 0:
+            background = local_background(residual[None], confident, params.background_window)
+            residual = np.maximum(residual - background[0], 0)
     magnitude = cv2.magnitude(forward[0], forward[1])
     floor = max(params.min_residual, adaptive_threshold(residual, confident, params.adaptive_k))
     threshold = np.maximum(np.float32(params.rel_residual) * magnitude, np.float32(floor))

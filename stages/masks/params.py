@@ -15,13 +15,16 @@ from dataclasses import dataclass
 class MotionParams:
     """Camera-motion fit and the moving-pixel thresholds (stages.masks.motion)."""
 
-    camera_model: str = "fundamental"
+    camera_model: str = "homography"
     robust: str = "ransac"
     ransac_threshold: float = 1.0
-    max_points: int = 3000
-    min_residual: float = 1.0
+    max_points: int = 1000
+    min_residual: float = 3.0
     rel_residual: float = 0.1
-    adaptive_k: float = 4.0
+    adaptive_k: float = 3.0
+    #: width of the window (fraction of the frame width) over which the residual's slowly
+    #: varying background part is estimated and removed; 0 disables
+    background_window: float = 0.5
     fb_alpha: float = 0.01
     fb_beta: float = 0.5
     seed: int = 0
@@ -33,12 +36,17 @@ class InstanceParams:
     and ``max_masks`` also apply to imported masks."""
 
     open_radius: int = 1
-    close_radius: int = 1
+    close_radius: int = 0
     min_area: int = 50
     #: a component is split in two when 2-means on its flow gives centres at least
     #: ``split_min_distance`` px apart and ``split_ratio`` x their pooled spread
-    split_ratio: float = 3.5
+    split_ratio: float = 2.5
     split_min_distance: float = 1.0
+    #: a component whose bottom moves within this many px of the ground just below it is
+    #: a static object (its parallax, not its own motion, made it stand out); 0 disables
+    contact_min_diff: float = 0.6
+    contact_gap: int = 2
+    contact_band: int = 4
     #: keep a component only if this fraction of it is moving in a flow-warped neighbour
-    persist_frac: float = 0.3
+    persist_frac: float = 0.8
     max_masks: int = 32
