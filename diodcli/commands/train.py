@@ -1,0 +1,156 @@
+"""`diod train --stage burnin|distill`: train the DIOD model (burn-in, then distillation)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import click
+
+from diodcli.common import app, config_option, dataset_option, force_option, parse_size, root_option
+
+STAGES = ("burnin", "distill")
+PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
+
+
+@click.command("train")
+@click.option(
+    "--stage",
+    type=click.Choice(STAGES),
+    required=True,
+    help="burnin: on motion masks; distill: teacher-student from a burn-in.",
+)
+@dataset_option()
+@click.option(
+    "--masks", default=None, help="masks artifact id (prefix) [default: the newest complete one]."
+)
+@root_option()
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default=None,
+    help="Settings bundle [default: the dataset's: synth -> synth-cpu, kitti, tripd].",
+)
+@click.option(
+    "--steps", type=click.IntRange(1), default=None, help="Optimizer steps [default: the preset's]."
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=None,
+    help="Passes over the training clips (instead of --steps).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Clips per step and process [default: the preset's].",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Adam learning rate [default: 5e-4].",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=None,
+    help="Linear warm-up steps [default: the preset's].",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="fg/bg regularisation strength (eq. 1) [default: 0.3].",
+)
+@click.option(
+    "--reg-region",
+    type=click.Choice(["all", "nonobject"]),
+    default=None,
+    help="Regularise W_fg over the whole map (DIOD) or outside the masks (BMOD) [default: all].",
+)
+@click.option(
+    "--num-slots",
+    type=click.IntRange(2),
+    default=None,
+    help="K, including the background slot [default: the preset's].",
+)
+@click.option(
+    "--clip-length",
+    type=click.IntRange(1),
+    default=None,
+    help="T, frames per clip [default: the preset's].",
+)
+@click.option(
+    "--size", default=None, help="Input size HxW, multiples of 4 [default: the preset's]."
+)
+@click.option(
+    "--encoder-width",
+    type=click.FloatRange(min=0, min_open=True, max=4),
+    default=None,
+    help="ResNet channel multiplier [default: the preset's].",
+)
+@click.option("--no-augment", is_flag=True, help="Train without the crop/flip augmentation.")
+@click.option(
+    "--seed", type=int, default=0, help="Seed of initialisation, data order and augmentation."
+)
+@click.option(
+    "--device",
+    default="auto",
+    help="auto, cpu, cuda or cuda:N (under torchrun: each rank's local GPU).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    help="auto: bf16 on GPUs and AVX512-BF16 CPUs, else fp16 (GPU) / fp32.",
+)
+@click.option("--workers", type=click.IntRange(0), default=2, help="Data-loading worker processes.")
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(1),
+    default=None,
+    help="Steps between checkpoints [default: the preset's].",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(0),
+    default=None,
+    help="Steps between validations on --val-split (0: at the end only).",
+)
+@click.option("--val-split", default="val", help="Split scored during training ('' for none).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run of this configuration from its last checkpoint.",
+)
+@force_option
+@config_option
+@click.pass_context
+def COMMAND(
+    ctx: click.Context, stage: str, size: str | None, no_augment: bool, workers: int, **options
+) -> None:
+    """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
+    if stage == "distill":
+        _distill(ctx, options)
+        return
+    from stages.train.stage import TrainConfig, train
+
+    config = TrainConfig(
+        input_size=parse_size(size, "--size"),
+        augment=not no_augment,
+        num_workers=workers,
+        **options,
+    )
+    art = train(app(ctx).store, config)
+    click.echo(f"burn-in artifact: {art} ({art.path})")
+
+
+def _distill(ctx: click.Context, options: dict) -> None:
+    from stages.errors import UserError
+
+    if importlib.util.find_spec("stages.train.distill") is None:
+        raise UserError("--stage distill: not implemented yet (stages.train.distill is missing)")
+    from stages.train.distill import command as distill_command
+
+    distill_command(ctx, options)

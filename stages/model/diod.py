@@ -1,0 +1,108 @@
+"""The assembled DIOD video model (SPEC section 2), the same for student and teacher.
+
+    frames (B, T, 3, H, W) in [0, 1] --normalise--> ResNet-18 (per frame, 1/4 resolution)
+      --> ConvGRU over time --> tokens (+ position, LayerNorm, MLP)
+      --> slot attention frame by frame, slots carried from t to t+1
+      --> attention maps W (the segmentation) and slots --> decoder --> reconstruction
+
+Everything that does not depend on the previous frame (encoder, the ConvGRU's input
+convolution, token projections, decoder) runs batched over all B*T frames; only the
+recurrences (ConvGRU state, slot updates) loop over the T frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stages.model.config import ModelConfig
+from stages.model.convgru import ConvGRU
+from stages.model.decoder import SlotDecoder
+from stages.model.encoder import ResNet18Encoder
+from stages.model.positional import Tokenizer
+from stages.model.slot_attention import SlotAttention
+
+# The encoder is trained from scratch, but ImageNet statistics are the usual centring of RGB.
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DIODOutput:
+    """masks: (B, T, K, h, w) attention maps, sum to 1 over K, last slot = background;
+    recon: (B, T, 3, H, W) reconstruction in the input's [0, 1] RGB space;
+    slots: (B, T, K, D) slots after the update on frame t."""
+
+    masks: torch.Tensor
+    recon: torch.Tensor
+    slots: torch.Tensor
+
+
+def fg_map(masks: torch.Tensor) -> torch.Tensor:
+    """W_fg = 1 - W_bg: (B, T, K, h, w) -> (B, T, h, w)."""
+    return 1 - masks[:, :, -1]
+
+
+class DIOD(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = ResNet18Encoder(config.encoder_width)
+        self.temporal = ConvGRU(self.encoder.out_channels, config.gru_hidden, config.gru_layers)
+        self.tokenizer = Tokenizer(config.gru_hidden, config.slot_dim)
+        self.slot_attention = SlotAttention(config.slot_dim, config.mlp_hidden, config.eps)
+        self.decoder = SlotDecoder(config.slot_dim, config.decoder_channels)
+        # Fixed random initial slots (ref: sampled once, not learned); saved in the state dict.
+        generator = torch.Generator().manual_seed(config.slot_seed)
+        self.register_buffer(
+            "initial_slots", torch.randn(config.num_slots, config.slot_dim, generator=generator)
+        )
+        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+        self.channels_last = False
+
+    @property
+    def stride(self) -> int:
+        return ResNet18Encoder.STRIDE
+
+    def use_channels_last(self) -> DIOD:
+        """Convolutions in NHWC (faster with oneDNN on CPU and tensor cores on GPU)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+    def forward(self, frames: torch.Tensor) -> DIODOutput:
+        b, t, _, height, width = frames.shape
+        if height % self.stride or width % self.stride:
+            raise ValueError(
+                f"input size {height}x{width}: both sides must be multiples of {self.stride}"
+            )
+        x = (frames.flatten(0, 1) - self.rgb_mean) / self.rgb_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.encoder(x)
+        h, w = features.shape[-2:]
+        features = self.temporal(features.unflatten(0, (b, t)))
+        keys, values = self.slot_attention.keys_values(self.tokenizer(features.flatten(0, 1)))
+        keys, values = keys.unflatten(0, (b, t)), values.unflatten(0, (b, t))
+
+        slots = self.initial_slots.to(values.dtype).expand(b, -1, -1)
+        for _ in range(self.config.warmup_iters):
+            slots, _ = self.slot_attention(keys[:, 0], values[:, 0], slots)
+        maps, states = [], []
+        for i in range(t):
+            for _ in range(self.config.iters_per_frame):
+                slots, attn = self.slot_attention(keys[:, i], values[:, i], slots)
+            maps.append(attn)
+            states.append(slots)
+        attn = torch.stack(maps, dim=1)  # (B, T, N, K)
+        slots = torch.stack(states, dim=1)  # (B, T, K, D)
+
+        canvas = SlotDecoder.canvas(attn.flatten(0, 1), slots.flatten(0, 1), h, w)
+        if self.channels_last:
+            canvas = canvas.contiguous(memory_format=torch.channels_last)
+        recon = self.decoder(canvas) * self.rgb_std + self.rgb_mean
+        masks = attn.transpose(2, 3).unflatten(3, (h, w))
+        return DIODOutput(masks=masks, recon=recon.unflatten(0, (b, t)), slots=slots)

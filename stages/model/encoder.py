@@ -1,0 +1,64 @@
+"""ResNet-18 trained from scratch, kept at 1/4 resolution (SPEC section 2, as the reference).
+
+Two changes to the ImageNet ResNet-18 keep spatial detail for small objects: no max-pool
+after the stem, and stride 1 in layer3/layer4. The stem (stride 2) and layer2 (stride 2)
+give the 1/4 feature grid the slots attend over. ``width`` scales every stage's channels
+so CPU presets can train the same topology at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(c_in, c_out, 3, stride), nn.ReLU(inplace=True), *_conv_bn(c_out, c_out, 3, 1)
+        )
+        needs_projection = stride != 1 or c_in != c_out
+        self.shortcut = (
+            nn.Sequential(*_conv_bn(c_in, c_out, 1, stride)) if needs_projection else nn.Identity()
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet18Encoder(nn.Module):
+    """BasicBlock [2, 2, 2, 2]; strides stem 2, layer1 1, layer2 2, layer3 1, layer4 1."""
+
+    LAYER_STRIDES = (1, 2, 1, 1)
+    STRIDE = 4  # input pixels per feature cell
+
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        channels = [max(8, round(c * width)) for c in (64, 128, 256, 512)]
+        self.stem = nn.Sequential(*_conv_bn(3, channels[0], 7, 2), nn.ReLU(inplace=True))
+        layers, c_in = [], channels[0]
+        for c_out, stride in zip(channels, self.LAYER_STRIDES, strict=True):
+            layers.append(
+                nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
+            )
+            c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = channels[-1]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, C, H/4, W/4) features."""
+        return self.layers(self.stem(x))

@@ -1,0 +1,64 @@
+"""The burn-in objective (SPEC section 3): BMOD trained on motion masks, with DIOD's
+regularisation of the whole foreground map.
+
+Per frame: Hungarian-match the motion masks to the K-1 foreground slots, size-weighted BCE
+on the matched maps, the fg/bg loss (eq. 1) on W_fg = 1 - W_bg against the union of the
+masks, and the MSE reconstruction of the clip:
+    L = MSE + mean over frames with masks of L_bce + mean over frames of L_fg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stages.model import DIODOutput
+from stages.train import losses
+
+
+def flat_maps(out: DIODOutput) -> torch.Tensor:
+    """(B, T, K, h, w) -> (F, K, N) float32, the layout of ``losses``."""
+    return out.masks.flatten(0, 1).flatten(2).float()
+
+
+def flat_masks(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded masks (B, T, M, h, w) and valid (B, T, M) -> (F, M, N) and (F, M)."""
+    masks = batch["masks"].flatten(0, 1).flatten(2)
+    valid = batch["valid"].flatten(0, 1)
+    return masks & valid.unsqueeze(-1), valid
+
+
+def motion_terms(maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over frames that have masks of the size-weighted matched BCE (0 if none has)."""
+    assign = losses.match_slots(maps, targets, valid)
+    per_frame = losses.matched_bce(maps, targets, assign, losses.size_weight(targets))
+    has = valid.any(dim=1)
+    return per_frame[has].mean() if bool(has.any()) else per_frame.sum() * 0
+
+
+@dataclass
+class BurninObjective:
+    alpha: float = 0.3
+    region: str = "all"  # "nonobject" = the BMOD baseline
+    name: str = "burnin"
+
+    def extra_state(self) -> dict[str, nn.Module]:
+        return {}
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        out: DIODOutput = model(batch["frames"])
+        maps = flat_maps(out)
+        targets, valid = flat_masks(batch)
+        mse = losses.reconstruction_loss(out.recon, batch["frames"])
+        bce = motion_terms(maps, targets, valid)
+        m_fg = targets.any(dim=1)
+        fg = losses.fg_bg_loss(1 - maps[:, -1], m_fg, self.alpha, self.region).mean()
+        total = mse + bce + fg
+        return total, {"mse": mse.item(), "bce": bce.item(), "fg_bg": fg.item()}
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        return None

@@ -1,0 +1,411 @@
+"""The generic trainer: everything about running steps that is not the loss.
+
+The loop owns data loading, the optimizer and schedule, precision, DDP, checkpoints, logs
+and validation; an ``Objective`` owns only the loss and any extra modules it needs (the
+distillation teacher), so burn-in and distillation share this file unchanged.
+
+Resuming: a checkpoint holds the model, extra modules, optimizer, schedule, scaler, step
+and RNG states; batches are addressed by step (see ``data.ClipBatches``) and augmentation
+is seeded per clip, so on CPU a resumed run reproduces the uninterrupted run's losses.
+
+Distributed: under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in
+DistributedDataParallel (NCCL on GPUs, gloo on CPU), each rank reads its DistributedSampler
+share, and only rank 0 logs, validates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from stages.artifacts import ArtifactWriter, atomic_write_bytes
+from stages.errors import UserError
+from stages.progress import log, track
+from stages.train import checkpoint
+from stages.train.data import ClipBatches, ClipDataset, collate
+from stages.train.schedule import make_optimizer, make_schedule
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRAIN_LOG = "logs/train.csv"
+VAL_LOG = "logs/val.csv"
+TENSORBOARD = "logs/tensorboard"
+
+
+class Objective(Protocol):
+    """What a training stage plugs into the loop."""
+
+    name: str
+
+    def extra_state(self) -> dict[str, nn.Module]:
+        """Modules checkpointed with the model (e.g. {"teacher": teacher})."""
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise and the named terms to log. ``model`` may be DDP-wrapped."""
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after each optimizer step with the unwrapped model (e.g. EMA update)."""
+
+
+@dataclass
+class LoopConfig:
+    steps: int
+    batch_size: int
+    lr: float = 5e-4
+    warmup: int = 3000
+    decay: int = 50_000
+    grad_clip: float = 1.0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    val_every: int = 0  # 0: validate only at the end
+    num_workers: int = 2
+    seed: int = 0
+
+
+# -- processes and devices ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self, device: torch.device) -> None:
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's value on every rank."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def resolve_device(name: str, ranks: Distributed) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine")
+        if name == "cuda":
+            name = f"cuda:{ranks.local_rank}"
+        torch.cuda.set_device(torch.device(name))
+    elif name != "cpu":
+        raise UserError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 where the hardware computes it natively (Ampere+ GPUs, AVX512-BF16/AMX
+    CPUs), fp16 on older GPUs, fp32 on other CPUs."""
+    if name not in PRECISIONS:
+        raise UserError(f"--precision {name}: expected one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return (
+        "bf16"
+        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        else "fp32"
+    )
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+# -- logs ---------------------------------------------------------------------------------
+class Logs:
+    """CSV files (always) and TensorBoard (when the package is installed) under logs/."""
+
+    def __init__(self, root: Path, start_step: int):
+        self.root = root
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        for name in (TRAIN_LOG, VAL_LOG):
+            self._truncate(root / name, start_step)
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed: logging to CSV only")
+        else:
+            self.tb = SummaryWriter(str(root / TENSORBOARD), purge_step=start_step or None)
+
+    @staticmethod
+    def _truncate(path: Path, step: int) -> None:
+        """Drop rows after the resumed step, so a resumed run's logs read as one run."""
+        if not path.exists():
+            return
+        rows = list(csv.DictReader(path.open()))
+        if not rows:
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["step"]) <= step)
+        atomic_write_bytes(path, out.getvalue().encode())
+
+    def write(self, name: str, step: int, values: dict[str, float], prefix: str) -> None:
+        path = self.root / name
+        row = {"step": step, **values}
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# -- the loop -----------------------------------------------------------------------------
+Validate = Callable[[nn.Module, int], dict[str, float]]
+
+
+def _save(
+    writer: ArtifactWriter,
+    step: int,
+    model: nn.Module,
+    objective: Objective,
+    optimizer,
+    schedule,
+    scaler,
+    resolved: dict[str, Any],
+    keep: int,
+) -> None:
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "model_config": model.config.to_dict(),
+        "extra": {name: m.state_dict() for name, m in objective.extra_state().items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": checkpoint.rng_state(),
+        "config": resolved,
+        "objective": objective.name,
+    }
+    with writer.staging(checkpoint.relpath(step), is_dir=False) as tmp:
+        torch.save(state, tmp)
+    for _, old in checkpoint.checkpoints(writer.path)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def run(
+    writer: ArtifactWriter | None,
+    model: nn.Module,
+    objective: Objective,
+    data: ClipDataset,
+    config: LoopConfig,
+    resolved: dict[str, Any],
+    *,
+    resume_from: Path | None = None,
+    validate: Validate | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` for ``config.steps`` steps; ``writer`` is None on ranks other than 0.
+
+    Returns a summary (final losses, validation scores, throughput) for the manifest.
+    """
+    ranks = Distributed.from_env()
+    device = resolve_device(config.device, ranks)
+    precision = resolve_precision(config.precision, device)
+    ranks.init(device)
+    torch.manual_seed(config.seed)
+
+    model.to(device)
+    for module in objective.extra_state().values():
+        module.to(device)
+    if config.channels_last:
+        for module in (model, *objective.extra_state().values()):
+            convert = getattr(module, "use_channels_last", None)
+            if convert is not None:
+                convert()
+    optimizer = make_optimizer(model.parameters(), config.lr)
+    schedule = make_schedule(optimizer, config.warmup, config.decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    start = 0
+    if resume_from is not None:
+        state = checkpoint.load(resume_from)
+        model.load_state_dict(state["model"])
+        for name, module in objective.extra_state().items():
+            module.load_state_dict(state["extra"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        start = int(state["step"])
+        log.info("resuming from step %d (%s)", start, resume_from.name)
+
+    net: nn.Module = model
+    if ranks.world > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    batches = ClipBatches(
+        len(data),
+        config.batch_size,
+        config.seed,
+        rank=ranks.rank,
+        world=ranks.world,
+        start_step=start,
+        total_steps=config.steps,
+    )
+    loader = DataLoader(
+        data,
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    logs = Logs(writer.path, start) if writer is not None else None
+    frames_per_clip = data.clip_length
+    summary: dict[str, Any] = {
+        "device": str(device),
+        "precision": precision,
+        "world_size": ranks.world,
+    }
+    window = {"time": 0.0, "steps": 0}
+    terms_sum: dict[str, float] = {}
+    step = start
+    tic = time.perf_counter()
+    try:
+        model.train()
+        iterable = (
+            track(loader, f"{objective.name} steps {start}..{config.steps}", total=len(batches))
+            if ranks.is_main
+            else loader
+        )
+        for batch in iterable:
+            batch = to_device(batch, device)
+            with autocast(device, precision):
+                loss, terms = objective.loss(net, batch, step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            step += 1
+            objective.after_step(model, step)
+
+            for key, value in {"loss": loss.item(), **terms}.items():
+                terms_sum[key] = terms_sum.get(key, 0.0) + value
+            window["steps"] += 1
+            now = time.perf_counter()
+            window["time"] += now - tic
+            tic = now
+            last = step == config.steps
+            if ranks.is_main and (step % config.log_every == 0 or last):
+                clips = window["steps"] * config.batch_size * ranks.world / window["time"]
+                row = {k: v / window["steps"] for k, v in terms_sum.items()}
+                row.update(
+                    lr=schedule.get_last_lr()[0],
+                    grad_norm=float(grad_norm),
+                    clips_per_s=clips,
+                    frames_per_s=clips * frames_per_clip,
+                )
+                logs.write(TRAIN_LOG, step, row, "train")
+                log.info(
+                    "step %d/%d  %s  lr %.2e  %.2f it/s  %.1f clips/s",
+                    step,
+                    config.steps,
+                    "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k in terms_sum),
+                    row["lr"],
+                    window["steps"] / window["time"],
+                    clips,
+                )
+                summary.update(final={k: row[k] for k in terms_sum}, clips_per_s=clips)
+                terms_sum, window = {}, {"time": 0.0, "steps": 0}
+            if (
+                ranks.is_main
+                and validate is not None
+                and (last or (config.val_every and step % config.val_every == 0))
+            ):
+                scores = _validate(validate, model, step)
+                logs.write(VAL_LOG, step, scores, "val")
+                summary["validation"] = {"step": step, **scores}
+                tic = time.perf_counter()
+            if ranks.is_main and (step % config.checkpoint_every == 0 or last):
+                _save(
+                    writer,
+                    step,
+                    model,
+                    objective,
+                    optimizer,
+                    schedule,
+                    scaler,
+                    resolved,
+                    config.keep_checkpoints,
+                )
+                tic = time.perf_counter()
+    finally:
+        if logs is not None:
+            logs.close()
+    summary["steps"] = step
+    return summary
+
+
+def _validate(validate: Validate, model: nn.Module, step: int) -> dict[str, float]:
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = validate(model, step)
+    finally:
+        model.train()
+    log.info(
+        "validation at step %d: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    )
+    return scores

@@ -1,0 +1,88 @@
+"""Shared fixtures of the model/training/export tests: a tiny synth dataset, a masks
+artifact made from its GT moving instances (what a perfect motion-mask stage would give)
+and a tiny training configuration that runs in seconds on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.artifacts import Artifact, ArtifactStore
+from stages.datasets import open_dataset
+from stages.zarrstore import frame_array, write_video
+
+TINY_MODEL = dict(num_slots=4, encoder_width=0.125, decoder_channels=8)
+
+
+def tiny_synth(
+    out: Path, seed: int = 1, train_videos: int = 2, val_videos: int = 1, frames: int = 6
+) -> Path:
+    from stages.synthgen import SynthConfig, generate
+
+    config = SynthConfig(
+        seed=seed,
+        train_videos=train_videos,
+        val_videos=val_videos,
+        frames=frames,
+        height=32,
+        width=64,
+    )
+    return generate(out, config)
+
+
+def gt_masks_artifact(store: ArtifactStore, root: Path, dataset: str = "synth") -> Artifact:
+    """A masks artifact in the common format: ids 1..M of the GT moving objects per frame."""
+    ds = open_dataset(dataset, root)
+    params = {"method": "gt-moving", "root": str(Path(root).resolve())}
+    with store.open(dataset, "masks", params) as writer:
+        if writer.was_complete:
+            return writer.artifact()
+        for split in ds.splits():
+            for video in ds.videos(split):
+                moving = sorted(ds.moving_ids(video))
+                h, w = ds.frame_size(video)
+                attrs = dict(
+                    height=h,
+                    width=w,
+                    source_height=h,
+                    source_width=w,
+                    frame_names=list(video.frames),
+                    split=split,
+                    method="gt-moving",
+                )
+                with write_video(writer, "masks.zarr", split, video.name, attrs) as group:
+                    array = frame_array(group, "masks", (len(video), h, w), np.uint8)
+                    for i in range(len(video)):
+                        gt = ds.instances(video, i)
+                        present = [m for m in moving if (gt == m).any()]
+                        lut = np.zeros(int(gt.max()) + 1, np.uint8)
+                        lut[present] = np.arange(1, len(present) + 1)
+                        array[i] = lut[gt]
+        return writer.complete({})
+
+
+def tiny_train_config(dataset: str = "synth", **overrides):
+    from stages.train.stage import TrainConfig
+
+    values = dict(
+        dataset=dataset,
+        preset="synth-cpu",
+        steps=4,
+        batch_size=2,
+        clip_length=3,
+        input_size=(32, 64),
+        num_slots=TINY_MODEL["num_slots"],
+        encoder_width=TINY_MODEL["encoder_width"],
+        decoder_channels=TINY_MODEL["decoder_channels"],
+        warmup=2,
+        num_workers=0,
+        precision="fp32",
+        device="cpu",
+        checkpoint_every=2,
+        log_every=1,
+        val_every=0,
+        seed=0,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
