@@ -348,7 +348,10 @@ def run(
             window["time"] += now - tic
             tic = now
             last = step == config.steps
-            if ranks.is_main and (step % config.log_every == 0 or last):
+            # rows also close at checkpoints, so a resumed run's rows average the same steps
+            if ranks.is_main and (
+                step % config.log_every == 0 or step % config.checkpoint_every == 0 or last
+            ):
                 clips = window["steps"] * config.batch_size * ranks.world / window["time"]
                 row = {k: v / window["steps"] for k, v in terms_sum.items()}
                 row.update(

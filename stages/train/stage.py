@@ -184,6 +184,7 @@ def run_artifact(
     A complete artifact is returned as is (unless ``force``); an interrupted one continues
     from its last checkpoint with ``resume``."""
     ranks = Distributed.from_env()
+    ranks.init(resolve_device(loop.device, ranks))
     art_id = artifact_id(
         dataset, stage, params, {s: a.id for s, a in upstream.items()}, format_version
     )

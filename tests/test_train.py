@@ -1,0 +1,262 @@
+"""Training data, batching, schedule, and a tiny end-to-end burn-in run (CLI and library)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import gt_masks_artifact, tiny_synth, tiny_train_config
+
+from stages.artifacts import ArtifactStore
+from stages.errors import UserError
+from stages.train import checkpoint
+from stages.train.data import (
+    FULL,
+    Augment,
+    ClipBatches,
+    ClipDataset,
+    collate,
+    crop_resize_labels,
+    crop_resize_rgb,
+    draw_geometry,
+    one_hot,
+)
+from stages.train.schedule import lr_factor
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    root = tiny_synth(base / "synth")
+    store = ArtifactStore(base / "runs")
+    return root, store, gt_masks_artifact(store, root)
+
+
+def _dataset(synth, augment=Augment(), seed=0):
+    root, _store, masks = synth
+    return ClipDataset("synth", root, masks, "train", 3, (32, 64), (8, 16), augment, seed)
+
+
+# -- data -----------------------------------------------------------------------------------
+def test_clips_are_every_window_of_t_frames(synth):
+    ds = _dataset(synth)
+    assert len(ds) == 2 * (6 - 3 + 1)
+    item = ds[(0, 0)]
+    assert item["frames"].shape == (3, 3, 32, 64) and item["frames"].dtype == torch.float32
+    assert item["frames"].min() >= 0 and item["frames"].max() <= 1
+    assert item["masks"].shape[:1] == (3,) and item["masks"].shape[2:] == (8, 16)
+    assert item["masks"].dtype == torch.bool and item["valid"].shape == item["masks"].shape[:2]
+
+
+def test_augmentation_is_deterministic_per_clip_and_epoch(synth):
+    ds = _dataset(synth, Augment(crop_p=1.0, flip_p=0.5))
+    a, b = ds[(3, 1)], ds[(3, 1)]
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["masks"], b["masks"])
+    others = [ds[(3, e)]["frames"] for e in range(2, 6)]
+    assert any(not torch.equal(a["frames"], o) for o in others)
+
+
+def test_frames_and_masks_get_the_same_geometry(synth):
+    """With augmentation, the masks are the un-augmented masks cropped/flipped like frames."""
+    plain = _dataset(synth, None)
+    aug = _dataset(synth, Augment(crop_p=1.0, flip_p=1.0))
+    for index in range(len(aug)):
+        rng = np.random.default_rng((0, 0, index))
+        box, flip = draw_geometry(rng, Augment(crop_p=1.0, flip_p=1.0))
+        assert flip and box != FULL
+        clip = aug.clips[index]
+        labels = np.asarray(aug._masks(clip.video)[clip.start : clip.start + 3])
+        expected = crop_resize_labels(labels, box, (8, 16))[:, :, ::-1]
+        got = aug[(index, 0)]
+        ids = np.zeros((3, 8, 16), np.int64)
+        for m in range(got["masks"].shape[1]):
+            ids[got["masks"][:, m].numpy()] = m + 1
+        assert np.array_equal(ids, expected)
+        video = aug.videos[clip.video]
+        frames = [
+            crop_resize_rgb(plain._frames(video, clip.start)[t], box, (32, 64)) for t in range(3)
+        ]
+        frames = (
+            torch.from_numpy(np.stack(frames)[:, :, ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+        )
+        assert torch.allclose(got["frames"], frames)
+
+
+def test_crop_resize_labels_is_nearest_and_one_hot_marks_present_masks():
+    labels = np.arange(16).reshape(1, 4, 4)
+    assert np.array_equal(crop_resize_labels(labels, FULL, (2, 2)), [[[5, 7], [13, 15]]])
+    assert np.array_equal(
+        crop_resize_labels(labels, (0.5, 0.5, 0.5, 0.5), (2, 2)), [[[10, 11], [14, 15]]]
+    )
+    masks, valid = one_hot(np.array([[[0, 2], [2, 0]], [[1, 0], [0, 0]]]))
+    assert masks.shape == (2, 2, 2, 2)
+    assert valid.tolist() == [[False, True], [True, False]]
+
+
+def test_collate_pads_masks_with_invalid_entries():
+    def item(m: int) -> dict[str, torch.Tensor]:
+        return {
+            "frames": torch.zeros(2, 3, 4, 4),
+            "masks": torch.ones(2, m, 4, 4, dtype=torch.bool),
+            "valid": torch.ones(2, m, dtype=torch.bool),
+        }
+
+    batch = collate([item(1), item(3)])
+    assert batch["frames"].shape == (2, 2, 3, 4, 4)
+    assert batch["masks"].shape == (2, 2, 3, 4, 4)
+    assert batch["valid"][0].tolist() == [[True, False, False]] * 2
+    assert not batch["masks"][0, :, 1:].any()
+
+
+def test_batches_of_a_resumed_run_are_the_uninterrupted_ones():
+    full = list(ClipBatches(10, 3, seed=5, total_steps=7))
+    assert len(full) == 7 and all(len(b) == 3 for b in full)
+    assert list(ClipBatches(10, 3, seed=5, start_step=4, total_steps=7)) == full[4:]
+    epochs = {e for b in full for _, e in b}
+    assert epochs == {0, 1, 2}  # 3 steps per epoch
+    assert sorted(i for b in full[:3] for i, _ in b) == sorted({i for b in full[:3] for i, _ in b})
+
+
+def test_distributed_ranks_read_disjoint_shares():
+    r0 = list(ClipBatches(12, 2, seed=1, rank=0, world=2, total_steps=3))
+    r1 = list(ClipBatches(12, 2, seed=1, rank=1, world=2, total_steps=3))
+    seen0 = {i for b in r0 for i, _ in b}
+    seen1 = {i for b in r1 for i, _ in b}
+    assert not seen0 & seen1 and len(seen0 | seen1) == 12
+    with pytest.raises(UserError, match="--batch-size"):
+        ClipBatches(3, 4, seed=0, total_steps=1)
+
+
+def test_schedule_warmup_then_continuous_halving():
+    assert lr_factor(0, 100, 1000) == 0.0
+    assert lr_factor(50, 100, 1000) == pytest.approx(0.5 * 0.5**0.05)
+    assert lr_factor(1000, 100, 1000) == pytest.approx(0.5)
+    assert lr_factor(1500, 100, 1000) == pytest.approx(0.5**1.5)
+    assert lr_factor(10, 0, 1000) == pytest.approx(0.5**0.01)
+
+
+# -- the stage ------------------------------------------------------------------------------
+def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(synth):
+    from stages.train.stage import train
+
+    _root, store, masks = synth
+    art = train(store, tiny_train_config())
+    assert art.is_complete and art.stage == "burnin" and art.upstream == {"masks": masks.id}
+    steps = [s for s, _ in checkpoint.checkpoints(art.path)]
+    assert steps == [2, 4]  # every 2 steps, the last 2 kept
+    state = checkpoint.final(art)
+    assert state["step"] == 4 and state["config"]["model"]["num_slots"] == 4
+    model = checkpoint.model_from(state)
+    assert model.config.num_slots == 4
+    rows = list(csv.DictReader((art.path / "logs/train.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert {"loss", "mse", "bce", "fg_bg", "lr", "clips_per_s", "frames_per_s"} <= set(rows[0])
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    val = list(csv.DictReader((art.path / "logs/val.csv").open()))
+    assert [int(r["step"]) for r in val] == [4] and "fg_ari" in val[0]
+    assert art.manifest["summary"]["validation"]["step"] == 4
+    assert list((art.path / "logs/tensorboard").iterdir())
+    # same inputs: the complete artifact is reused
+    again = train(store, tiny_train_config())
+    assert again.id == art.id and again.manifest["finished"] == art.manifest["finished"]
+
+
+def test_parameters_that_change_the_result_change_the_artifact(synth):
+    from stages.train.stage import train
+
+    _root, store, _masks = synth
+    a = train(store, tiny_train_config(steps=1, checkpoint_every=1))
+    b = train(store, tiny_train_config(steps=1, checkpoint_every=1, alpha=0.5))
+    c = train(store, tiny_train_config(steps=1, checkpoint_every=1, log_every=5))
+    assert a.id != b.id and a.id == c.id
+    assert b.params["alpha"] == 0.5 and b.params["reg_region"] == "all"
+
+
+def test_bad_options_are_user_errors(synth):
+    from stages.train.stage import TrainConfig, resolved_options, train
+
+    _root, store, _masks = synth
+    with pytest.raises(UserError, match="multiples of 4"):
+        resolved_options(tiny_train_config(input_size=(30, 64)))
+    with pytest.raises(UserError, match="exclusive"):
+        resolved_options(tiny_train_config(epochs=2))
+    with pytest.raises(UserError, match="--preset"):
+        resolved_options(TrainConfig(dataset="folder"))
+    with pytest.raises(UserError, match="no masks artifact 'ffff'"):
+        train(store, tiny_train_config(masks="ffff"))
+    with pytest.raises(UserError, match="clip length"):
+        train(store, tiny_train_config(clip_length=9))
+
+
+def _diod(*args: str) -> tuple[int, str]:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "diodcli.main", *args], capture_output=True, text=True, timeout=300
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_cli_burnin_run_and_one_line_errors(synth, tmp_path):
+    root, store, masks = synth
+    base = [
+        "--workspace",
+        str(store.workspace),
+        "train",
+        "--stage",
+        "burnin",
+        "--dataset",
+        "synth",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--clip-length",
+        "2",
+        "--size",
+        "32x64",
+        "--num-slots",
+        "3",
+        "--encoder-width",
+        "0.125",
+        "--workers",
+        "0",
+        "--precision",
+        "fp32",
+        "--val-split",
+        "",
+    ]
+    code, out = _diod(*base)
+    assert code == 0, out
+    assert "burn-in artifact: synth/burnin/" in out
+    code, out = _diod(*base[:-2], "--size", "30x64")
+    assert code == 2 and out.strip().splitlines()[-1].startswith("diod: error: --size 30x64")
+    assert "Traceback" not in out
+    code, out = _diod(
+        "--workspace", str(tmp_path / "empty"), "train", "--stage", "burnin", "--dataset", "synth"
+    )
+    assert code == 2 and "no complete masks artifact" in out and "Traceback" not in out
+
+
+def test_interrupted_run_needs_resume_or_force(synth, monkeypatch):
+    from stages.train import burnin
+    from stages.train.stage import train
+
+    _root, store, _masks = synth
+
+    def stop(self, model, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    config = tiny_train_config(steps=5, checkpoint_every=2, seed=7)
+    monkeypatch.setattr(burnin.BurninObjective, "after_step", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(store, config)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="--resume"):
+        train(store, config)
+    art = train(store, tiny_train_config(steps=5, checkpoint_every=2, seed=7, force=True))
+    assert art.is_complete and checkpoint.final(art)["step"] == 5
