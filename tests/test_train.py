@@ -35,7 +35,10 @@ def synth(tmp_path_factory):
     return root, store, gt_masks_artifact(store, root)
 
 
-def _dataset(synth, augment=Augment(), seed=0):
+WEAK = Augment()
+
+
+def _dataset(synth, augment=WEAK, seed=0):
     root, _store, masks = synth
     return ClipDataset("synth", root, masks, "train", 3, (32, 64), (8, 16), augment, seed)
 
