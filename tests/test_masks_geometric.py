@@ -23,7 +23,7 @@ from stages.masks.instances import (
     push,
     split_by_flow,
 )
-from stages.masks.motion import confident_pixels, local_background, pair_motion
+from stages.masks.motion import confident_pixels, landing, local_background, pair_motion
 from stages.masks.params import InstanceParams, MotionParams
 
 H, W = 96, 320
@@ -200,7 +200,7 @@ def test_persistence_number_push_pull():
     shift[0] = 5.0
     carried = push(labels.astype(np.uint16), shift)
     assert (carried[10:20, 15:25] == 1).all() and carried[10:20, 10:15].max() == 0
-    assert (pull(carried > 0, shift)[10:20, 10:20] == 1).all()
+    assert (pull(carried > 0, landing(shift))[10:20, 10:20] == 1).all()
 
 
 @pytest.mark.parametrize("backward", [True, False])

@@ -25,7 +25,7 @@ from stages.masks.instances import (
     push,
     split_by_flow,
 )
-from stages.masks.motion import PairMotion, pair_motion
+from stages.masks.motion import PairMotion, landing, pair_motion
 from stages.masks.params import InstanceParams, MotionParams
 
 
@@ -99,10 +99,10 @@ def run_masks(
         static = ground_contact_static(labels, motions[t].relative_flow, motions[t].confident, ip)
         neighbours = []
         if t + 1 in cleaned and t <= last_pair:
-            neighbours.append(pull(cleaned[t + 1], flows.forward(t)))
+            neighbours.append(pull(cleaned[t + 1], motions[t].lands))
         if t - 1 in cleaned:
             if flows.has_backward:
-                neighbours.append(pull(cleaned[t - 1], flows.backward(t - 1)))
+                neighbours.append(pull(cleaned[t - 1], landing(flows.backward(t - 1))))
             else:
                 neighbours.append(push(cleaned[t - 1], flows.forward(t - 1)))
         keep = persistent(labels, neighbours, ip.persist_frac) & ~static

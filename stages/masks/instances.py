@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from stages.masks.camera import pixel_grid
 from stages.masks.params import InstanceParams
 
 KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.01)
@@ -167,13 +166,13 @@ def ground_contact_static(
     return static
 
 
-def pull(mask_b: np.ndarray, flow_ab: np.ndarray) -> np.ndarray:
-    """A mask of frame b seen from frame a: mask_b(x + flow_ab(x)), nearest, 0 outside."""
-    xs, ys = pixel_grid(*mask_b.shape)
+def pull(mask_b: np.ndarray, landing: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A mask of frame b seen from frame a: mask_b at ``landing`` = (x + u, y + v) of the
+    flow a -> b (nearest, 0 outside)."""
     return cv2.remap(
         mask_b.astype(np.uint8),
-        xs + flow_ab[0],
-        ys + flow_ab[1],
+        landing[0],
+        landing[1],
         cv2.INTER_NEAREST,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
@@ -227,14 +226,18 @@ def number(
 ) -> np.ndarray:
     """Ids 1..M consecutive, largest first; components not in ``keep`` (bool per id), under
     min_area or beyond max_masks are dropped. Returns uint16."""
-    count = int(labels.max())
-    out_map = np.zeros(count + 1, np.uint16)
-    if count:
-        area = np.bincount(labels.ravel(), minlength=count + 1)
-        area[0] = 0
-        if keep is not None:
-            area[~keep] = 0
-        order = np.argsort(-area, kind="stable")
-        order = order[area[order] >= max(min_area, 1)][:max_masks]
-        out_map[order] = np.arange(1, order.size + 1, dtype=np.uint16)
-    return out_map[labels]
+    where = np.flatnonzero(labels)  # a few % of the frame: index it once, not three times
+    ids = labels.ravel()[where]
+    out = np.zeros(labels.shape, np.uint16)
+    if ids.size == 0:
+        return out
+    area = np.bincount(ids)
+    area[0] = 0
+    if keep is not None:
+        area[~keep] = 0
+    order = np.argsort(-area, kind="stable")
+    order = order[area[order] >= max(min_area, 1)][:max_masks]
+    new_ids = np.zeros(area.size, np.uint16)
+    new_ids[order] = np.arange(1, order.size + 1, dtype=np.uint16)
+    out.ravel()[where] = new_ids[ids]
+    return out

@@ -38,17 +38,21 @@ class PairMotion:
     #: flow (homography), else the raw flow: what merged objects are split on
     relative_flow: np.ndarray
     camera_fitted: bool
+    #: where the first frame's pixels land in the second (``landing``), for warping masks
+    lands: tuple[np.ndarray, np.ndarray]
 
 
-def sample_points(
-    flow: np.ndarray, xs: np.ndarray, ys: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where each pixel lands in the other frame: (x + u, y + v)."""
+def landing(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel lands in the other frame: (x + u, y + v), float32 maps for remap."""
+    xs, ys = pixel_grid(*flow.shape[1:])
     return xs + flow[0], ys + flow[1]
 
 
 def confident_pixels(
-    forward: np.ndarray, backward: np.ndarray | None, params: MotionParams
+    forward: np.ndarray,
+    backward: np.ndarray | None,
+    params: MotionParams,
+    lands: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(H, W) bool: the flow stays inside the frame and (if known) agrees with the backward flow.
 
@@ -57,8 +61,7 @@ def confident_pixels(
     and mismatched pixels fail it.
     """
     h, w = forward.shape[1:]
-    xs, ys = pixel_grid(h, w)
-    tx, ty = sample_points(forward, xs, ys)
+    tx, ty = lands if lands is not None else landing(forward)
     inside = cv2.inRange(tx, 0.0, w - 1.0) & cv2.inRange(ty, 0.0, h - 1.0)  # 255 = inside
     if backward is None:
         return inside > 0
@@ -124,7 +127,8 @@ def pair_motion(
     depth: np.ndarray | None = None,
 ) -> PairMotion:
     """Moving pixels of the first frame of a pair, from its flow (2, H, W) float32."""
-    confident = confident_pixels(forward, backward, params)
+    lands = landing(forward)
+    confident = confident_pixels(forward, backward, params, lands)
     geometry = PairGeometry(flow=forward, confident=confident, depth=depth)
     model = make_camera_model(
         params.camera_model, params.robust, params.ransac_threshold, params.max_points
@@ -132,7 +136,8 @@ def pair_motion(
     cv2.setRNGSeed(params.seed)  # RANSAC/LMedS sampling: same input, same model
     if not model.fit(geometry):
         empty = np.zeros(confident.shape, bool)
-        return PairMotion(empty, np.zeros(confident.shape, np.float32), confident, forward, False)
+        zeros = np.zeros(confident.shape, np.float32)
+        return PairMotion(empty, zeros, confident, forward, False, lands)
     if model.predicts_flow:
         relative = forward - model.camera_flow(geometry)
         if params.background_window > 0:
@@ -147,4 +152,4 @@ def pair_motion(
     floor = max(params.min_residual, adaptive_threshold(residual, confident, params.adaptive_k))
     threshold = np.maximum(np.float32(params.rel_residual) * magnitude, np.float32(floor))
     moving = (residual > threshold) & confident
-    return PairMotion(moving, residual, confident, relative, True)
+    return PairMotion(moving, residual, confident, relative, True, lands)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 IOU_THRESHOLD = 0.5
+COMPACT_LIMIT = 1 << 20
 
 
 @dataclass
@@ -84,11 +85,22 @@ def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     return labels[ys.astype(np.int64)[:, None], xs.astype(np.int64)[None, :]]
 
 
+def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids, each pixel's index into them): np.unique(return_inverse) without its
+    sort when ids are small, which they are for every dataset but colour-coded ones."""
+    top = int(labels.max(initial=0))
+    if labels.min(initial=0) < 0 or top >= COMPACT_LIMIT:
+        values, index = np.unique(labels, return_inverse=True)
+        return values, index.reshape(labels.shape)
+    values = np.flatnonzero(np.bincount(labels.ravel(), minlength=1))
+    lookup = np.zeros(top + 1, np.int64)
+    lookup[values] = np.arange(values.size)
+    return values, lookup[labels]
+
+
 def frame_counts(masks: np.ndarray, gt: np.ndarray, moving_ids: Iterable[int] | None) -> MaskCounts:
     """Counts for one frame: ``masks`` (H, W) ids 0..M, ``gt`` (H, W) GT ids at any size."""
-    gt = resize_labels(gt, *masks.shape)
-    gt_values, gt_index = np.unique(gt, return_inverse=True)
-    gt_index = gt_index.reshape(gt.shape)
+    gt_values, gt_index = _compact(resize_labels(gt, *masks.shape))
     n_masks = int(masks.max()) + 1
     n_gt = gt_values.size
     joint = masks.astype(np.int64) * n_gt + gt_index

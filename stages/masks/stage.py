@@ -124,25 +124,34 @@ def _moving_ids(name: str, root: str, split: str, video: str) -> frozenset[int] 
 
 
 class ZarrFlowPairs:
-    """A video's flow group as ``geometric.FlowPairs``: float32 frames, the few a run
-    revisits kept decoded."""
+    """A video's flow group as ``geometric.FlowPairs``.
 
-    def __init__(self, path: str):
+    The pairs a run needs (``frames``: its frame range; one pair more on each side for the
+    halo) are read in one Zarr call per direction: a call costs milliseconds of event-loop
+    overhead, more than decoding a chunk. Pairs are kept float16 and converted on access.
+    """
+
+    def __init__(self, path: str, frames: tuple[int, int] | None = None):
         group = zarr.open_group(store=path, mode="r", zarr_format=3)
-        self._forward = group["forward"]
-        self._backward = group.get("backward")
-        self.num_frames = self._forward.shape[0] + 1
-        self.has_backward = self._backward is not None
-        self.forward = lru_cache(maxsize=4)(self._read_forward)
-        self.backward = lru_cache(maxsize=4)(self._read_backward)
+        forward, backward = group["forward"], group.get("backward")
+        self.num_frames = forward.shape[0] + 1
+        self.has_backward = backward is not None
+        start, stop = frames or (0, self.num_frames)
+        self._first = max(start - 1, 0)
+        last = min(stop + 1, forward.shape[0])
+        self._forward = forward[self._first : last]
+        self._backward = backward[self._first : last] if backward is not None else None
 
-    def _read_forward(self, t: int) -> np.ndarray:
-        return np.asarray(self._forward[t], dtype=np.float32)
+        self.forward = lru_cache(maxsize=3)(self._forward_at)
+        self.backward = lru_cache(maxsize=3)(self._backward_at)
 
-    def _read_backward(self, t: int) -> np.ndarray | None:
+    def _forward_at(self, t: int) -> np.ndarray:
+        return self._forward[t - self._first].astype(np.float32)
+
+    def _backward_at(self, t: int) -> np.ndarray | None:
         if self._backward is None:
             return None
-        return np.asarray(self._backward[t], dtype=np.float32)
+        return self._backward[t - self._first].astype(np.float32)
 
 
 def _worker_init() -> None:
@@ -152,7 +161,7 @@ def _worker_init() -> None:
 def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
     """Masks (stop - start, H, W) of one run and their quality counts (None without GT)."""
     if job.method == GEOMETRIC:
-        flows = ZarrFlowPairs(job.flow_path)
+        flows = ZarrFlowPairs(job.flow_path, (job.start, job.stop))
         labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width)
     else:
         im = job.params.instances

@@ -1,0 +1,81 @@
+"""Motion-mask throughput on one CPU core, at the demo size (96x320) and KITTI's (375x1242).
+
+Input: a small synth set per size with the flow stage's opencv-dis flow (forward and
+backward), i.e. the real use case. Two figures per size:
+- masks: frames/s of the per-frame work (flow chunks read from Zarr, camera fit, residual,
+  components, split, ground contact, persistence, ids), best of 3 passes;
+- stage: frames/s of `compute_masks` end to end with one worker (plus GT quality and
+  writing the artifact).
+Target (TARGETS.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
+the load average is printed; compare sizes within one run.
+
+    .venv/bin/python bench/masks.py [--videos 2] [--frames 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from stages.artifacts import ArtifactStore
+from stages.flow.stage import FlowConfig, compute_flow
+from stages.masks.geometric import GeometricParams, run_masks
+from stages.masks.stage import FLOW_STORE, MasksConfig, ZarrFlowPairs, compute_masks
+from stages.synthgen import SynthConfig, generate
+
+SIZES = ((96, 320), (375, 1242))
+
+
+def one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    cv2.setNumThreads(1)
+
+
+def measure(base: Path, height: int, width: int, videos: int, frames: int) -> dict[str, float]:
+    root = generate(
+        base / f"synth-{height}x{width}",
+        SynthConfig(seed=0, train_videos=0, val_videos=videos, frames=frames, height=height, width=width),
+    )
+    store = ArtifactStore(base / f"ws-{height}x{width}")
+    flow = compute_flow(
+        store, FlowConfig(dataset="synth", root=root, model="opencv-dis", ckpt=None, workers=0)
+    )
+    paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
+    params = GeometricParams()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for path in paths:
+            pairs = ZarrFlowPairs(str(path))
+            run_masks(pairs, 0, pairs.num_frames, params, height, width)
+        best = min(best, time.perf_counter() - start)
+    start = time.perf_counter()
+    art = compute_masks(store, MasksConfig(dataset="synth", flow=flow.id, workers=1, force=True))
+    stage = time.perf_counter() - start
+    n = videos * frames
+    return {"masks": n / best, "stage": n / stage, "masks_per_frame": art.manifest["summary"]["masks_per_frame"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=10)
+    args = parser.parse_args()
+    one_core()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [(h, w, measure(Path(tmp), h, w, args.videos, args.frames)) for h, w in SIZES]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"motion masks on one core ({args.videos} videos x {args.frames} frames per size, load {load:.1f})")
+    print(f"{'size':>10} {'masks fps':>10} {'stage fps':>10} {'masks/frame':>12}")
+    for h, w, r in rows:
+        print(f"{f'{h}x{w}':>10} {r['masks']:10.1f} {r['stage']:10.1f} {r['masks_per_frame']:12.2f}")
+
+
+if __name__ == "__main__":
+    main()
