@@ -4,6 +4,7 @@ round trip, and the errors a user can run into (one line, exit code 2)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +166,13 @@ def test_flow_of_another_dataset_is_a_clear_error(synth_root, tmp_path, store, c
         tmp_path / "other",
         SynthConfig(seed=1, train_videos=0, val_videos=1, frames=3, height=48, width=160),
     )
-    with pytest.raises(UserError, match="pass a flow artifact of this dataset"):
+    with pytest.raises(UserError, match="has 3 frames, the flow 5 .*pass a flow artifact"):
         compute_masks(store, MasksConfig(dataset="synth", root=str(other), splits=("val",)))
+    resized = generate(tmp_path / "resized", replace(TINY, height=64))
+    with pytest.raises(UserError, match="has 64x160 frames, the flow 48x160"):
+        compute_masks(store, MasksConfig(dataset="synth", root=str(resized)))
+    with pytest.raises(UserError, match="--flow is for masks computed from flow"):
+        compute_masks(store, MasksConfig(dataset="synth", flow="abc", dataset_masks=True))
     code, _, err = run_cli(
         [
             "--workspace",

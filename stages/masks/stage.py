@@ -64,6 +64,10 @@ class MasksConfig:
     def method(self) -> str:
         if self.import_dir is not None and self.dataset_masks:
             raise UserError("--import and --dataset-masks: give one source of masks, not both")
+        if self.flow is not None and (self.import_dir is not None or self.dataset_masks):
+            raise UserError(
+                "--flow is for masks computed from flow: not with --import/--dataset-masks"
+            )
         if self.import_dir is not None:
             return IMPORT
         return DATASET if self.dataset_masks else GEOMETRIC
@@ -234,26 +238,30 @@ def _flow_plans(
             group = zarrstore.open_video(flow, FLOW_STORE, split, video.name)
             pairs, _two, height, width = group["forward"].shape
             names = group.attrs.get("frame_names")
-            if pairs != len(video) - 1 or (names is not None and tuple(names) != video.frames):
+            frame_size = ds.frame_size(video)
+            source = (group.attrs.get("source_height"), group.attrs.get("source_width"))
+            if source[0] is None:
+                source = frame_size
+            found = None
+            if pairs != len(video) - 1:
+                found = f"{len(video)} frames, the flow {pairs + 1}"
+            elif names is not None and tuple(names) != video.frames:
+                found = "frame names the flow does not have"
+            elif tuple(source) != tuple(frame_size):
+                found = f"{frame_size[0]}x{frame_size[1]} frames, the flow {source[0]}x{source[1]}"
+            if found:
                 raise UserError(
-                    f"--flow {flow.id}: video '{split}/{video.name}' has {len(video)} frames in "
-                    f"the {ds.name} dataset at {ds.root} but flow for {pairs + 1} frames "
-                    f"{'with other frame names ' if names and pairs == len(video) - 1 else ''}"
-                    f"(flow computed on {flow_root}): pass a flow artifact of this dataset"
+                    f"--flow {flow.id}: video '{split}/{video.name}' of the {ds.name} dataset at "
+                    f"{ds.root} has {found} (flow computed on {flow_root}): pass a flow artifact "
+                    "of this dataset"
                 )
-            source_h, source_w = (
-                group.attrs.get("source_height"),
-                group.attrs.get("source_width"),
-            )
-            if source_h is None:
-                source_h, source_w = ds.frame_size(video)
             plans.append(
                 VideoPlan(
                     video,
                     frame_runs(len(video), config.run_length),
                     height,
                     width,
-                    (int(source_h), int(source_w)),
+                    (int(source[0]), int(source[1])),
                     flow_path=str(zarrstore.store_path(flow, FLOW_STORE) / split / video.name),
                 )
             )
