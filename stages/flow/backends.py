@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import os
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -198,7 +197,8 @@ class PtlflowBackend(FlowBackend):
         args = _model_args(spec.model)
         if spec.iters is not None:
             args.model.iters = spec.iters
-        with torch.random.fork_rng(), contextlib.redirect_stdout(sys.stderr):
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # jsonargparse, inside ptlflow
             torch.manual_seed(0)  # random weights (no checkpoint) are the same every run
             model = ptlflow.get_model(spec.model, args=args)
         if spec.checkpoint_path is not None:

@@ -121,11 +121,6 @@ class VideoFrames(IterableDataset):
         return FrameChunk(job, start, torch.from_numpy(np.stack(frames)), source, last=False)
 
 
-def _single_threaded_worker(_worker_id: int) -> None:
-    """One OpenCV thread per worker: the workers are the parallelism, the cores are few."""
-    cv2.setNumThreads(1)
-
-
 def _no_collate(item: FrameChunk) -> FrameChunk:
     return item
 
@@ -145,6 +140,5 @@ def frame_loader(
         collate_fn=_no_collate,
         num_workers=workers,
         pin_memory=pin_memory,
-        worker_init_fn=_single_threaded_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
