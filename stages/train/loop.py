@@ -209,31 +209,114 @@ class Logs:
 Validate = Callable[[nn.Module, int], dict[str, float]]
 
 
+@dataclass
+class Trainer:
+    """The model, its optimizer state and how one step runs (device, precision, DDP)."""
+
+    model: nn.Module  # unwrapped: what is checkpointed and what after_step sees
+    net: nn.Module  # what the loss calls: the model, or its DDP wrapper
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    precision: str
+    grad_clip: float
+
+    @classmethod
+    def build(
+        cls, model: nn.Module, objective: Objective, config: LoopConfig, ranks: Distributed
+    ) -> Trainer:
+        device = resolve_device(config.device, ranks)
+        precision = resolve_precision(config.precision, device)
+        ranks.init(device)
+        modules = (model, *objective.extra_state().values())
+        for module in modules:
+            module.to(device)
+            convert = getattr(module, "use_channels_last", None)
+            if config.channels_last and convert is not None:
+                convert()
+        optimizer = make_optimizer(model.parameters(), config.lr)
+        net = model
+        if ranks.world > 1:
+            net = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        return cls(
+            model=model,
+            net=net,
+            objective=objective,
+            optimizer=optimizer,
+            schedule=make_schedule(optimizer, config.warmup, config.decay),
+            scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+            device=device,
+            precision=precision,
+            grad_clip=config.grad_clip,
+        )
+
+    def step(
+        self, batch: dict[str, torch.Tensor], step: int
+    ) -> tuple[float, dict[str, float], torch.Tensor]:
+        """One optimizer step on ``batch`` (already on the device); step is the count before it.
+
+        Returns (loss, named terms, gradient norm before clipping)."""
+        with autocast(self.device, self.precision):
+            loss, terms = self.objective.loss(self.net, batch, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        self.objective.after_step(self.model, step + 1)
+        return loss.item(), terms, grad_norm
+
+    def state(self, step: int, resolved: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": step,
+            "model": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "extra": {name: m.state_dict() for name, m in self.objective.extra_state().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "config": resolved,
+            "objective": self.objective.name,
+        }
+
+    def load(self, state: dict[str, Any]) -> int:
+        """Restore a checkpoint's state; returns its step."""
+        self.model.load_state_dict(state["model"])
+        for name, module in self.objective.extra_state().items():
+            module.load_state_dict(state["extra"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        return int(state["step"])
+
+
+def make_loader(
+    data: ClipDataset, batches: ClipBatches, num_workers: int, device: torch.device
+) -> DataLoader:
+    return DataLoader(
+        data,
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def _save(
-    writer: ArtifactWriter,
-    step: int,
-    model: nn.Module,
-    objective: Objective,
-    optimizer,
-    schedule,
-    scaler,
-    resolved: dict[str, Any],
-    keep: int,
+    writer: ArtifactWriter, trainer: Trainer, step: int, resolved: dict[str, Any], keep: int
 ) -> None:
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "model_config": model.config.to_dict(),
-        "extra": {name: m.state_dict() for name, m in objective.extra_state().items()},
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng": checkpoint.rng_state(),
-        "config": resolved,
-        "objective": objective.name,
-    }
     with writer.staging(checkpoint.relpath(step), is_dir=False) as tmp:
-        torch.save(state, tmp)
+        torch.save(trainer.state(step, resolved), tmp)
     for _, old in checkpoint.checkpoints(writer.path)[:-keep]:
         old.unlink(missing_ok=True)
 
@@ -254,41 +337,12 @@ def run(
     Returns a summary (final losses, validation scores, throughput) for the manifest.
     """
     ranks = Distributed.from_env()
-    device = resolve_device(config.device, ranks)
-    precision = resolve_precision(config.precision, device)
-    ranks.init(device)
     torch.manual_seed(config.seed)
-
-    model.to(device)
-    for module in objective.extra_state().values():
-        module.to(device)
-    if config.channels_last:
-        for module in (model, *objective.extra_state().values()):
-            convert = getattr(module, "use_channels_last", None)
-            if convert is not None:
-                convert()
-    optimizer = make_optimizer(model.parameters(), config.lr)
-    schedule = make_schedule(optimizer, config.warmup, config.decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
+    trainer = Trainer.build(model, objective, config, ranks)
     start = 0
     if resume_from is not None:
-        state = checkpoint.load(resume_from)
-        model.load_state_dict(state["model"])
-        for name, module in objective.extra_state().items():
-            module.load_state_dict(state["extra"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_state(state["rng"])
-        start = int(state["step"])
+        start = trainer.load(checkpoint.load(resume_from))
         log.info("resuming from step %d (%s)", start, resume_from.name)
-
-    net: nn.Module = model
-    if ranks.world > 1:
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
     batches = ClipBatches(
         len(data),
@@ -299,19 +353,12 @@ def run(
         start_step=start,
         total_steps=config.steps,
     )
-    loader = DataLoader(
-        data,
-        batch_sampler=batches,
-        collate_fn=collate,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    logs = Logs(writer.path, start) if writer is not None else None
-    frames_per_clip = data.clip_length
+    loader = make_loader(data, batches, config.num_workers, trainer.device)
+    main = ranks.is_main and writer is not None
+    logs = Logs(writer.path, start) if main else None
     summary: dict[str, Any] = {
-        "device": str(device),
-        "precision": precision,
+        "device": str(trainer.device),
+        "precision": trainer.precision,
         "world_size": ranks.world,
     }
     window = {"time": 0.0, "steps": 0}
@@ -320,45 +367,31 @@ def run(
     tic = time.perf_counter()
     try:
         model.train()
-        iterable = (
-            track(loader, f"{objective.name} steps {start}..{config.steps}", total=len(batches))
-            if ranks.is_main
-            else loader
-        )
-        for batch in iterable:
-            batch = to_device(batch, device)
-            with autocast(device, precision):
-                loss, terms = objective.loss(net, batch, step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
+        if main:
+            loader = track(
+                loader, f"{objective.name} steps {start}..{config.steps}", total=len(batches)
+            )
+        for batch in loader:
+            loss, terms, grad_norm = trainer.step(to_device(batch, trainer.device), step)
             step += 1
-            objective.after_step(model, step)
-
-            for key, value in {"loss": loss.item(), **terms}.items():
+            for key, value in {"loss": loss, **terms}.items():
                 terms_sum[key] = terms_sum.get(key, 0.0) + value
             window["steps"] += 1
             now = time.perf_counter()
             window["time"] += now - tic
             tic = now
+            if not main:
+                continue
             last = step == config.steps
             # rows also close at checkpoints, so a resumed run's rows average the same steps
-            if ranks.is_main and (
-                step % config.log_every == 0 or step % config.checkpoint_every == 0 or last
-            ):
+            if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
                 clips = window["steps"] * config.batch_size * ranks.world / window["time"]
                 row = {k: v / window["steps"] for k, v in terms_sum.items()}
                 row.update(
-                    lr=schedule.get_last_lr()[0],
+                    lr=trainer.schedule.get_last_lr()[0],
                     grad_norm=float(grad_norm),
                     clips_per_s=clips,
-                    frames_per_s=clips * frames_per_clip,
+                    frames_per_s=clips * data.clip_length,
                 )
                 logs.write(TRAIN_LOG, step, row, "train")
                 log.info(
@@ -372,28 +405,15 @@ def run(
                 )
                 summary.update(final={k: row[k] for k in terms_sum}, clips_per_s=clips)
                 terms_sum, window = {}, {"time": 0.0, "steps": 0}
-            if (
-                ranks.is_main
-                and validate is not None
-                and (last or (config.val_every and step % config.val_every == 0))
+            if validate is not None and (
+                last or (config.val_every and step % config.val_every == 0)
             ):
                 scores = _validate(validate, model, step)
                 logs.write(VAL_LOG, step, scores, "val")
                 summary["validation"] = {"step": step, **scores}
-                tic = time.perf_counter()
-            if ranks.is_main and (step % config.checkpoint_every == 0 or last):
-                _save(
-                    writer,
-                    step,
-                    model,
-                    objective,
-                    optimizer,
-                    schedule,
-                    scaler,
-                    resolved,
-                    config.keep_checkpoints,
-                )
-                tic = time.perf_counter()
+            if step % config.checkpoint_every == 0 or last:
+                _save(writer, trainer, step, resolved, config.keep_checkpoints)
+            tic = time.perf_counter()  # validation and checkpoints are not training time
     finally:
         if logs is not None:
             logs.close()

@@ -1,0 +1,191 @@
+"""Training throughput and peak memory per preset: forward + backward + loss + optimizer
+step, fed by the real data loader (synth clips decoded from PNG, masks from Zarr).
+
+Each case runs in its own process (so its peak RSS is its own) on a small synth dataset
+generated at the case's input size, with masks imported from the GT moving objects. The
+REF cases use the reference's architecture (ResNet-18 at width 1, ConvGRU 2x64, 45 slots,
+T=5) and batch, as in TARGETS.md, whose REF step times it prints beside ours.
+
+    .venv/bin/python bench/train.py                      # synth-cpu, ref-96x320, ref-128x416
+    .venv/bin/python bench/train.py --cases ref-368x1248 --steps 3
+    .venv/bin/python bench/train.py --device cuda        # on a GPU
+
+Timings on a shared machine are noisy: check `uptime` first and compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = {
+    # name: (preset, input HxW, batch, overrides of the preset)
+    "synth-cpu": ("synth-cpu", None, None, {}),
+    "ref-96x320": ("kitti", (96, 320), 2, {}),
+    "ref-128x416": ("kitti", (128, 416), 2, {}),
+    "ref-368x1248": ("kitti", (368, 1248), 1, {}),
+}
+# TARGETS.md, the reference implementation on 2 Zen 4 cores: burn-in step (s), peak RSS (GiB)
+REF = {"ref-96x320": (9.9, 3.1), "ref-128x416": (18.7, 3.7), "ref-368x1248": (97.0, 12.3)}
+DEFAULT_CASES = ("synth-cpu", "ref-96x320", "ref-128x416")
+
+
+def _dataset(workdir: Path, size: tuple[int, int], frames: int):
+    """A small synth dataset at ``size`` and a masks artifact of its GT moving objects."""
+    import numpy as np
+
+    from stages.artifacts import ArtifactStore
+    from stages.datasets import open_dataset
+    from stages.datasets.imageio import write_png
+    from stages.masks.stage import MasksConfig, compute_masks
+    from stages.synthgen import SynthConfig, generate
+
+    root = generate(
+        workdir / "synth",
+        SynthConfig(
+            seed=0, train_videos=3, val_videos=0, frames=frames, height=size[0], width=size[1]
+        ),
+    )
+    ds = open_dataset("synth", root)
+    for video in ds.videos("train"):
+        moving = sorted(ds.moving_ids(video))
+        out = video.extra["dir"] / "motion"
+        out.mkdir()
+        for i, name in enumerate(video.frames):
+            gt = ds.instances(video, i)
+            write_png(out / f"{name}.png", np.where(np.isin(gt, moving), gt, 0).astype(np.uint16))
+    store = ArtifactStore(workdir / "runs")
+    return root, compute_masks(
+        store, MasksConfig(dataset="synth", root=str(root), dataset_masks=True, workers=1)
+    )
+
+
+def run_case(name: str, steps: int, device: str, precision: str, workers: int) -> dict:
+    import torch
+
+    from stages.model import DIOD
+    from stages.train.burnin import BurninObjective
+    from stages.train.data import Augment, ClipBatches, ClipDataset
+    from stages.train.loop import Distributed, LoopConfig, Trainer, make_loader, to_device
+    from stages.train.stage import TrainConfig, model_config, resolved_options
+
+    preset, size, batch, overrides = CASES[name]
+    options = resolved_options(
+        TrainConfig(dataset="synth", preset=preset, input_size=size, batch_size=batch, **overrides)
+    )
+    size, batch, t = tuple(options["input_size"]), options["batch_size"], options["clip_length"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root, masks = _dataset(Path(tmp), size, frames=t + 3)
+        data = ClipDataset(
+            "synth", root, masks, "train", t, size, (size[0] // 4, size[1] // 4), Augment(), 0
+        )
+        torch.manual_seed(0)
+        model = DIOD(model_config(options))
+        loop = LoopConfig(
+            steps=steps + 2,
+            batch_size=batch,
+            device=device,
+            precision=precision,
+            num_workers=workers,
+        )
+        trainer = Trainer.build(model, BurninObjective(), loop, Distributed())
+        loader = make_loader(
+            data, ClipBatches(len(data), batch, 0, total_steps=steps + 2), workers, trainer.device
+        )
+        times = []
+        tic = time.perf_counter()
+        for step, batch_cpu in enumerate(loader):
+            trainer.step(to_device(batch_cpu, trainer.device), step)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            times.append(now - tic)
+            tic = now
+    step_s = statistics.median(times[2:])  # after 2 warm-up steps
+    return {
+        "case": name,
+        "input": f"{size[0]}x{size[1]}",
+        "batch": batch,
+        "T": t,
+        "K": options["num_slots"],
+        "width": options["encoder_width"],
+        "device": str(trainer.device),
+        "precision": trainer.precision,
+        "step_s": step_s,
+        "min_step_s": min(times[2:]),
+        "clips_per_s": batch / step_s,
+        "frames_per_s": batch * t / step_s,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30
+        if trainer.device.type == "cuda"
+        else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, of {', '.join(CASES)}"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed steps per case (after 2 warm-up steps)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--workers", type=int, default=1, help="data-loader processes")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_case(args.one, args.steps, args.device, args.precision, args.workers)))
+        return
+    print(
+        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, {os.cpu_count()} cores"
+    )
+    header = f"{'case':14} {'input':>9} {'B':>2} {'T':>2} {'K':>3} {'width':>5} {'prec':>5} {'step s':>7} {'clips/s':>8} {'frames/s':>8} {'RSS GiB':>7} {'REF s':>6} {'x REF':>6}"
+    print(header)
+    for name in args.cases.split(","):
+        if name not in CASES:
+            sys.exit(f"--cases: unknown case {name!r} (expected {', '.join(CASES)})")
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--steps",
+            str(args.steps),
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--workers",
+            str(args.workers),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"case {name} failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        ref_s, _ref_rss = REF.get(name, (None, None))
+        ratio = f"{r['step_s'] / ref_s:6.2f}" if ref_s and r["device"] == "cpu" else "     -"
+        print(
+            f"{name:14} {r['input']:>9} {r['batch']:>2} {r['T']:>2} {r['K']:>3} {r['width']:>5} {r['precision']:>5} "
+            f"{r['step_s']:7.2f} {r['clips_per_s']:8.2f} {r['frames_per_s']:8.1f} {r['peak_rss_gib']:7.2f} "
+            f"{(f'{ref_s:6.1f}' if ref_s else '     -')} {ratio}",
+            flush=True,
+        )
+        if r["peak_gpu_gib"] is not None:
+            print(f"{'':14} peak GPU memory {r['peak_gpu_gib']:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
