@@ -1,0 +1,26 @@
+"""Test isolation for process-wide state that the CLI sets up.
+
+`diod` configures the "diod" logger (handler on the then-current stderr, level) and the
+progress settings once per process; a CLI run inside a test would leave them configured for
+every later test, bound to a captured stream that pytest has since closed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from stages import progress
+
+
+@pytest.fixture(autouse=True)
+def _reset_cli_logging():
+    logger = logging.getLogger("diod")
+    saved = (list(logger.handlers), logger.level, logger.propagate, dict(progress._settings))
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+    progress._settings.clear()
+    progress._settings.update(saved[3])
