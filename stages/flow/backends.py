@@ -221,8 +221,8 @@ class PtlflowBackend(FlowBackend):
     @torch.inference_mode()
     def predict(self, batch_a: torch.Tensor, batch_b: torch.Tensor) -> torch.Tensor:
         n, h, w, _ = batch_a.shape
-        a = batch_a.to(self.device, non_blocking=True)  # straight from pinned memory
-        pairs = torch.stack([a, batch_b.to(self.device, non_blocking=True)], dim=1)
+        pairs = np.stack([batch_a.numpy(), batch_b.numpy()], axis=1)  # numpy: see stage.py
+        pairs = torch.from_numpy(pairs).to(self.device, non_blocking=True)
         # (N, 2, H, W, 3) RGB uint8 -> (N, 2, 3, H, W) BGR in [0, 1]
         images = pairs.permute(0, 1, 4, 2, 3).flip(2).float().div_(255.0)
         pad_h, pad_w = max(0, self.min_side - h), max(0, self.min_side - w)

@@ -4,9 +4,13 @@ Dataflow, all three parts running at once:
 1. DataLoader workers decode and resize frames (``loader.py``), each frame once;
 2. the main process forms consecutive pairs, batches them (across videos of one resolution)
    and runs the backend under ``torch.inference_mode`` (AMP on a GPU);
-3. one writer thread converts nothing and computes nothing: it stores float16 flow into each
-   video's staging group (Blosc compression releases the GIL) and publishes the group,
-   atomically, once its last pair is stored.
+3. one writer thread stores the float16 flow into each video's staging group (Blosc
+   compression releases the GIL) and publishes the group, atomically, once its last pair is
+   stored.
+
+Frames are numpy arrays in the main process, not torch tensors: on a busy 2-core machine
+torch's CPU ``cat``/``stack`` of a batch of uint8 frames wakes its OpenMP pool and took 12 ms
+a call against 0.02 ms for ``np.concatenate`` (measured; it dominated OpenCV backends' time).
 
 Work is divided by video: a killed run redoes only videos not yet published, and ``--shard
 i/n`` processes fill disjoint videos of the same artifact; whichever finds every video
@@ -251,17 +255,17 @@ class _VideoOutput:
     started: float = field(default_factory=time.perf_counter)
     submitted: int = 0
     received_all: bool = False
-    previous: torch.Tensor | None = None  # last frame of the previous chunk
+    previous: np.ndarray | None = None  # last frame of the previous chunk
 
     @property
     def done(self) -> bool:
         return self.received_all and self.submitted == self.pairs
 
-    def pairs_of(self, chunk: FrameChunk) -> tuple[int, torch.Tensor] | None:
+    def pairs_of(self, chunk: FrameChunk) -> tuple[int, np.ndarray] | None:
         """(index of its first pair, frames) for the pairs this chunk completes."""
-        frames, first = chunk.frames, chunk.start
+        frames, first = chunk.frames.numpy(), chunk.start
         if self.previous is not None:
-            frames, first = torch.cat([self.previous[None], frames]), first - 1
+            frames, first = np.concatenate([self.previous[None], frames]), first - 1
         self.previous = frames[-1]
         return (first, frames) if len(frames) > 1 else None
 
@@ -277,7 +281,7 @@ class _Segment:
 
     output: _VideoOutput
     first: int
-    frames: torch.Tensor
+    frames: np.ndarray  # (k + 1, H, W, 3) uint8
 
     @property
     def pairs(self) -> int:
@@ -327,6 +331,13 @@ class _Writer:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _to_host_float16(flows: torch.Tensor) -> np.ndarray:
+    """On a GPU, halve before the copy (half the bytes over PCIe); on the CPU, numpy's cast."""
+    if flows.device.type == "cpu":
+        return flows.numpy().astype(np.float16)
+    return flows.to(torch.float16).cpu().numpy()
 
 
 def _per_frame(chunks: Iterable[FrameChunk]) -> Iterator[FrameChunk | None]:
@@ -440,14 +451,12 @@ class _FlowRun:
         return output
 
     def _infer(self, segments: list[_Segment]) -> None:
-        a = torch.cat([s.frames[:-1] for s in segments])
-        b = torch.cat([s.frames[1:] for s in segments])
+        a = np.concatenate([s.frames[:-1] for s in segments])
+        b = np.concatenate([s.frames[1:] for s in segments])
         n = len(a)
         if self.config.backward:
-            flows = self.backend.predict(torch.cat([a, b]), torch.cat([b, a]))
-        else:
-            flows = self.backend.predict(a, b)
-        flows = flows.to(torch.float16).cpu().numpy()
+            a, b = np.concatenate([a, b]), np.concatenate([b, a])
+        flows = _to_host_float16(self.backend.predict(torch.from_numpy(a), torch.from_numpy(b)))
         offset = 0
         for seg in segments:
             k = seg.pairs
