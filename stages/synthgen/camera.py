@@ -53,10 +53,6 @@ class Camera:
         x, y, z = np.tensordot(self.rotation.T, rel, axes=1)
         return self.focal * x / z + self.cx, self.focal * y / z + self.cy, z
 
-    def forward(self) -> np.ndarray:
-        """The viewing direction on the ground plane (unit, world)."""
-        return np.array([math.sin(self.yaw), 0.0, math.cos(self.yaw)])
-
 
 def camera_path(
     frames: int,
