@@ -34,10 +34,12 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The whole chain on the built-in synthetic dataset, on CPU.
+# The whole chain on the built-in synthetic dataset, on CPU. The dataset is deterministic by
+# seed, so an existing one is reused.
+SYNTH := data/synth-seed$(SEED)
 demo: install
-	$(DIOD) data synth --out data/synth --seed $(SEED)
-	$(MAKE) all DATASET=synth DATA=data/synth
+	test -f $(SYNTH)/synth.json || $(DIOD) data synth --out $(SYNTH) --seed $(SEED)
+	$(MAKE) all DATASET=synth DATA=$(SYNTH)
 
 # The whole chain on one dataset, with the preset configs/$(DATASET).toml.
 # A stage that is not implemented yet makes this fail loudly (unknown command).
