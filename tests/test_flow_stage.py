@@ -196,7 +196,9 @@ def test_killed_run_resumes_without_recomputing_finished_videos(tmp_path):
     progress = resumed.manifest["progress"]
     for name, mtime in before.items():  # untouched, and computed by the killed process
         assert (split_dir / name / "zarr.json").stat().st_mtime_ns == mtime
-        assert progress[f"train/{name}"]["pid"] == proc.pid
+    # a video is recorded right after it is published: the kill may fall in between, once
+    recorders = [progress.get(f"train/{name}", {}).get("pid") for name in before]
+    assert set(recorders) <= {proc.pid, None} and recorders.count(None) <= 1
     redone = {k for k, v in progress.items() if v["pid"] == os.getpid()}
     assert redone == {f"train/{n}" for n in video_names(resumed, "flow.zarr", "train")} - {
         f"train/{n}" for n in before
