@@ -40,7 +40,10 @@ def one_core() -> None:
 def measure(base: Path, height: int, width: int, videos: int, frames: int) -> dict[str, float]:
     root = generate(
         base / f"synth-{height}x{width}",
-        SynthConfig(seed=0, train_videos=0, val_videos=videos, frames=frames, height=height, width=width),
+        SynthConfig(
+            seed=0, train_videos=0, val_videos=videos, frames=frames, height=height, width=width
+        ),
+        workers=1,  # no fork after Zarr's event-loop thread has started (second size)
     )
     store = ArtifactStore(base / f"ws-{height}x{width}")
     flow = compute_flow(
@@ -59,7 +62,11 @@ def measure(base: Path, height: int, width: int, videos: int, frames: int) -> di
     art = compute_masks(store, MasksConfig(dataset="synth", flow=flow.id, workers=1, force=True))
     stage = time.perf_counter() - start
     n = videos * frames
-    return {"masks": n / best, "stage": n / stage, "masks_per_frame": art.manifest["summary"]["masks_per_frame"]}
+    return {
+        "masks": n / best,
+        "stage": n / stage,
+        "masks_per_frame": art.manifest["summary"]["masks_per_frame"],
+    }
 
 
 def main() -> None:
@@ -71,10 +78,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [(h, w, measure(Path(tmp), h, w, args.videos, args.frames)) for h, w in SIZES]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"motion masks on one core ({args.videos} videos x {args.frames} frames per size, load {load:.1f})")
+    print(
+        f"motion masks on one core ({args.videos} videos x {args.frames} frames per size, load {load:.1f})"
+    )
     print(f"{'size':>10} {'masks fps':>10} {'stage fps':>10} {'masks/frame':>12}")
     for h, w, r in rows:
-        print(f"{f'{h}x{w}':>10} {r['masks']:10.1f} {r['stage']:10.1f} {r['masks_per_frame']:12.2f}")
+        print(
+            f"{f'{h}x{w}':>10} {r['masks']:10.1f} {r['stage']:10.1f} {r['masks_per_frame']:12.2f}"
+        )
 
 
 if __name__ == "__main__":

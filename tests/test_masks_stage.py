@@ -57,7 +57,7 @@ def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backw
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "tiny", TINY)
+    return generate(tmp_path_factory.mktemp("synth") / "tiny", TINY, workers=1)
 
 
 @pytest.fixture
@@ -165,10 +165,11 @@ def test_flow_of_another_dataset_is_a_clear_error(synth_root, tmp_path, store, c
     other = generate(
         tmp_path / "other",
         SynthConfig(seed=1, train_videos=0, val_videos=1, frames=3, height=48, width=160),
+        workers=1,
     )
     with pytest.raises(UserError, match="has 3 frames, the flow 5 .*pass a flow artifact"):
         compute_masks(store, MasksConfig(dataset="synth", root=str(other), splits=("val",)))
-    resized = generate(tmp_path / "resized", replace(TINY, height=64))
+    resized = generate(tmp_path / "resized", replace(TINY, height=64), workers=1)
     with pytest.raises(UserError, match="has 64x160 frames, the flow 48x160"):
         compute_masks(store, MasksConfig(dataset="synth", root=str(resized)))
     with pytest.raises(UserError, match="--flow is for masks computed from flow"):

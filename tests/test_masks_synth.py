@@ -17,7 +17,7 @@ FIXED_SET = SynthConfig(seed=2, train_videos=0, val_videos=6, frames=8)
 @pytest.fixture(scope="module")
 def dis_masks(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("masks_synth")
-    root = generate(base / "synth", FIXED_SET)
+    root = generate(base / "synth", FIXED_SET, workers=1)
     store = ArtifactStore(base / "ws")
     flow = compute_flow(
         store, FlowConfig(dataset="synth", root=root, model="opencv-dis", ckpt=None, workers=0)
