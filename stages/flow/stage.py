@@ -247,6 +247,7 @@ def _complete_if_all_present(writer: ArtifactWriter, plan: Plan) -> Artifact:
 class _VideoOutput:
     """One video being written: its staging group, and how many of its pairs went to the writer."""
 
+    index: int  # of its job in this run
     job: Job
     pairs: int
     context: contextlib.AbstractContextManager
@@ -440,13 +441,17 @@ class _FlowRun:
         context = write_video(self.writer, STORE, job.split, job.video.name, attrs)
         group = context.__enter__()
         shape = (pairs, 2, height, width)
-        forward = frame_array(group, "forward", shape, "float16", {"pair": "t -> t+1"})
-        backward = (
-            frame_array(group, "backward", shape, "float16", {"pair": "t+1 -> t"})
-            if self.config.backward
-            else None
-        )
-        output = _VideoOutput(job, pairs, context, forward, backward)
+        try:
+            forward = frame_array(group, "forward", shape, "float16", {"pair": "t -> t+1"})
+            backward = (
+                frame_array(group, "backward", shape, "float16", {"pair": "t+1 -> t"})
+                if self.config.backward
+                else None
+            )
+        except BaseException as exc:  # not yet in self.outputs: clean up its staging here
+            context.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        output = _VideoOutput(chunk.job, job, pairs, context, forward, backward)
         self.outputs[chunk.job] = output
         return output
 
@@ -466,10 +471,7 @@ class _FlowRun:
             offset += k
             seg.output.submitted += k
             if seg.output.done:
-                self._close(self._index_of(seg.output))
-
-    def _index_of(self, output: _VideoOutput) -> int:
-        return next(i for i, o in self.outputs.items() if o is output)
+                self._close(seg.output.index)
 
     def _close(self, index: int) -> None:
         output = self.outputs.pop(index)
