@@ -57,7 +57,7 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     "--precision",
     type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
     default="auto",
-    help="Autocast precision of ptlflow models (auto: fp16 on GPU, fp32 on CPU).",
+    help="Autocast precision of ptlflow models (auto: bf16 on GPU, fp32 on CPU).",
 )
 @click.option(
     "--shard",

@@ -259,9 +259,14 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: fp16 autocast on a GPU (as RAFT's own mixed-precision mode), fp32 on CPU."""
+    """``auto``: bf16 autocast on a GPU, fp32 on CPU.
+
+    Not fp16, although the original RAFT trains with it: the original casts the feature maps to
+    fp32 before the all-pairs correlation, ptlflow's port does not, and a dot product of two
+    256-d feature vectors can exceed fp16's range (65504). bf16 has fp32's range.
+    """
     if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
+        return "bf16" if device.startswith("cuda") else "fp32"
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision}: expected auto, {', '.join(PRECISIONS)}")
     return precision
