@@ -370,7 +370,8 @@ class _FlowRun:
         loader = frame_loader(frames, self.config.workers, self.backend.device.type == "cuda")
         total = sum(len(j.video) for j in jobs)
         try:
-            for chunk in track(_per_frame(loader), f"flow ({self.backend.name})", total=total):
+            bar = f"flow {self.backend.name}, {len(jobs)} videos: frames"
+            for chunk in track(_per_frame(loader), bar, total=total):
                 if chunk is not None:
                     self._receive(chunk)
             for queue in self.queues.values():
