@@ -24,6 +24,7 @@ from stages.train.data import (
     draw_geometry,
     one_hot,
 )
+from stages.train.loop import to_device
 from stages.train.schedule import lr_factor
 
 
@@ -48,8 +49,10 @@ def test_clips_are_every_window_of_t_frames(synth):
     ds = _dataset(synth)
     assert len(ds) == 2 * (6 - 3 + 1)
     item = ds[(0, 0)]
-    assert item["frames"].shape == (3, 3, 32, 64) and item["frames"].dtype == torch.float32
-    assert item["frames"].min() >= 0 and item["frames"].max() <= 1
+    assert item["frames"].shape == (3, 3, 32, 64) and item["frames"].dtype == torch.uint8
+    on_device = to_device(collate([item]), torch.device("cpu"))["frames"]
+    assert on_device.dtype == torch.float32 and on_device.min() >= 0 and on_device.max() <= 1
+    assert torch.equal(on_device[0], item["frames"].float() / 255)
     assert item["masks"].shape[:1] == (3,) and item["masks"].shape[2:] == (8, 16)
     assert item["masks"].dtype == torch.bool and item["valid"].shape == item["masks"].shape[:2]
 
@@ -82,10 +85,8 @@ def test_frames_and_masks_get_the_same_geometry(synth):
         frames = [
             crop_resize_rgb(plain._frames(video, clip.start)[t], box, (32, 64)) for t in range(3)
         ]
-        frames = (
-            torch.from_numpy(np.stack(frames)[:, :, ::-1].copy()).permute(0, 3, 1, 2).float() / 255
-        )
-        assert torch.allclose(got["frames"], frames)
+        frames = torch.from_numpy(np.stack(frames)[:, :, ::-1].copy()).permute(0, 3, 1, 2)
+        assert torch.equal(got["frames"], frames)
 
 
 def test_crop_resize_labels_is_nearest_and_one_hot_marks_present_masks():
@@ -102,7 +103,7 @@ def test_crop_resize_labels_is_nearest_and_one_hot_marks_present_masks():
 def test_collate_pads_masks_with_invalid_entries():
     def item(m: int) -> dict[str, torch.Tensor]:
         return {
-            "frames": torch.zeros(2, 3, 4, 4),
+            "frames": torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
             "masks": torch.ones(2, m, 4, 4, dtype=torch.bool),
             "valid": torch.ones(2, m, dtype=torch.bool),
         }

@@ -105,7 +105,12 @@ PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
     default="auto",
     help="auto: bf16 on GPUs and AVX512-BF16 CPUs, else fp16 (GPU) / fp32.",
 )
-@click.option("--workers", type=click.IntRange(0), default=2, help="Data-loading worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=None,
+    help="Data-loading worker processes [default: cores - 1, 1 to 8].",
+)
 @click.option(
     "--checkpoint-every",
     type=click.IntRange(1),

@@ -158,6 +158,8 @@ class ClipDataset(torch.utils.data.Dataset):
         return [self._dataset.frame(video, i) for i in range(start, start + self.clip_length)]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """frames (T, 3, H, W) uint8 (made float on the training device, see ``to_device``),
+        masks (T, M, h, w) bool, valid (T, M) bool."""
         index, epoch = key
         clip = self.clips[index]
         video = self.videos[clip.video]
@@ -171,12 +173,17 @@ class ClipDataset(torch.utils.data.Dataset):
         if flip:
             rgb, labels = rgb[:, :, ::-1], labels[:, :, ::-1]
         masks, valid = one_hot(labels)
-        frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div_(255)
         return {
-            "frames": frames,
+            "frames": torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))),
             "masks": torch.from_numpy(np.ascontiguousarray(masks)),
             "valid": torch.from_numpy(valid),
         }
+
+
+def worker_init(_worker_id: int) -> None:
+    """Data workers share the cores with the training process: keep OpenCV single-threaded
+    (torch already is in workers) so they never oversubscribe the CPU."""
+    cv2.setNumThreads(1)
 
 
 def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

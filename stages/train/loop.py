@@ -35,7 +35,7 @@ from stages.artifacts import ArtifactWriter, atomic_write_bytes
 from stages.errors import UserError
 from stages.progress import log, track
 from stages.train import checkpoint
-from stages.train.data import ClipBatches, ClipDataset, collate
+from stages.train.data import ClipBatches, ClipDataset, collate, worker_init
 from stages.train.schedule import make_optimizer, make_schedule
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -153,7 +153,12 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """Move a batch to the device; uint8 frames become float in [0, 1] there (4x less to
+    load, pin and copy than float frames)."""
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if out["frames"].dtype == torch.uint8:
+        out["frames"] = out["frames"].float().div_(255)
+    return out
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -308,6 +313,7 @@ def make_loader(
         batch_sampler=batches,
         collate_fn=collate,
         num_workers=num_workers,
+        worker_init_fn=worker_init,
         pin_memory=device.type == "cuda",
     )
 

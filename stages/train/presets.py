@@ -20,8 +20,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         input_size=(368, 1248),
         batch_size=8,
         epochs=400,
-        encoder_width=1.0,
-        decoder_channels=64,
     ),
     "tripd": dict(
         num_slots=45,
@@ -29,8 +27,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         input_size=(480, 968),
         batch_size=8,
         epochs=400,
-        encoder_width=1.0,
-        decoder_channels=64,
     ),
     "movi": dict(
         num_slots=24,
@@ -38,8 +34,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         input_size=(256, 256),
         batch_size=8,
         epochs=400,
-        encoder_width=1.0,
-        decoder_channels=64,
     ),
     "synth-cpu": dict(
         num_slots=10,
@@ -48,7 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_size=4,
         steps=2000,
         encoder_width=0.25,
-        decoder_channels=32,
+        decoder_channels=16,
+        gru_hidden=32,
         warmup=200,
         checkpoint_every=500,
         val_every=500,
@@ -56,6 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # Shared by every preset unless it says otherwise (SPEC section 3).
 COMMON: dict[str, Any] = dict(
+    encoder_width=1.0,
+    decoder_channels=64,
+    gru_hidden=64,
     lr=5e-4,
     warmup=3000,
     decay=50_000,

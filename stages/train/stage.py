@@ -10,6 +10,7 @@ stage calls it with its own objective.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,13 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     encoder_width: float | None = None
     decoder_channels: int | None = None
+    gru_hidden: int | None = None
     augment: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
-    num_workers: int = 2
+    num_workers: int | None = None  # None: cores - 1, at least 1, at most 8
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2
     log_every: int = 25
@@ -99,6 +101,8 @@ def resolved_options(config: TrainConfig) -> dict[str, Any]:
         out["epochs"] = None
     if config.epochs is not None:
         out["steps"] = None
+    if out.get("num_workers") is None:
+        out["num_workers"] = max(1, min(8, (os.cpu_count() or 2) - 1))
     out["input_size"] = tuple(out["input_size"])
     h, w = out["input_size"]
     if h % 4 or w % 4:
@@ -116,6 +120,7 @@ def model_config(options: dict[str, Any]) -> ModelConfig:
         num_slots=options["num_slots"],
         encoder_width=options["encoder_width"],
         decoder_channels=options["decoder_channels"],
+        gru_hidden=options["gru_hidden"],
     )
 
 
