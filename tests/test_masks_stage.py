@@ -399,4 +399,11 @@ def test_cli_report_and_viz(synth_root, store, tmp_path, capsys):
     ]
     code, _, err = run_cli([*ws, "viz", "masks", "--dataset", "synth", "--video", "nope"], capsys)
     assert code == 2 and "--video nope" in err
-    assert art.id in str(art.path)
+    config = tmp_path / "masks.toml"
+    config.write_text("[masks]\nmin_area = 80\ncontact_min_diff = 0.0\nworkers = 1\n")
+    code, out, err = run_cli([*ws, "masks", "--config", str(config), "--dataset", "synth"], capsys)
+    assert code == 0, err
+    configured = store.latest("synth", "masks")
+    assert configured.id != art.id and configured.id in out
+    assert configured.params["instances"]["min_area"] == 80
+    assert configured.params["instances"]["contact_min_diff"] == 0.0

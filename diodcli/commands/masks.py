@@ -64,6 +64,12 @@ INSTANCES = InstanceParams()
     help="... and the frame's median residual + k robust sigmas.",
 )
 @click.option(
+    "--background-window",
+    type=click.FloatRange(min=0),
+    default=MOTION.background_window,
+    help="Remove the residual's slowly varying part over windows this fraction of the width (0: off).",
+)
+@click.option(
     "--min-area",
     type=click.IntRange(min=1),
     default=INSTANCES.min_area,
@@ -100,6 +106,12 @@ INSTANCES = InstanceParams()
     help="... and at least this many px apart.",
 )
 @click.option(
+    "--contact-min-diff",
+    type=click.FloatRange(min=0),
+    default=INSTANCES.contact_min_diff,
+    help="Drop a mask whose bottom moves within this many px of the ground below it: static (0: off).",
+)
+@click.option(
     "--persist-frac",
     type=click.FloatRange(0, 1),
     default=INSTANCES.persist_frac,
@@ -125,6 +137,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
         min_residual=opts["min_residual"],
         rel_residual=opts["rel_residual"],
         adaptive_k=opts["adaptive_k"],
+        background_window=opts["background_window"],
         seed=opts["seed"],
     )
     instances = InstanceParams(
@@ -133,6 +146,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
         min_area=opts["min_area"],
         split_ratio=opts["split_ratio"],
         split_min_distance=opts["split_min_distance"],
+        contact_min_diff=opts["contact_min_diff"],
         persist_frac=opts["persist_frac"],
         max_masks=opts["max_masks"],
     )

@@ -18,6 +18,7 @@ from stages.masks.params import InstanceParams
 KMEANS_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.01)
 MAX_SPLIT_DEPTH = 2
 KMEANS_SAMPLES = 1024
+KMEANS_SEED = 0
 CONTACT_MIN_PIXELS = 5
 
 
@@ -55,6 +56,7 @@ def _two_means(vectors: np.ndarray) -> tuple[np.ndarray, float, float] | None:
     if len(vectors) < 4:
         return None
     sample = np.ascontiguousarray(vectors[:: max(1, len(vectors) // KMEANS_SAMPLES)])
+    cv2.setRNGSeed(KMEANS_SEED)  # k-means++ draws: the same split whatever ran before
     _compactness, labels, centres = cv2.kmeans(
         sample, 2, None, KMEANS_CRITERIA, 2, cv2.KMEANS_PP_CENTERS
     )
@@ -83,8 +85,9 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
     """Split components that hold two differently moving objects (touching cars).
 
     A rigid object's flow varies smoothly (a 2-means cut of a uniform gradient gives a
-    separation of ~2.5 spreads); two objects give two tight, distant clusters. A split is
-    kept only if each cluster is also a spatially coherent region of at least min_area px.
+    separation of about 2.5 pooled spreads); two objects give two tight, distant clusters.
+    A split is kept only if each cluster is also a spatially coherent region of at least
+    min_area px, which a cut through one smoothly moving object rarely gives.
     """
     boxes = ndimage.find_objects(labels)
     if not boxes:
@@ -110,6 +113,7 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
         parts = []
         for k in (1, 2):
             sub = components(clean(cut == k, params), params.min_area)
+            sub[cut == 0] = 0  # a closing may reach outside the component: stay inside
             parts.extend(sub == i for i in range(1, int(sub.max()) + 1))
         if len(parts) < 2:
             continue
@@ -117,8 +121,10 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
         region = out[sub_box]
         region[region == comp] = 0  # pixels in no coherent part are dropped: precision
         for j, part in enumerate(parts):
-            new = comp if j == 0 else next_id
-            next_id += j > 0
+            if j == 0:
+                new = comp
+            else:
+                new, next_id = next_id, next_id + 1
             region[part] = new
             queue.append((new, depth + 1, sub_box))
     return out
