@@ -1,0 +1,98 @@
+"""The results table: every scored source of a dataset side by side.
+
+An `eval` artifact scores either a masks artifact (motion masks as predictions, the weakest
+baseline) or an `export` of a `burnin` or `distill` model; following its lineage names the
+row. By default the newest score of each kind is shown, so after `make demo` the table reads
+motion masks -> burn-in -> DIOD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stages.artifacts import Artifact, ArtifactStore
+from stages.evaluate import read_scores
+
+KIND_ORDER = ("masks", "burnin", "distill")
+KIND_LABEL = {"masks": "motion masks", "burnin": "burn-in (BMOD+)", "distill": "DIOD"}
+#: distill options that make a run an ablation of paper table 4, and how the row names them
+ABLATIONS = {
+    "connection": ("one-to-one", "one-to-one"),
+    "no_motion_masks": (True, "no motion masks"),
+    "offline": (True, "offline pseudo-labels"),
+}
+
+
+@dataclass
+class Row:
+    kind: str
+    label: str
+    source: str  # id of the masks / burnin / distill artifact that was scored
+    eval_id: str
+    finished: str
+    scores: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        motion = self.scores.get("by_motion") or {}
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "source": self.source,
+            "eval": self.eval_id,
+            "fg_ari": self.scores.get("fg_ari"),
+            "all_ari": self.scores.get("all_ari"),
+            "f1_50": self.scores.get("f1_50"),
+            "precision": self.scores.get("precision"),
+            "recall": self.scores.get("recall"),
+            "moving_recall": (motion.get("moving") or {}).get("recall"),
+            "static_recall": (motion.get("static") or {}).get("recall"),
+        }
+
+
+def _label(kind: str, model: Artifact | None) -> str:
+    label = KIND_LABEL[kind]
+    if model is None or kind != "distill":
+        return label
+    params = model.params
+    tags = [name for key, (value, name) in ABLATIONS.items() if params.get(key) == value]
+    return f"{label} ({', '.join(tags)})" if tags else label
+
+
+def _row(store: ArtifactStore, scored: Artifact) -> Row | None:
+    if "masks" in scored.upstream:
+        kind, source, model = "masks", scored.upstream["masks"], None
+    elif "export" in scored.upstream:
+        export = store.get(scored.dataset, "export", scored.upstream["export"])
+        kinds = [k for k in ("distill", "burnin") if k in export.upstream]
+        if not kinds:
+            return None
+        kind, source = kinds[0], export.upstream[kinds[0]]
+        model = store.get(scored.dataset, kind, source, require_complete=False)
+    else:
+        return None
+    return Row(
+        kind=kind,
+        label=_label(kind, model),
+        source=source,
+        eval_id=scored.id,
+        finished=scored.manifest.get("finished", ""),
+        scores=read_scores(scored),
+    )
+
+
+def results(store: ArtifactStore, dataset: str, split: str, *, every: bool = False) -> list[Row]:
+    """Scored sources of a split, newest per (kind, label) unless ``every``."""
+    rows = []
+    for scored in store.list(dataset, "eval"):
+        if scored.is_complete and scored.params.get("split") == split:
+            row = _row(store, scored)
+            if row is not None:
+                rows.append(row)
+    rows.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.label, r.finished))
+    if every:
+        return rows
+    newest: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        newest[(row.kind, row.label)] = row  # rows are sorted oldest first
+    return list(newest.values())
