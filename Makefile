@@ -41,15 +41,20 @@ demo: install
 	test -f $(SYNTH)/synth.json || $(DIOD) data synth --out $(SYNTH) --seed $(SEED)
 	$(MAKE) all DATASET=synth DATA=$(SYNTH)
 
-# The whole chain on one dataset, with the preset configs/$(DATASET).toml.
-# A stage that is not implemented yet makes this fail loudly (unknown command).
+# The whole chain on one dataset, with the preset configs/$(DATASET).toml: flow, motion
+# masks (scored as the weakest baseline), burn-in, distillation, each model exported and
+# scored, then the results table.
 all: install
 	$(DIOD) --config $(CONFIG) flow --dataset $(DATASET) --root $(DATA)
 	$(DIOD) --config $(CONFIG) masks --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) eval --dataset $(DATASET) --masks latest
 	$(DIOD) --config $(CONFIG) train --stage burnin --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) export --dataset $(DATASET) --model burnin
+	$(DIOD) --config $(CONFIG) eval --dataset $(DATASET)
 	$(DIOD) --config $(CONFIG) train --stage distill --dataset $(DATASET)
-	$(DIOD) --config $(CONFIG) export --dataset $(DATASET) --split val
-	$(DIOD) --config $(CONFIG) eval --dataset $(DATASET) --split val
+	$(DIOD) --config $(CONFIG) export --dataset $(DATASET) --model distill
+	$(DIOD) --config $(CONFIG) eval --dataset $(DATASET)
+	$(DIOD) --config $(CONFIG) report --dataset $(DATASET)
 
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
