@@ -8,14 +8,16 @@
    in memory, backend built inside the timing) against the whole stage (decode in workers,
    batching, float16 Zarr writes, manifest), on the same pairs, forward flow only. The
    stage reads the videos through the `folder` adapter, so it does not add the EPE report
-   it computes for synth.
-   The ratio is the pipeline's efficiency (target >= 90% for a ptlflow model).
+   it computes for synth. "ratio" = stage pairs/s / bare pairs/s, the pipeline's efficiency
+   (target >= 90% for a ptlflow model); "outside" = share of the stage's wall time spent
+   outside the backend's ``predict`` (measured within each stage run, so it does not depend
+   on comparing two runs under different machine load).
 
     .venv/bin/python bench/flow.py [--videos 8] [--frames 12] [--raft-videos 4] [--raft-iters 12]
                                    [--device auto] [--skip-raft]
 
-Timings on a shared machine are noisy: each timing is the best of ``--repeats`` runs, and
-bare/stage runs alternate so both see the same load.
+Timings on a shared machine are noisy: pairs/s are from the best of ``--repeats`` runs, bare
+and stage runs alternate, and "outside" is the median over the stage runs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
 from stages.flow import FlowConfig, compute_flow
-from stages.flow.backends import make_backend
+from stages.flow.backends import OpenCVBackend, PtlflowBackend, make_backend
 from stages.flow.epe import endpoint_errors
 from stages.synthgen import SynthConfig, generate
 
@@ -93,6 +95,26 @@ def bare_seconds(model: str, pairs, batch: int, **backend_kwargs) -> float:
     return time.perf_counter() - start
 
 
+class PredictClock:
+    """Total time spent inside backends' ``predict`` (wraps the classes, so the stage's own
+    backend is timed too): what is left of the stage's wall time is the pipeline's."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        for cls in (OpenCVBackend, PtlflowBackend):
+            cls.predict = self._wrap(cls.predict)
+
+    def _wrap(self, predict):
+        def timed(backend, a, b):
+            start = time.perf_counter()
+            try:
+                return predict(backend, a, b)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
 def stage_seconds(workspace: Path, config: FlowConfig) -> float:
     start = time.perf_counter()
     art = compute_flow(ArtifactStore(workspace), config)
@@ -102,7 +124,14 @@ def stage_seconds(workspace: Path, config: FlowConfig) -> float:
 
 
 def throughput(
-    root: Path, work: Path, model: str, n_videos: int, repeats: int, batch: int, **kw
+    clock: PredictClock,
+    root: Path,
+    work: Path,
+    model: str,
+    n_videos: int,
+    repeats: int,
+    batch: int,
+    **kw,
 ) -> None:
     ds = open_dataset("synth", root)
     videos = ds.videos("val")[:n_videos]
@@ -115,14 +144,19 @@ def throughput(
     n_pairs = sum(len(a) for a, _ in pairs)
     bare_kwargs = {k: v for k, v in kw.items() if k in ("ckpt", "device", "precision", "iters")}
     bare_seconds(model, pairs[:1], batch, **bare_kwargs)  # warm caches and imports, untimed
-    bare, stage = [], []
+    bare, stage, outside = [], [], []
     for r in range(repeats):
         bare.append(bare_seconds(model, pairs, batch, **bare_kwargs))
         config = FlowConfig("folder", subset, model=model, backward=False, batch_size=batch, **kw)
+        inside = clock.seconds
         stage.append(stage_seconds(work / f"ws-{model}-{r}", config))
+        outside.append(1 - (clock.seconds - inside) / stage[-1])
     b, s = n_pairs / min(bare), n_pairs / min(stage)
     h, w = pairs[0][0].shape[1:3]
-    print(f"{model:<18}{h}x{w:<6}{n_pairs:>6}{b:>12.2f}{s:>12.2f}{s / b:>9.1%}")
+    print(
+        f"{model:<18}{h}x{w:<6}{n_pairs:>6}{b:>11.2f}{s:>11.2f}{s / b:>8.1%}"
+        f"{float(np.median(outside)):>12.1%}"
+    )
 
 
 def main() -> None:
@@ -152,13 +186,15 @@ def main() -> None:
         motorcycle_epe()
         print("\n## Throughput, forward flow only: bare backend vs the whole stage, same pairs")
         print(
-            f"{'model':<18}{'size':<10}{'pairs':>6}{'bare pr/s':>12}{'stage pr/s':>12}{'ratio':>9}"
+            f"{'model':<18}{'size':<10}{'pairs':>6}{'bare pr/s':>11}{'stage pr/s':>11}"
+            f"{'ratio':>8}{'outside':>12}"
         )
-        throughput(root, work, "opencv-dis", args.videos, args.repeats, args.batch_size)
-        throughput(root, work, "opencv-farneback", args.videos, args.repeats, args.batch_size)
+        clock = PredictClock()
+        for model in ("opencv-dis", "opencv-farneback"):
+            throughput(clock, root, work, model, args.videos, args.repeats, args.batch_size)
         if not args.skip_raft:
             throughput(
-                root, work, "raft_small", args.raft_videos, args.repeats, args.batch_size,
+                clock, root, work, "raft_small", args.raft_videos, args.repeats, args.batch_size,
                 ckpt=None, device=args.device, iters=args.raft_iters,
             )  # fmt: skip
             print(
