@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import click
 
 from diodcli.common import app, config_option, dataset_option, force_option, parse_size, root_option
@@ -129,16 +127,91 @@ PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
     is_flag=True,
     help="Continue an interrupted run of this configuration from its last checkpoint.",
 )
+@click.option(
+    "--burnin",
+    default=None,
+    help="distill: burn-in artifact id (prefix) to start from [default: the newest complete one].",
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="distill: teacher EMA keep rate [default: 0.996].",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="distill: confidence p a pseudo-label or motion mask must exceed [default: 0.9].",
+)
+@click.option(
+    "--connection",
+    type=click.Choice(["one-to-many", "one-to-one"]),
+    default=None,
+    help="distill: each connected region of a teacher slot is a candidate, or the whole slot "
+    "[default: one-to-many].",
+)
+@click.option(
+    "--no-motion-masks",
+    is_flag=True,
+    help="distill ablation: only the teacher's pseudo-labels, no motion masks.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="distill ablation: labels from the frozen burn-in model (no EMA teacher).",
+)
 @force_option
 @config_option
 @click.pass_context
 def COMMAND(
-    ctx: click.Context, stage: str, size: str | None, no_augment: bool, workers: int, **options
+    ctx: click.Context,
+    stage: str,
+    size: str | None,
+    no_augment: bool,
+    workers: int,
+    burnin: str | None,
+    ema: float | None,
+    threshold: float | None,
+    connection: str | None,
+    no_motion_masks: bool,
+    offline: bool,
+    **options,
 ) -> None:
     """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
+    from stages.errors import UserError
+
+    distill_only = {
+        "--burnin": burnin is not None,
+        "--ema": ema is not None,
+        "--threshold": threshold is not None,
+        "--connection": connection is not None,
+        "--no-motion-masks": no_motion_masks,
+        "--offline": offline,
+    }
     if stage == "distill":
-        _distill(ctx, options)
+        from stages.train.distill import DistillConfig, distill
+
+        if options.pop("masks") is not None:
+            raise UserError("--masks: distillation uses its burn-in's masks; give --burnin")
+        config = DistillConfig(
+            input_size=parse_size(size, "--size"),
+            augment=not no_augment,
+            num_workers=workers,
+            burnin=burnin,
+            ema=0.996 if ema is None else ema,
+            threshold=0.9 if threshold is None else threshold,
+            connection=connection or "one-to-many",
+            motion_masks=not no_motion_masks,
+            offline=offline,
+            **options,
+        )
+        art = distill(app(ctx).store, config)
+        click.echo(f"distill artifact: {art} ({art.path})")
         return
+    given = [name for name, on in distill_only.items() if on]
+    if given:
+        raise UserError(f"{', '.join(given)}: only for --stage distill")
     from stages.train.stage import TrainConfig, train
 
     config = TrainConfig(
@@ -149,13 +222,3 @@ def COMMAND(
     )
     art = train(app(ctx).store, config)
     click.echo(f"burn-in artifact: {art} ({art.path})")
-
-
-def _distill(ctx: click.Context, options: dict) -> None:
-    from stages.errors import UserError
-
-    if importlib.util.find_spec("stages.train.distill") is None:
-        raise UserError("--stage distill: not implemented yet (stages.train.distill is missing)")
-    from stages.train.distill import command as distill_command
-
-    distill_command(ctx, options)
