@@ -19,7 +19,7 @@ KIND_LABEL = {"masks": "motion masks", "burnin": "burn-in (BMOD+)", "distill": "
 #: distill options that make a run an ablation of paper table 4, and how the row names them
 ABLATIONS = {
     "connection": ("one-to-one", "one-to-one"),
-    "no_motion_masks": (True, "no motion masks"),
+    "motion_masks": (False, "no motion masks"),
     "offline": (True, "offline pseudo-labels"),
 }
 
@@ -54,7 +54,7 @@ def _label(kind: str, model: Artifact | None) -> str:
     label = KIND_LABEL[kind]
     if model is None or kind != "distill":
         return label
-    params = model.params
+    params = model.params.get("distill", model.params)
     tags = [name for key, (value, name) in ABLATIONS.items() if params.get(key) == value]
     return f"{label} ({', '.join(tags)})" if tags else label
 
