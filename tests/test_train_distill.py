@@ -258,3 +258,60 @@ def test_cli_distill_and_one_line_errors(burned):
     assert code == 2 and "--offline: only for --stage distill" in out and "Traceback" not in out
     code, out = _diod(*base, "--stage", "distill", "--masks", "abc", *run)
     assert code == 2 and "--masks" in out and "Traceback" not in out
+
+
+def _ddp_worker(rank: int, world: int, port: int, workspace: str, out: str) -> None:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    from stages.train.distill import DistillObjective, distill
+
+    digests: list[str] = []
+    original = DistillObjective.after_step
+
+    def record(self, model, step):
+        original(self, model, step)
+        h = hashlib.sha256()
+        for t in self.teacher.module.state_dict().values():
+            h.update(t.cpu().numpy().tobytes())
+        digests.append(h.hexdigest())
+
+    DistillObjective.after_step = record
+    art = distill(
+        ArtifactStore(workspace), _config(steps=3, batch_size=1, checkpoint_every=3, threshold=0.0)
+    )
+    Path(out, f"rank{rank}.txt").write_text("\n".join([art.id, *digests]))
+
+
+def test_ddp_two_processes_keep_teachers_identical(tmp_path):
+    """Each rank labels its own clips, yet the EMA teachers (parameters and BatchNorm
+    buffers) stay bit-identical across ranks after every step."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from stages.train.stage import train
+
+    root = tiny_synth(tmp_path / "synth")
+    store = ArtifactStore(tmp_path / "runs")
+    gt_masks_artifact(store, root)
+    train(store, tiny_train_config(val_split="", steps=2))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(store.workspace), str(tmp_path)), nprocs=2, join=True)
+    rank0 = (tmp_path / "rank0.txt").read_text().splitlines()
+    rank1 = (tmp_path / "rank1.txt").read_text().splitlines()
+    assert rank0[0] == rank1[0] and len(rank0) == 1 + 3
+    assert rank0[1:] == rank1[1:] and len(set(rank0[1:])) == 3
+    art = store.get("synth", "distill", rank0[0])
+    assert art.is_complete and art.params["world_size"] == 2
