@@ -3,7 +3,8 @@
 Input: a small synth set per size with the flow stage's opencv-dis flow (forward and
 backward), i.e. the real use case. Two figures per size:
 - masks: frames/s of the per-frame work (flow chunks read from Zarr, camera fit, residual,
-  components, split, ground contact, persistence, ids), best of 3 passes;
+  components, split, ground contact, persistence, ids), best of 3 passes, by wall clock and
+  by the process's CPU time (what a dedicated core would give on a shared machine);
 - stage: frames/s of `compute_masks` end to end with one worker (plus GT quality and
   writing the artifact).
 Target (TARGETS.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
@@ -51,19 +52,21 @@ def measure(base: Path, height: int, width: int, videos: int, frames: int) -> di
     )
     paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
     params = GeometricParams()
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for path in paths:
             pairs = ZarrFlowPairs(str(path))
             run_masks(pairs, 0, pairs.num_frames, params, height, width)
         best = min(best, time.perf_counter() - start)
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
     start = time.perf_counter()
     art = compute_masks(store, MasksConfig(dataset="synth", flow=flow.id, workers=1, force=True))
     stage = time.perf_counter() - start
     n = videos * frames
     return {
         "masks": n / best,
+        "masks_cpu": n / best_cpu,
         "stage": n / stage,
         "masks_per_frame": art.manifest["summary"]["masks_per_frame"],
     }
@@ -81,10 +84,13 @@ def main() -> None:
     print(
         f"motion masks on one core ({args.videos} videos x {args.frames} frames per size, load {load:.1f})"
     )
-    print(f"{'size':>10} {'masks fps':>10} {'stage fps':>10} {'masks/frame':>12}")
+    print(
+        f"{'size':>10} {'masks fps':>10} {'(CPU time)':>11} {'stage fps':>10} {'masks/frame':>12}"
+    )
     for h, w, r in rows:
         print(
-            f"{f'{h}x{w}':>10} {r['masks']:10.1f} {r['stage']:10.1f} {r['masks_per_frame']:12.2f}"
+            f"{f'{h}x{w}':>10} {r['masks']:10.1f} {r['masks_cpu']:11.1f} {r['stage']:10.1f} "
+            f"{r['masks_per_frame']:12.2f}"
         )
 
 

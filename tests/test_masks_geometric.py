@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from stages.errors import UserError
 from stages.masks.camera import (
@@ -161,12 +162,14 @@ def test_split_by_flow_separates_two_objects_not_one_smooth_one():
     flow = np.zeros((2, H, W), np.float32)
     flow[0, 20:50, 20:50] = 3.0
     flow[0, 20:50, 50:80] = -2.0
-    split = split_by_flow(labels, flow, InstanceParams())
-    assert len(np.unique(split[20:50, 20:80])) == 2
+    split, boxes = split_by_flow(labels, flow, InstanceParams())
+    assert len(np.unique(split[20:50, 20:80])) == 2 and len(boxes) == split.max() == 2
+    for i, box in enumerate(boxes, start=1):  # each box holds its component
+        assert (split[box] == i).sum() == (split == i).sum()
     assert len(np.unique(split[25:45, 25:45])) == 1 and len(np.unique(split[25:45, 55:75])) == 1
     smooth = np.zeros((2, H, W), np.float32)
     smooth[0] = (XS - 50) * 0.02  # a nearer object's expansion: smooth, no two clusters
-    assert (split_by_flow(labels, smooth, InstanceParams()) == labels).all()
+    assert (split_by_flow(labels, smooth, InstanceParams())[0] == labels).all()
 
 
 def test_ground_contact_tells_static_objects_from_moving_ones():
@@ -176,10 +179,14 @@ def test_ground_contact_tells_static_objects_from_moving_ones():
     flow = np.zeros((2, H, W), np.float32)
     flow[0, :, :60] = 1.5  # object 1 and the ground below it move alike: parallax only
     flow[0, 20:40, 100:120] = 2.0  # object 2 moves over still ground
-    static = ground_contact_static(labels, flow, np.ones((H, W), bool), InstanceParams())
+    boxes = ndimage.find_objects(labels)
+    confident = np.ones((H, W), bool)
+    static = ground_contact_static(labels, boxes, flow, confident, InstanceParams())
     assert static.tolist() == [False, True, False]
     off = InstanceParams(contact_min_diff=0)
-    assert not ground_contact_static(labels, flow, np.ones((H, W), bool), off).any()
+    assert not ground_contact_static(labels, boxes, flow, confident, off).any()
+    confident[40:, :] = False  # no trusted ground below: cannot be tested, kept
+    assert not ground_contact_static(labels, boxes, flow, confident, InstanceParams()).any()
 
 
 def test_persistence_number_push_pull():

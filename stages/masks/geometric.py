@@ -95,8 +95,10 @@ def run_masks(
             out[t - start] = number(carried, ip.min_area, ip.max_masks)
             continue
         labels = components(cleaned[t], ip.min_area)
-        labels = split_by_flow(labels, motions[t].relative_flow, ip)
-        static = ground_contact_static(labels, motions[t].relative_flow, motions[t].confident, ip)
+        labels, boxes = split_by_flow(labels, motions[t].relative_flow, ip)
+        static = ground_contact_static(
+            labels, boxes, motions[t].relative_flow, motions[t].confident, ip
+        )
         neighbours = []
         if t + 1 in cleaned and t <= last_pair:
             neighbours.append(pull(cleaned[t + 1], motions[t].lands))

@@ -42,9 +42,11 @@ def components(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Connected components (8-connectivity) of at least ``min_area`` px; (H, W) int32 ids
     1..n in scan order, 0 = background."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-    keep = np.zeros(n, np.int32)
     big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
     big = big[big > 0]
+    if big.size == n - 1:  # nothing to drop: skip the relabelling pass over the frame
+        return labels
+    keep = np.zeros(n, np.int32)
     keep[big] = np.arange(1, big.size + 1, dtype=np.int32)
     return keep[labels]
 
@@ -81,19 +83,23 @@ def _pixels(
     return ys + box[0].start, xs + box[1].start
 
 
-def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) -> np.ndarray:
+def split_by_flow(
+    labels: np.ndarray, flow: np.ndarray, params: InstanceParams
+) -> tuple[np.ndarray, list[tuple[slice, slice] | None]]:
     """Split components that hold two differently moving objects (touching cars).
 
     A rigid object's flow varies smoothly (a 2-means cut of a uniform gradient gives a
     separation of about 2.5 pooled spreads); two objects give two tight, distant clusters.
     A split is kept only if each cluster is also a spatially coherent region of at least
     min_area px, which a cut through one smoothly moving object rarely gives.
+
+    Returns the new labels and, for id i, ``boxes[i - 1]``: a region that holds all of it
+    (what ``ndimage.find_objects`` gives, kept up to date instead of recomputed).
     """
     boxes = ndimage.find_objects(labels)
     if not boxes:
-        return labels
+        return labels, boxes
     out = labels.copy()
-    next_id = len(boxes) + 1
     queue = [(i + 1, 0, box) for i, box in enumerate(boxes) if box is not None]
     while queue:
         comp, depth, box = queue.pop()
@@ -123,15 +129,21 @@ def split_by_flow(labels: np.ndarray, flow: np.ndarray, params: InstanceParams) 
         for j, part in enumerate(parts):
             if j == 0:
                 new = comp
+                boxes[comp - 1] = sub_box
             else:
-                new, next_id = next_id, next_id + 1
+                boxes.append(sub_box)
+                new = len(boxes)
             region[part] = new
             queue.append((new, depth + 1, sub_box))
-    return out
+    return out, boxes
 
 
 def ground_contact_static(
-    labels: np.ndarray, flow: np.ndarray, confident: np.ndarray, params: InstanceParams
+    labels: np.ndarray,
+    boxes: list[tuple[slice, slice] | None],
+    flow: np.ndarray,
+    confident: np.ndarray,
+    params: InstanceParams,
 ) -> np.ndarray:
     """Which components (bool per id, index 0 unused) move like the ground they stand on:
     static objects.
@@ -142,14 +154,12 @@ def ground_contact_static(
     its own motion. Compares the median flow of the component's bottom quarter with that
     of a band of ground ``contact_gap`` px below it (free of other masks, confident);
     components with no such band (touching the frame bottom, standing on another mask)
-    cannot be tested and are kept.
+    cannot be tested and are kept. ``boxes[i - 1]`` holds component i (``split_by_flow``).
     """
-    boxes = ndimage.find_objects(labels)
     static = np.zeros(len(boxes) + 1, bool)
     if not boxes or params.contact_min_diff <= 0:
         return static
     h = labels.shape[0]
-    free = (labels == 0) & confident
     for comp, box in enumerate(boxes, start=1):
         if box is None:
             continue
@@ -163,7 +173,7 @@ def ground_contact_static(
         if top >= h:
             continue
         x0, x1 = xs[base].min(), xs[base].max() + 1
-        band = free[top:stop, x0:x1]
+        band = (labels[top:stop, x0:x1] == 0) & confident[top:stop, x0:x1]
         if band.sum() < CONTACT_MIN_PIXELS:
             continue
         ground = np.median(flow[:, top:stop, x0:x1][:, band], axis=1)

@@ -65,8 +65,10 @@ def confident_pixels(
     inside = cv2.inRange(tx, 0.0, w - 1.0) & cv2.inRange(ty, 0.0, h - 1.0)  # 255 = inside
     if backward is None:
         return inside > 0
-    bu = cv2.remap(backward[0], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    bv = cv2.remap(backward[1], tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # fixed-point maps (1/32 px): converted once, they make both remaps cheaper
+    map1, map2 = cv2.convertMaps(tx, ty, cv2.CV_16SC2)
+    bu = cv2.remap(backward[0], map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bv = cv2.remap(backward[1], map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # in place where possible: at 375x1242 every temporary costs about a millisecond
     tolerance = forward[0] * forward[0]
     tolerance += forward[1] * forward[1]
