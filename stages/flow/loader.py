@@ -141,4 +141,7 @@ def frame_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
+        # forked workers inherit the parent's threads' locks (zarr's event loop, OpenMP) and
+        # can deadlock; forkserver workers start clean
+        multiprocessing_context="forkserver" if workers else None,
     )
