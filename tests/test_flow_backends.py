@@ -162,7 +162,7 @@ def test_precision_and_device_resolution():
         "checkpoint_sha256": None,
         "iters": None,
         "precision": None,
-        "settings": {"preset": "medium"},
+        "settings": {"preset": "medium", "finest_scale": 0, "patch_size": 6, "patch_stride": 2},
     }
 
 
