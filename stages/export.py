@@ -35,7 +35,7 @@ from stages.evaluate import dataset_root
 from stages.model import DIOD
 from stages.progress import log, track
 from stages.train import checkpoint
-from stages.train.data import FULL, crop_resize_rgb
+from stages.train.data import FULL, crop_resize_rgb, region
 from stages.train.loop import Distributed, autocast, resolve_device, resolve_precision
 from stages.zarrstore import frame_array, has_video, write_video
 
@@ -68,7 +68,10 @@ class ExportConfig:
 
 # -- model ----------------------------------------------------------------------------------
 def model_artifact(store: ArtifactStore, dataset: str, ref: str | None) -> Artifact:
-    """A complete burn-in or distill artifact: by id prefix, else the newest distill, else burn-in."""
+    """A complete burn-in or distill artifact: ``ref`` = an id (prefix), or a stage name
+    (its newest complete artifact), or None (the newest distill, else the newest burn-in)."""
+    if ref in MODEL_STAGES:
+        return store.latest(dataset, ref)
     if ref is None:
         for stage in MODEL_STAGES:
             done = [a for a in store.list(dataset, stage) if a.is_complete]
@@ -114,14 +117,38 @@ def clip_windows(n_frames: int, clip_length: int) -> list[tuple[int, int, int]]:
     return windows
 
 
-def to_input(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, h, w) float in [0, 1] at the model's input size."""
+def to_input(frame: np.ndarray, size: tuple[int, int], crop_top: float = 0.0) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, h, w) float in [0, 1] at the model's input size, the top
+    ``crop_top`` of the frame left out."""
+    rgb = crop_resize_rgb(frame, region(crop_top), size)
     return (
-        torch.from_numpy(np.require(crop_resize_rgb(frame, FULL, size), requirements=["C", "W"]))
+        torch.from_numpy(np.require(rgb, requirements=["C", "W"]))
         .permute(2, 0, 1)
         .float()
         .div_(255)
     )
+
+
+def cropped_rows(map_height: int, crop_top: float) -> int:
+    """Map rows standing for the cropped top of the frame."""
+    return round(map_height * crop_top / (1.0 - crop_top))
+
+
+def frame_map_size(input_size: tuple[int, int], crop_top: float, stride: int) -> tuple[int, int]:
+    """Size of the maps of the whole frame (cropped rows included) for a model input size."""
+    h, w = input_size[0] // stride, input_size[1] // stride
+    return h + cropped_rows(h, crop_top), w
+
+
+def full_frame(maps: torch.Tensor, crop_top: float) -> torch.Tensor:
+    """Maps of the cropped view (n, K, h, w) -> maps of the whole frame: the cropped top
+    rows belong to the background slot, so predictions align with the frame (and its GT)."""
+    rows = cropped_rows(maps.shape[2], crop_top)
+    if rows == 0:
+        return maps
+    top = maps.new_zeros(maps.shape[0], maps.shape[1], rows, maps.shape[3])
+    top[:, -1] = 1.0
+    return torch.cat([top, maps], dim=2)
 
 
 @torch.no_grad()
@@ -134,10 +161,12 @@ def predict_video(
     batch_size: int,
     device: torch.device,
     precision: str,
+    crop_top: float = 0.0,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Stream (first frame index, attention maps (n, K, h, w) float32 on ``device``) over a
     video, in frame order, running ``batch_size`` clips per forward pass. Only the frames
-    of the clips in flight are held in memory."""
+    of the clips in flight are held in memory. With ``crop_top`` the maps cover the whole
+    frame (see ``full_frame``)."""
     windows = clip_windows(n_frames, clip_length)
     held: dict[int, torch.Tensor] = {}
     pending: list[tuple[int, int, int]] = []
@@ -149,12 +178,12 @@ def predict_video(
         with autocast(device, precision):
             masks = model(clips.to(device, non_blocking=True)).masks.float()
         for (a, _b, first), maps in zip(group, masks, strict=True):
-            yield first, maps[first - a :]
+            yield first, full_frame(maps[first - a :], crop_top)
 
     for i, frame in enumerate(frames):
         if i >= n_frames:
             break
-        held[i] = to_input(frame, input_size)
+        held[i] = to_input(frame, input_size, crop_top)
         while next_window < len(windows) and windows[next_window][1] == i + 1:
             pending.append(windows[next_window])
             next_window += 1
@@ -235,44 +264,78 @@ def _write_overlays(
 
 
 # -- the stage ------------------------------------------------------------------------------
+@dataclass
+class Predictor:
+    """A loaded model and how to run it over videos."""
+
+    model: DIOD
+    input_size: tuple[int, int]
+    crop_top: float
+    clip_length: int
+    batch_size: int
+    device: torch.device
+    precision: str
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return frame_map_size(self.input_size, self.crop_top, self.model.stride)
+
+    def __call__(
+        self, frames: Iterable[np.ndarray], n_frames: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        return predict_video(
+            self.model,
+            frames,
+            n_frames,
+            self.input_size,
+            self.clip_length,
+            self.batch_size,
+            self.device,
+            self.precision,
+            self.crop_top,
+        )
+
+
 def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
     source = model_artifact(store, config.dataset, config.model)
     model, state = load_model(source, config.which)
     trained = state["config"]
-    input_size = tuple(trained["input_size"])
-    clip_length = config.clip_length or int(trained["clip_length"])
-    if clip_length < 1 or config.batch_size < 1:
+    if (config.clip_length is not None and config.clip_length < 1) or config.batch_size < 1:
         raise UserError("--clip-length and --batch-size: expected positive integers")
+    if model.config.num_slots > 256:
+        raise UserError(
+            f"model {source} has {model.config.num_slots} slots: the uint8 'slots' array holds at most 256"
+        )
+    device = resolve_device(config.device, Distributed())
+    predictor = Predictor(
+        model=model.to(device).eval(),
+        input_size=tuple(trained["input_size"]),
+        crop_top=float(trained.get("crop_top", 0.0)),
+        clip_length=config.clip_length or int(trained["clip_length"]),
+        batch_size=config.batch_size,
+        device=device,
+        precision=resolve_precision(config.precision, device),
+    )
+    if device.type == "cuda":
+        model.use_channels_last()
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     videos = ds.videos(config.split)
     which = config.which if source.stage == "distill" else "model"
-    device = resolve_device(config.device, Distributed())
-    precision = resolve_precision(config.precision, device)
     params = {
         "split": config.split,
         "which": which,
         "root": str(Path(root).resolve()),
-        "clip_length": clip_length,
-        "input_size": list(input_size),
-        "precision": precision,
+        "clip_length": predictor.clip_length,
+        "input_size": list(predictor.input_size),
+        "crop_top": predictor.crop_top,
+        "precision": predictor.precision,
         "soft": config.soft,
         "png": config.png,
         "mp4": config.mp4,
         "fps": config.fps if config.mp4 else None,
     }
-    model.to(device).eval()
-    if device.type == "cuda":
-        model.use_channels_last()
-    num_slots = model.config.num_slots
-    if num_slots > 256:
-        raise UserError(
-            f"model {source} has {num_slots} slots: the uint8 'slots' array holds at most 256"
-        )
-    background = model.config.background_slot
-    map_size = (input_size[0] // model.stride, input_size[1] // model.stride)
-    overlays = config.png or config.mp4
     with store.open(
         config.dataset,
         STAGE,
@@ -285,29 +348,18 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
             return writer.artifact()
         done = 0
         for video in track(videos, f"export {config.split}"):
-            need_overlays = overlays and not (
-                (not config.png or writer.has_item(f"overlays/{video.split}/{video.name}"))
-                and (not config.mp4 or writer.has_item(f"overlays/{video.split}/{video.name}.mp4"))
+            base = f"overlays/{video.split}/{video.name}"
+            need_overlays = (config.png and not writer.has_item(base)) or (
+                config.mp4 and not writer.has_item(f"{base}.mp4")
             )
             if has_video(writer, STORE, config.split, video.name) and not need_overlays:
                 continue
-            slots = _export_video(
-                writer,
-                ds,
-                video,
-                model,
-                input_size,
-                map_size,
-                clip_length,
-                config,
-                device,
-                precision,
-                num_slots,
-                background,
-            )
+            slots = _export_video(writer, ds, video, predictor, config.soft)
             if need_overlays:
-                frames = [crop_resize_rgb(f, FULL, input_size) for f in ds.iter_frames(video)]
-                _write_overlays(writer, config, video, frames, slots, background)
+                h, w = predictor.map_size
+                size = (h * model.stride, w * model.stride)
+                frames = [crop_resize_rgb(f, FULL, size) for f in ds.iter_frames(video)]
+                _write_overlays(writer, config, video, frames, slots, model.config.background_slot)
             writer.record(f"{config.split}/{video.name}", {"frames": len(video)})
             done += 1
         log.info("exported %d video(s) of %s with %s %s", done, config.split, source, which)
@@ -322,45 +374,26 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
 
 
 def _export_video(
-    writer: ArtifactWriter,
-    ds: Dataset,
-    video: Video,
-    model: DIOD,
-    input_size: tuple[int, int],
-    map_size: tuple[int, int],
-    clip_length: int,
-    config: ExportConfig,
-    device: torch.device,
-    precision: str,
-    num_slots: int,
-    background: int,
+    writer: ArtifactWriter, ds: Dataset, video: Video, predictor: Predictor, soft: bool
 ) -> np.ndarray:
     """Write one video's group (unless already published) and return its slot ids."""
     n = len(video)
-    h, w = map_size
+    h, w = predictor.map_size
+    num_slots = predictor.model.config.num_slots
     source_h, source_w = ds.frame_size(video)
     attrs = {
         "num_slots": num_slots,
-        "background_slot": background,
+        "background_slot": predictor.model.config.background_slot,
         "height": h,
         "width": w,
         "source_height": int(source_h),
         "source_width": int(source_w),
         "frame_names": list(video.frames),
         "split": video.split,
-        "clip_length": clip_length,
+        "clip_length": predictor.clip_length,
     }
     all_slots = np.zeros((n, h, w), np.uint8)
-    stream = predict_video(
-        model,
-        ds.iter_frames(video),
-        n,
-        input_size,
-        clip_length,
-        config.batch_size,
-        device,
-        precision,
-    )
+    stream = predictor(ds.iter_frames(video), n)
     if has_video(writer, STORE, video.split, video.name):  # only overlays missing
         for first, maps in stream:
             all_slots[first : first + len(maps)] = maps.argmax(1).cpu().numpy()
@@ -368,9 +401,7 @@ def _export_video(
     with write_video(writer, STORE, video.split, video.name, attrs) as group:
         slots_arr = frame_array(group, "slots", (n, h, w), np.uint8)
         scores_arr = frame_array(group, "scores", (n, num_slots), np.float32)
-        soft_arr = (
-            frame_array(group, "soft", (n, num_slots, h, w), np.float16) if config.soft else None
-        )
+        soft_arr = frame_array(group, "soft", (n, num_slots, h, w), np.float16) if soft else None
         for first, maps in stream:
             ids, scores = argmax_scores(maps)
             stop = first + len(maps)

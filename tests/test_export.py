@@ -13,7 +13,14 @@ from stages import export as export_mod
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
 from stages.evaluate import EvalConfig, evaluate, segment_mean
-from stages.export import ExportConfig, argmax_scores, clip_windows, export, predict_video
+from stages.export import (
+    ExportConfig,
+    argmax_scores,
+    clip_windows,
+    export,
+    frame_map_size,
+    predict_video,
+)
 from stages.model import DIOD, ModelConfig
 
 
@@ -59,6 +66,27 @@ def test_streamed_prediction_equals_the_model_on_each_clip():
             ]
         )
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_cropped_top_rows_are_background_in_full_frame_maps():
+    """A model trained on the frame without its top (TRI-PD) predicts maps of the whole
+    frame: the cropped rows belong to the background slot, the rest is the model's."""
+    torch.manual_seed(0)
+    model = DIOD(ModelConfig(num_slots=3, encoder_width=0.125, decoder_channels=8)).eval()
+    frames = [
+        np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)
+    ]
+    ((first, maps),) = predict_video(
+        model, iter(frames), 2, (16, 32), 2, 1, torch.device("cpu"), "fp32", 0.5
+    )
+    assert first == 0 and maps.shape == (2, 3, 8, 8)
+    assert frame_map_size((16, 32), 0.5, 4) == (8, 8)
+    assert torch.equal(
+        maps[:, :, :4], torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(2, 3, 4, 8)
+    )
+    lower = torch.stack([torch.from_numpy(f[16:]).permute(2, 0, 1).float() / 255 for f in frames])
+    with torch.no_grad():
+        assert torch.allclose(maps[:, :, 4:], model(lower[None]).masks[0], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +147,12 @@ def test_per_frame_protocol_and_model_selection(trained):
         ),
     )
     assert art.params["clip_length"] == 1
+    by_stage = export(
+        store, ExportConfig(dataset="synth", split="val", model="burnin", device="cpu")
+    )
+    assert by_stage.upstream == {"burnin": model_art.id}
+    with pytest.raises(UserError, match="no complete distill artifact"):
+        export(store, ExportConfig(dataset="synth", model="distill"))
     with pytest.raises(UserError, match="--model zzz"):
         export(store, ExportConfig(dataset="synth", model="zzz"))
     with pytest.raises(UserError, match="--which"):
@@ -139,7 +173,7 @@ def test_interrupted_export_resumes_without_redoing_videos(trained, monkeypatch)
         return real(writer, ds, video, *args)
 
     monkeypatch.setattr(export_mod, "_export_video", flaky)
-    config = ExportConfig(dataset="synth", split="val", batch_size=1, device="cpu")
+    config = ExportConfig(dataset="synth", split="val", clip_length=2, batch_size=1, device="cpu")
     with pytest.raises(RuntimeError):
         export(store, config)
     calls.clear()

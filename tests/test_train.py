@@ -89,6 +89,23 @@ def test_frames_and_masks_get_the_same_geometry(synth):
         assert torch.equal(got["frames"], frames)
 
 
+def test_cropped_top_is_never_seen(synth):
+    """crop_top: the clip is the frame below the cropped rows, frames and masks alike."""
+    root, _store, masks = synth
+    ds = ClipDataset("synth", root, masks, "train", 3, (16, 64), (4, 16), None, 0, crop_top=0.5)
+    item = ds[(0, 0)]
+    clip = ds.clips[0]
+    video = ds.videos[clip.video]
+    frame = ds._frames(video, clip.start)[0]
+    expected = crop_resize_rgb(frame, (0.5, 0.0, 0.5, 1.0), (16, 64))
+    assert torch.equal(item["frames"][0], torch.from_numpy(expected).permute(2, 0, 1))
+    labels = np.asarray(ds._masks(clip.video)[clip.start : clip.start + 3])
+    ids = np.zeros((3, 4, 16), np.int64)
+    for m in range(item["masks"].shape[1]):
+        ids[item["masks"][:, m].numpy()] = m + 1
+    assert np.array_equal(ids, crop_resize_labels(labels, (0.5, 0.0, 0.5, 1.0), (4, 16)))
+
+
 def test_crop_resize_labels_is_nearest_and_one_hot_marks_present_masks():
     labels = np.arange(16).reshape(1, 4, 4)
     assert np.array_equal(crop_resize_labels(labels, FULL, (2, 2)), [[[5, 7], [13, 15]]])

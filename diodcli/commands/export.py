@@ -13,7 +13,7 @@ from diodcli.common import app, config_option, dataset_option, force_option, roo
 @click.option(
     "--model",
     default=None,
-    help="burnin or distill artifact id (prefix) [default: the newest distill, else burn-in].",
+    help="Model: a burnin/distill artifact id (prefix), or `burnin` / `distill` for the newest complete one of that stage [default: the newest distill, else burn-in].",
 )
 @click.option(
     "--which",

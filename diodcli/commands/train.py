@@ -110,6 +110,13 @@ PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
     help="Data-loading worker processes [default: cores - 1, 1 to 8].",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU threads of the training process [default: all cores]. On a CPU shared with "
+    "other jobs, 1 avoids OpenMP oversubscription stalls.",
+)
+@click.option(
     "--checkpoint-every",
     type=click.IntRange(1),
     default=None,

@@ -56,6 +56,22 @@ def draw_geometry(rng: np.random.Generator, augment: Augment | None) -> tuple[Bo
     return box, bool(rng.random() < augment.flip_p)
 
 
+def region(crop_top: float) -> Box:
+    """The part of a frame the model sees: all of it below the top ``crop_top`` fraction
+    (TRI-PD: the top 128 of its 608 rows at half resolution, as the reference)."""
+    return (crop_top, 0.0, 1.0 - crop_top, 1.0)
+
+
+def within(outer: Box, inner: Box) -> Box:
+    """``inner`` (fractions of ``outer``) as fractions of the whole frame."""
+    return (
+        outer[0] + inner[0] * outer[2],
+        outer[1] + inner[1] * outer[3],
+        inner[2] * outer[2],
+        inner[3] * outer[3],
+    )
+
+
 def _box_pixels(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
     y0, x0 = round(box[0] * height), round(box[1] * width)
     h = max(1, min(height - y0, round(box[2] * height)))
@@ -112,8 +128,10 @@ class ClipDataset(torch.utils.data.Dataset):
         map_size: tuple[int, int],
         augment: Augment | None,
         seed: int,
+        crop_top: float = 0.0,
     ):
         self.dataset_name, self.root = dataset, Path(root)
+        self.crop_top = crop_top
         self.masks_artifact, self.split = masks, split
         self.clip_length, self.input_size, self.map_size = clip_length, input_size, map_size
         self.augment, self.seed = augment, seed
@@ -165,6 +183,7 @@ class ClipDataset(torch.utils.data.Dataset):
         video = self.videos[clip.video]
         rng = np.random.default_rng((self.seed, epoch, index))
         box, flip = draw_geometry(rng, self.augment)
+        box = within(region(self.crop_top), box)
         rgb = np.stack(
             [crop_resize_rgb(f, box, self.input_size) for f in self._frames(video, clip.start)]
         )

@@ -126,7 +126,8 @@ class DistillObjective:
         candidates = teacher_candidates(t_maps, self.labels)
 
         generator = torch.Generator().manual_seed(_step_seed(self.seed, step, self.rank))
-        out: DIODOutput = model(strong_view(weak, generator, self.strong))
+        strong = strong_view(weak, generator, self.strong)
+        out: DIODOutput = model(strong)
         maps = flat_maps(out)  # (F, K, N)
         w_fg = 1.0 - maps[:, -1]
 
@@ -144,7 +145,7 @@ class DistillObjective:
             m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
             kept_masks = 0
         l_fg = losses.fg_bg_loss(w_fg, m_fg, self.alpha, self.region).mean()
-        mse = losses.reconstruction_loss(out.recon, weak)
+        mse = losses.reconstruction_loss(out.recon, strong)  # the student's own input (eq. 5)
         total = l_s + l_t + l_fg + mse
         frames = t_maps.shape[0]
         return total, {
@@ -216,6 +217,7 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
         map_size,
         Augment() if config.augment else None,
         config.seed,
+        options.get("crop_top", 0.0),
     )
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // options["batch_size"]
@@ -281,11 +283,11 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
             open_dataset(config.dataset, root),
             config.val_split,
             input_size,
-            map_size,
             options["clip_length"],
             config.val_videos,
             device,
             precision,
+            options.get("crop_top", 0.0),
         )
         if scored is not None:
             # score what export uses by default: the teacher (the student when offline)

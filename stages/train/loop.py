@@ -77,6 +77,7 @@ class LoopConfig:
     log_every: int = 25
     val_every: int = 0  # 0: validate only at the end
     num_workers: int = 2
+    threads: int | None = None  # CPU threads of the training process; None: torch's default
     seed: int = 0
 
 
@@ -344,6 +345,8 @@ def run(
     """
     ranks = Distributed.from_env()
     torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     trainer = Trainer.build(model, objective, config, ranks)
     start = 0
     if resume_from is not None:
@@ -364,6 +367,7 @@ def run(
     logs = Logs(writer.path, start) if main else None
     summary: dict[str, Any] = {
         "device": str(trainer.device),
+        "threads": torch.get_num_threads(),
         "precision": trainer.precision,
         "world_size": ranks.world,
     }

@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_slots=45,
         clip_length=5,
         input_size=(480, 968),
+        crop_top=128 / 608,  # the reference drops the top 128 rows of the half-size frame
         batch_size=8,
         epochs=400,
     ),
@@ -54,6 +55,7 @@ COMMON: dict[str, Any] = dict(
     encoder_width=1.0,
     decoder_channels=64,
     gru_hidden=64,
+    crop_top=0.0,
     lr=5e-4,
     warmup=3000,
     decay=50_000,

@@ -70,12 +70,14 @@ class TrainConfig:
     encoder_width: float | None = None
     decoder_channels: int | None = None
     gru_hidden: int | None = None
+    crop_top: float | None = None  # fraction of the frame height left out at the top
     augment: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
     num_workers: int | None = None  # None: cores - 1, at least 1, at most 8
+    threads: int | None = None  # CPU compute threads; None: torch's default (all cores)
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2
     log_every: int = 25
@@ -107,6 +109,8 @@ def resolved_options(config: TrainConfig) -> dict[str, Any]:
     h, w = out["input_size"]
     if h % 4 or w % 4:
         raise UserError(f"--size {h}x{w}: both sides must be multiples of 4 (maps are at 1/4)")
+    if not 0.0 <= out["crop_top"] < 1.0:
+        raise UserError(f"crop_top {out['crop_top']}: expected a fraction of the height in [0, 1)")
     if out["reg_region"] not in REGIONS:
         raise UserError(f"--reg-region {out['reg_region']}: expected one of {', '.join(REGIONS)}")
     for key in ("batch_size", "clip_length", "num_slots"):
@@ -146,6 +150,7 @@ def loop_config(options: dict[str, Any], steps: int) -> LoopConfig:
                 "seed",
             )
         },
+        threads=options.get("threads"),
     )
 
 
@@ -235,6 +240,7 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
         map_size,
         Augment() if config.augment else None,
         config.seed,
+        options["crop_top"],
     )
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // options["batch_size"]
@@ -275,11 +281,11 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
             open_dataset(config.dataset, root),
             config.val_split,
             input_size,
-            map_size,
             options["clip_length"],
             config.val_videos,
             device,
             precision,
+            options["crop_top"],
         )
     log.info(
         "burn-in: preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
@@ -314,6 +320,7 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
 _RUNTIME = (
     "device",
     "num_workers",
+    "threads",
     "log_every",
     "checkpoint_every",
     "keep_checkpoints",

@@ -15,7 +15,9 @@ import torch
 
 from stages import metrics
 from stages.datasets import Dataset
-from stages.export import argmax_scores, predict_video
+from stages.export import Predictor, argmax_scores, frame_map_size
+from stages.model import DIOD
+from stages.model.encoder import ResNet18Encoder
 from stages.progress import log
 
 HEADLINE = ("fg_ari", "all_ari", "f1_50")
@@ -25,12 +27,12 @@ def make_validator(
     ds: Dataset,
     split: str,
     input_size: tuple[int, int],
-    map_size: tuple[int, int],
     clip_length: int,
     max_videos: int,
     device: torch.device,
     precision: str,
-) -> Callable[[torch.nn.Module, int], dict[str, float]] | None:
+    crop_top: float = 0.0,
+) -> Callable[[DIOD, int], dict[str, float]] | None:
     """A ``validate(model, step)`` for the loop, or None (with a log line) if the split is
     absent or has no GT instances."""
     if split not in ds.splits():
@@ -40,29 +42,20 @@ def make_validator(
     if not videos or not videos[0].instances:
         log.info("split '%s' has no GT instances: training without validation", split)
         return None
+    size = frame_map_size(input_size, crop_top, ResNet18Encoder.STRIDE)
     # GT is read once; frames are decoded again at each validation (cheap next to the model)
     gts = [
-        np.stack([metrics.resize_nearest(ds.instances(v, i), map_size) for i in range(len(v))])
+        np.stack([metrics.resize_nearest(ds.instances(v, i), size) for i in range(len(v))])
         for v in videos
     ]
 
-    def validate(model: torch.nn.Module, step: int) -> dict[str, float]:
+    def validate(model: DIOD, step: int) -> dict[str, float]:
+        predictor = Predictor(model, input_size, crop_top, clip_length, 4, device, precision)
         evaluation = metrics.Evaluation()
-        background = model.config.background_slot
         for video, gt in zip(videos, gts, strict=True):
             pred = np.zeros(gt.shape, np.int64)
             scores = np.zeros((len(video), model.config.num_slots))
-            stream = predict_video(
-                model,
-                ds.iter_frames(video),
-                len(video),
-                input_size,
-                clip_length,
-                4,
-                device,
-                precision,
-            )
-            for first, maps in stream:
+            for first, maps in predictor(ds.iter_frames(video), len(video)):
                 ids, s = argmax_scores(maps)
                 pred[first : first + len(maps)] = ids.cpu().numpy()
                 scores[first : first + len(maps)] = s.cpu().numpy()
@@ -70,7 +63,7 @@ def make_validator(
                 video.name,
                 gt,
                 pred,
-                background=background,
+                background=model.config.background_slot,
                 scores=scores,
                 moving_ids=ds.moving_ids(video),
             )
