@@ -316,6 +316,9 @@ def make_loader(
         num_workers=num_workers,
         worker_init_fn=worker_init,
         pin_memory=device.type == "cuda",
+        # forked workers inherit the parent's thread-pool state (OpenCV, OpenMP, zarr's event
+        # loop) and can deadlock in worker_init; forkserver workers start clean
+        multiprocessing_context="forkserver" if num_workers else None,
     )
 
 
