@@ -36,7 +36,10 @@ def store(tmp_path):
     with store.open("synth", "burnin", {"b": 1}, {"masks": masks}) as w:
         burnin = w.complete()
     models = {"burnin": burnin}
-    for name, params in (("dis", {}), ("o2o", {"distill": {"connection": "one-to-one", "motion_masks": True}})):
+    for name, params in (
+        ("dis", {}),
+        ("o2o", {"distill": {"connection": "one-to-one", "motion_masks": True}}),
+    ):
         with store.open("synth", "distill", params, {"burnin": burnin}) as w:
             models[name] = w.complete()
     _eval(store, {"masks": masks}, _scores(0.05, 0.0), "m")
