@@ -56,6 +56,12 @@ PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
     help="Linear warm-up steps [default: the preset's].",
 )
 @click.option(
+    "--decay",
+    type=click.IntRange(1),
+    default=None,
+    help="Steps per halving of the learning rate (continuous) [default: the preset's].",
+)
+@click.option(
     "--alpha",
     type=click.FloatRange(min=0),
     default=None,

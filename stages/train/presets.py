@@ -41,13 +41,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         clip_length=4,
         input_size=(96, 320),
         batch_size=4,
-        steps=2000,
+        steps=500,
         encoder_width=0.25,
         decoder_channels=16,
         gru_hidden=32,
-        warmup=200,
-        checkpoint_every=500,
-        val_every=500,
+        warmup=100,
+        checkpoint_every=250,
+        val_every=250,
     ),
 }
 # Shared by every preset unless it says otherwise (SPEC section 3).
