@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from stages.artifacts import Artifact, ArtifactStore
-from stages.datasets import open_dataset
 from stages.distill.augment import StrongAugConfig, strong_view
 from stages.distill.ema import EmaTeacher
 from stages.distill.motion_filter import filter_motion_masks
@@ -44,11 +43,15 @@ from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import checkpoint, losses
 from stages.train.burnin import flat_maps, flat_masks
-from stages.train.data import Augment, ClipDataset
-from stages.train.loop import Distributed, resolve_device, resolve_precision
 from stages.train.presets import preset
-from stages.train.stage import _RUNTIME, TrainConfig, loop_config, run_artifact
-from stages.train.validate import make_validator
+from stages.train.stage import (
+    TrainConfig,
+    loop_config,
+    prepare_run,
+    run_artifact,
+    run_record,
+    validator,
+)
 
 STAGE = "distill"
 FORMAT_VERSION = 1
@@ -205,31 +208,7 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
     options = resolved_options(config, state["config"])
     masks = store.get(config.dataset, "masks", burnin.upstream["masks"])
     root = Path(config.root) if config.root else Path(burnin.params["root"])
-    input_size = options["input_size"]
-    map_size = (input_size[0] // 4, input_size[1] // 4)
-    data = ClipDataset(
-        config.dataset,
-        root,
-        masks,
-        config.split,
-        options["clip_length"],
-        input_size,
-        map_size,
-        Augment() if config.augment else None,
-        config.seed,
-        options.get("crop_top", 0.0),
-    )
-    ranks = Distributed.from_env()
-    steps_per_epoch = (len(data) // ranks.world) // options["batch_size"]
-    steps = (
-        options["steps"]
-        if options.get("steps") is not None
-        else (options["epochs"] * steps_per_epoch)
-    )
-    if steps is None or steps < 1:
-        raise UserError(f"--steps/--epochs: expected at least one step, got {steps}")
-    device = resolve_device(config.device, ranks)
-    precision = resolve_precision(config.precision, device)
+    setup = prepare_run(config, root, masks, options)
     labels = PseudoLabelConfig(
         threshold=config.threshold,
         min_area=config.min_area,
@@ -246,7 +225,7 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
         motion_masks=config.motion_masks,
         offline=config.offline,
         seed=config.seed,
-        rank=ranks.rank,
+        rank=setup.ranks.rank,
     )
     distill_params = {
         "burnin": burnin.id,
@@ -258,56 +237,28 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
         "motion_masks": config.motion_masks,
         "offline": config.offline,
     }
-    resolved = {
-        **{
-            k: v
-            for k, v in options.items()
-            if k not in ("resume", "force", "masks", "root", "dataset")
-        },
-        "input_size": list(input_size),
-        "map_size": list(map_size),
-        "steps": steps,
-        "steps_per_epoch": steps_per_epoch,
-        "precision": precision,
-        "model": student.config.to_dict(),
-        "distill": distill_params,
-    }
-    params = {
-        **{k: v for k, v in resolved.items() if k not in _RUNTIME},
-        "root": str(root.resolve()),
-        "world_size": ranks.world,
-    }
+    resolved, params = run_record(options, setup, root, student.config, distill=distill_params)
     validate = None
-    if ranks.is_main and config.val_split:
-        scored = make_validator(
-            open_dataset(config.dataset, root),
-            config.val_split,
-            input_size,
-            options["clip_length"],
-            config.val_videos,
-            device,
-            precision,
-            options.get("crop_top", 0.0),
-        )
-        if scored is not None:
-            # score what export uses by default: the teacher (the student when offline)
-            def validate(model: nn.Module, step: int) -> dict[str, float]:
-                return scored(model if config.offline else teacher.module, step)
+    scored = validator(config, root, options, setup)
+    if scored is not None:
+        # score what export uses by default: the teacher (the student when offline)
+        def validate(model: nn.Module, step: int) -> dict[str, float]:
+            return scored(model if config.offline else teacher.module, step)
 
     log.info(
         "distill from burnin/%s: %d steps (%d per epoch), batch %d x T=%d at %dx%d, %s%s%s, "
         "%s on %s",
         burnin.id,
-        steps,
-        steps_per_epoch,
+        setup.steps,
+        setup.steps_per_epoch,
         options["batch_size"],
         options["clip_length"],
-        *input_size,
+        *setup.input_size,
         config.connection,
         "" if config.motion_masks else ", no motion masks",
         ", offline" if config.offline else f", EMA {config.ema}",
-        precision,
-        device,
+        setup.precision,
+        setup.device,
     )
     return run_artifact(
         store,
@@ -317,8 +268,8 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
         {UPSTREAM: burnin},
         model=student,
         objective=objective,
-        data=data,
-        loop=loop_config(options, steps),
+        data=setup.data,
+        loop=loop_config(options, setup.steps),
         resolved=resolved,
         validate=validate,
         resume=config.resume,

@@ -223,13 +223,29 @@ def run_artifact(
     return store.get(dataset, stage, art_id)
 
 
-def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
-    """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
-    options = resolved_options(config)
-    masks = store.resolve(config.dataset, "masks", config.masks)
-    root = Path(config.root) if config.root else dataset_root(store, masks)
-    input_size = options["input_size"]
-    map_size = (input_size[0] // 4, input_size[1] // 4)
+@dataclass
+class RunSetup:
+    """What burn-in and distillation resolve alike before building their objective."""
+
+    data: ClipDataset
+    ranks: Distributed
+    steps: int
+    steps_per_epoch: int
+    device: torch.device
+    precision: str
+    input_size: tuple[int, int]
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return (self.input_size[0] // 4, self.input_size[1] // 4)
+
+
+def prepare_run(
+    config: TrainConfig, root: Path, masks: Artifact, options: dict[str, Any]
+) -> RunSetup:
+    """The training split's clips, the run length (``--steps``, or ``--epochs`` times the
+    optimizer steps one epoch takes per rank), the device and the precision."""
+    input_size = tuple(options["input_size"])
     data = ClipDataset(
         config.dataset,
         root,
@@ -237,67 +253,96 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
         config.split,
         options["clip_length"],
         input_size,
-        map_size,
+        (input_size[0] // 4, input_size[1] // 4),
         Augment() if config.augment else None,
         config.seed,
-        options["crop_top"],
+        options.get("crop_top", 0.0),
     )
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // options["batch_size"]
-    steps = (
-        options["steps"]
-        if options.get("steps") is not None
-        else options["epochs"] * steps_per_epoch
-    )
-    if steps is None or steps < 1:
+    steps = options["steps"]
+    if steps is None:
+        steps = options["epochs"] * steps_per_epoch
+    if steps < 1:
         raise UserError(f"--steps/--epochs: expected at least one step, got {steps}")
     device = resolve_device(config.device, ranks)
-    precision = resolve_precision(config.precision, device)
-    mcfg = model_config(options)
+    return RunSetup(
+        data,
+        ranks,
+        steps,
+        steps_per_epoch,
+        device,
+        resolve_precision(config.precision, device),
+        input_size,
+    )
+
+
+def run_record(
+    options: dict[str, Any], setup: RunSetup, root: Path, model: ModelConfig, **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(resolved config saved in every checkpoint, params hashed into the artifact id)."""
     resolved = {
         **{
             k: v
             for k, v in options.items()
             if k not in ("resume", "force", "masks", "root", "dataset")
         },
-        "input_size": list(input_size),
-        "map_size": list(map_size),
-        "steps": steps,
-        "steps_per_epoch": steps_per_epoch,
-        "precision": precision,
-        "model": mcfg.to_dict(),
+        "input_size": list(setup.input_size),
+        "map_size": list(setup.map_size),
+        "steps": setup.steps,
+        "steps_per_epoch": setup.steps_per_epoch,
+        "precision": setup.precision,
+        "model": model.to_dict(),
+        **extra,
     }
     params = {
         **{k: v for k, v in resolved.items() if k not in _RUNTIME},
         "root": str(root.resolve()),
-        "world_size": ranks.world,
+        "world_size": setup.ranks.world,
     }
+    return resolved, params
+
+
+def validator(
+    config: TrainConfig, root: Path, options: dict[str, Any], setup: RunSetup
+) -> Validate | None:
+    """Rank 0's periodic scoring on ``--val-split`` (None: no split, or no GT there)."""
+    if not (setup.ranks.is_main and config.val_split):
+        return None
+    return make_validator(
+        open_dataset(config.dataset, root),
+        config.val_split,
+        setup.input_size,
+        options["clip_length"],
+        config.val_videos,
+        setup.device,
+        setup.precision,
+        options.get("crop_top", 0.0),
+    )
+
+
+def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
+    """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
+    options = resolved_options(config)
+    masks = store.resolve(config.dataset, "masks", config.masks)
+    root = Path(config.root) if config.root else dataset_root(store, masks)
+    setup = prepare_run(config, root, masks, options)
+    mcfg = model_config(options)
+    resolved, params = run_record(options, setup, root, mcfg)
     torch.manual_seed(config.seed)
     model = DIOD(mcfg)
     objective = BurninObjective(alpha=options["alpha"], region=options["reg_region"])
-    validate = None
-    if ranks.is_main and config.val_split:
-        validate = make_validator(
-            open_dataset(config.dataset, root),
-            config.val_split,
-            input_size,
-            options["clip_length"],
-            config.val_videos,
-            device,
-            precision,
-            options["crop_top"],
-        )
     log.info(
         "burn-in: preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
         options["preset"],
-        steps,
-        steps_per_epoch,
+        setup.steps,
+        setup.steps_per_epoch,
         options["batch_size"],
         options["clip_length"],
-        *input_size,
+        *setup.input_size,
         mcfg.num_slots,
-        precision,
-        device,
+        setup.precision,
+        setup.device,
     )
     return run_artifact(
         store,
@@ -307,10 +352,10 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
         {"masks": masks},
         model=model,
         objective=objective,
-        data=data,
-        loop=loop_config(options, steps),
+        data=setup.data,
+        loop=loop_config(options, setup.steps),
         resolved=resolved,
-        validate=validate,
+        validate=validator(config, root, options, setup),
         resume=config.resume,
         force=config.force,
     )
