@@ -25,13 +25,13 @@ class SynthConfig:
     height: int = 96
     width: int = 320
     #: objects per video (inclusive range)
-    objects: tuple[int, int] = (4, 8)
+    objects: tuple[int, int] = (3, 6)
     #: fraction of a video's objects that stay still in the world (at least ceil(low * n))
     static_fraction: tuple[float, float] = (1 / 3, 2 / 3)
     #: object families to draw from; moving and static objects share the same draw
     families: tuple[str, ...] = FAMILY_NAMES
     #: target object area as a fraction of the frame at the middle frame (log-uniform)
-    object_area: tuple[float, float] = (0.003, 0.08)
+    object_area: tuple[float, float] = (0.006, 0.08)
     #: allowed depth of an object at the middle frame, metres
     object_depth_m: tuple[float, float] = (7.0, 45.0)
     #: closest an object may come to the camera in any frame, metres
@@ -39,7 +39,7 @@ class SynthConfig:
     #: part of an object's bounding box that must stay inside the frame in every frame
     min_in_view: float = 0.7
     #: flow of a moving object relative to the flow it would have if static, px per frame
-    moving_residual_px: tuple[float, float] = (1.5, 5.0)
+    moving_residual_px: tuple[float, float] = (3.0, 6.0)
     #: fastest an object may move, metres per frame (rejects implausible draws)
     max_object_speed_m: float = 2.5
     #: camera forward translation along its heading, metres per frame
