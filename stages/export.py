@@ -74,9 +74,8 @@ def model_artifact(store: ArtifactStore, dataset: str, ref: str | None) -> Artif
         return store.latest(dataset, ref)
     if ref is None:
         for stage in MODEL_STAGES:
-            done = [a for a in store.list(dataset, stage) if a.is_complete]
-            if done:
-                return max(done, key=lambda a: (a.manifest.get("finished", ""), a.id))
+            if any(a.is_complete for a in store.list(dataset, stage)):
+                return store.latest(dataset, stage)
         raise UserError(
             f"no complete burnin or distill artifact for dataset '{dataset}' in {store.workspace}: "
             "run `diod train` first"
