@@ -35,10 +35,10 @@ format: install
 	$(BIN)/ruff format .
 
 # The whole chain on the built-in synthetic dataset, on CPU. The dataset is deterministic by
-# seed, so an existing one is reused.
+# seed: `data synth` reuses one already generated with the same settings.
 SYNTH := data/synth-seed$(SEED)
 demo: install
-	test -f $(SYNTH)/synth.json || $(DIOD) data synth --out $(SYNTH) --seed $(SEED)
+	$(DIOD) data synth --out $(SYNTH) --seed $(SEED)
 	$(MAKE) all DATASET=synth DATA=$(SYNTH)
 
 # The whole chain on one dataset, with the preset configs/$(DATASET).toml: flow, motion

@@ -295,11 +295,16 @@ def test_cli_synth_then_check(tmp_path):
     checked = _diod("data", "check", "--dataset", "folder", "--root", str(out))
     assert checked.returncode == 0, checked.stderr
     assert "train" in checked.stdout and "val" in checked.stdout and "48x160" in checked.stdout
-    again = _diod(*args)
-    assert again.returncode == 2
-    lines = again.stderr.strip().splitlines()
+    written = (out / "synth.json").stat().st_mtime_ns
+    again = _diod(*args)  # the same settings: reused, not rewritten
+    assert again.returncode == 0 and (out / "synth.json").stat().st_mtime_ns == written
+    other = [*args[:-1], "4"]  # another seed
+    refused = _diod(*other)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0] and "--force" in lines[0]
-    assert _diod(*args, "--force").returncode == 0
+    assert _diod(*other, "--force").returncode == 0
+    assert json.loads((out / "synth.json").read_text())["config"]["seed"] == 4
 
 
 def test_preview_picture(tiny, tmp_path):

@@ -22,7 +22,11 @@ def COMMAND() -> None:
 @click.option("--val-videos", type=click.IntRange(0), default=8, help="Videos in val/.")
 @click.option("--frames", type=click.IntRange(2), default=12, help="Frames per video.")
 @click.option("--size", default="96x320", help="Frame size HxW.")
-@click.option("--force", is_flag=True, help="Overwrite an existing dataset at --out.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a different dataset at --out (one of the same settings is reused).",
+)
 @config_option
 def synth(
     out: str, seed: int, train_videos: int, val_videos: int, frames: int, size: str, force: bool
@@ -40,7 +44,7 @@ def synth(
         width=w,
     )
     root = generate(Path(out), config, force=force)
-    click.echo(f"wrote synth dataset to {root}")
+    click.echo(f"synth dataset ready at {root}")
 
 
 @COMMAND.command("check")

@@ -42,12 +42,22 @@ def _write_all(root: Path, config: SynthConfig, workers: int) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _recorded(out: Path) -> dict | None:
+    """What ``synth.json`` in ``out`` says generated it (None: not a synth dataset)."""
+    try:
+        return json.loads((out / "synth.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def generate(
     out: Path, config: SynthConfig, *, force: bool = False, workers: int | None = None
 ) -> Path:
     """Write the dataset to ``out`` in the folder layout and return ``out``.
 
-    Everything is generated in a temporary directory beside ``out`` and renamed into place
+    A dataset already at ``out`` with the same generator version and settings is reused
+    as it is, so scripts (``make demo``) can ask for it every time. Everything is generated
+    in a temporary directory beside ``out`` and renamed into place
     at the end, so an interrupted run never leaves a partial dataset at ``out``. Videos are
     independent (one generator each), so ``workers`` processes give the same bytes as one;
     by default one per CPU, with at least VIDEOS_PER_WORKER videos each.
@@ -55,8 +65,15 @@ def generate(
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
+    summary = {"generator_version": GENERATOR_VERSION, "config": config.to_json()}
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"--out {out}: already exists and is not empty (use --force to replace it)")
+        if _recorded(out) == summary:
+            log.info("%s already holds this synthetic dataset (same settings): reused", out)
+            return out
+        raise UserError(
+            f"--out {out}: already exists and holds other data (another seed, settings or "
+            "generator version; use --force to replace it)"
+        )
     if workers is None:  # a process costs ~1 s to start: only worth it for a few videos each
         workers = max(1, min(os.cpu_count() or 1, len(_jobs(config)) // VIDEOS_PER_WORKER))
     try:
@@ -68,7 +85,6 @@ def generate(
         ) from None
     try:
         _write_all(staging, config, workers)
-        summary = {"generator_version": GENERATOR_VERSION, "config": config.to_json()}
         (staging / "synth.json").write_text(json.dumps(summary, indent=1) + "\n")
         staging.chmod(0o755)  # mkdtemp makes it private; a dataset is meant to be shared
         if out.exists():
