@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from train_helpers import gt_masks_artifact, tiny_synth, tiny_train_config
+from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
 
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
@@ -235,18 +235,7 @@ def test_cli_burnin_run_and_one_line_errors(synth, tmp_path):
         "2",
         "--batch-size",
         "2",
-        "--clip-length",
-        "2",
-        "--size",
-        "32x64",
-        "--num-slots",
-        "3",
-        "--encoder-width",
-        "0.125",
-        "--workers",
-        "0",
-        "--precision",
-        "fp32",
+        *TINY_CLI_OPTIONS,
         "--val-split",
         "",
     ]

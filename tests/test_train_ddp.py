@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_helpers import gt_masks_artifact, tiny_synth, tiny_train_config
+from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
 
 from stages.artifacts import ArtifactStore
 from stages.train import checkpoint
@@ -101,18 +101,7 @@ def test_torchrun_cli(tmp_path):
         "2",
         "--batch-size",
         "1",
-        "--clip-length",
-        "2",
-        "--size",
-        "32x64",
-        "--num-slots",
-        "3",
-        "--encoder-width",
-        "0.125",
-        "--workers",
-        "0",
-        "--precision",
-        "fp32",
+        *TINY_CLI_OPTIONS,
     ]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from train_helpers import gt_masks_artifact, tiny_synth, tiny_train_config
+from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
 
 from stages.artifacts import ArtifactStore
 from stages.train import checkpoint
@@ -80,18 +80,7 @@ def test_killed_cli_run_resumes_to_the_same_result(root, tmp_path):
         "3",
         "--batch-size",
         "2",
-        "--clip-length",
-        "2",
-        "--size",
-        "32x64",
-        "--num-slots",
-        "3",
-        "--encoder-width",
-        "0.125",
-        "--workers",
-        "0",
-        "--precision",
-        "fp32",
+        *TINY_CLI_OPTIONS,
         "--val-split",
         "",
         "--seed",

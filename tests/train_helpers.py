@@ -13,6 +13,11 @@ from stages.datasets import open_dataset
 from stages.zarrstore import frame_array, write_video
 
 TINY_MODEL = dict(num_slots=4, encoder_width=0.125, decoder_channels=8)
+# `diod train` options of the CLI tests' tiny run (fp32 and no loader process: exact and quick)
+TINY_CLI_OPTIONS = [
+    "--clip-length", "2", "--size", "32x64", "--num-slots", "3", "--encoder-width", "0.125",
+    "--workers", "0", "--precision", "fp32",
+]  # fmt: skip
 
 
 def tiny_synth(
