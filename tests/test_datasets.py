@@ -120,6 +120,33 @@ def test_tripd_layout(tmp_path):
     assert video.name == "scene_000001__camera_01" and len(video) == 2
     assert set(np.unique(ds.instances(video, 0))) == {0, 255 << 16, 9}
     assert ds.motion(video, 1).max() == 0
+    assert ds.moving_ids(video) is None  # no moving_masks/: the dataset does not say
+
+
+def test_tripd_moving_ids_are_the_instances_on_moving_masks(tmp_path):
+    scene = tmp_path / "train" / "scene_000002"
+    for sub in ("rgb", "ari_masks", "moving_masks"):
+        (scene / sub / "camera_05").mkdir(parents=True)
+    for i, f in enumerate(_frames(2)):
+        write_png(scene / "rgb" / "camera_05" / f"{i:018d}.png", f)
+        colour = np.zeros((12, 16, 3), np.uint8)
+        colour[1:4, 1:4] = (255, 0, 0)  # moves in frame 1 only
+        colour[5:8, 5:8] = (0, 0, 9)  # touched by the moving mask, never mostly on it
+        colour[9:12, 9:12] = (0, 7, 0)  # static
+        write_png(scene / "ari_masks" / "camera_05" / f"{i:018d}.png", colour)
+        mover = np.zeros((12, 16, 3), np.uint8)  # colour-coded like the GT: only > 0 matters
+        mover[5, 5:8] = (200, 200, 200)
+        if i == 1:
+            mover[1:4, 1:4] = (10, 20, 30)
+        write_png(scene / "moving_masks" / "camera_05" / f"{i:018d}.png", mover)
+    ds = open_dataset("tripd", tmp_path)
+    (video,) = ds.videos("train")
+    assert ds.moving_ids(video) == {255 << 16}
+    write_png(scene / "moving_masks" / "camera_05" / f"{1:018d}.png", np.zeros((6, 8), np.uint8))
+    with pytest.raises(
+        UserError, match="moving_masks/camera_05/000000000000000001.png: moving mask of size"
+    ):
+        ds.moving_ids(video)
 
 
 def test_errors_name_the_file(folder_root, tmp_path):

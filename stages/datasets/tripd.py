@@ -12,8 +12,14 @@ folded to one id per colour (see ``read_label_map``).
 
 from __future__ import annotations
 
+import numpy as np
+
 from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
-from stages.datasets.imageio import list_images
+from stages.datasets.imageio import list_images, read_label_map
+from stages.errors import UserError
+
+#: a GT instance moves when, in some frame, more than this share of it lies on moving_masks
+MOVING_OVERLAP = 0.5
 
 
 class TripdDataset(Dataset):
@@ -40,7 +46,34 @@ class TripdDataset(Dataset):
                         scene / "ari_masks" / cam_dir.name, rgb, "ari_masks"
                     ),
                     motion=labels_for_frames(scene / "est_masks" / cam_dir.name, rgb, "est_masks"),
-                    extra={"dir": cam_dir, "moving_masks": scene / "moving_masks" / cam_dir.name},
+                    extra={
+                        "dir": cam_dir,
+                        "moving_masks": labels_for_frames(
+                            scene / "moving_masks" / cam_dir.name, rgb, "moving_masks"
+                        ),
+                    },
                 )
             )
         return videos
+
+    def moving_ids(self, video: Video) -> set[int] | None:
+        """The ari_masks ids that lie on the GT moving masks (which carry no ids of their own)
+        in at least one frame: the moving/static split of the eval stage's recall."""
+        paths = video.extra.get("moving_masks", ())
+        if not paths or not video.instances:
+            return None
+        moving: set[int] = set()
+        for i, path in enumerate(paths):
+            gt = self.instances(video, i)
+            on_mover = read_label_map(path) > 0
+            if on_mover.shape != gt.shape:
+                raise UserError(
+                    f"{path}: moving mask of size {on_mover.shape} for an ari_masks map of "
+                    f"size {gt.shape}"
+                )
+            ids, index = np.unique(gt, return_inverse=True)
+            share = np.bincount(index.ravel(), weights=on_mover.ravel()) / np.bincount(
+                index.ravel()
+            )
+            moving.update(int(i) for i in ids[(share > MOVING_OVERLAP) & (ids != 0)])
+        return moving
