@@ -313,3 +313,13 @@ def test_preview_picture(tiny, tmp_path):
     out = preview(tiny, tmp_path / "p.png", videos=2, scale=2)
     picture = cv2.imread(str(out))
     assert picture.shape == (2 * 48 * 2 + 4, 3 * 160 * 2 + 2 * 4, 3)
+
+
+def test_cli_defaults_are_the_generator_defaults():
+    from diodcli.commands.data import COMMAND
+
+    options = {p.name: p.default for p in COMMAND.commands["synth"].params}
+    defaults = SynthConfig()
+    for name in ("seed", "train_videos", "val_videos", "frames"):
+        assert options[name] == getattr(defaults, name), name
+    assert options["size"] == f"{defaults.height}x{defaults.width}"

@@ -18,7 +18,7 @@ def COMMAND() -> None:
 @COMMAND.command("synth")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output root.")
 @click.option("--seed", type=int, default=0, help="Everything is determined by this seed.")
-@click.option("--train-videos", type=click.IntRange(0), default=24, help="Videos in train/.")
+@click.option("--train-videos", type=click.IntRange(0), default=96, help="Videos in train/.")
 @click.option("--val-videos", type=click.IntRange(0), default=8, help="Videos in val/.")
 @click.option("--frames", type=click.IntRange(2), default=12, help="Frames per video.")
 @click.option("--size", default="96x320", help="Frame size HxW.")
