@@ -1,4 +1,4 @@
-"""Time `diod data synth` on the default set (24 + 8 videos x 12 frames, 96x320) and
+"""Time `diod data synth` on the default set (96 + 8 videos x 12 frames, 96x320) and
 summarise what it made (object sizes, static share, residual flow of moving objects).
 
     .venv/bin/python bench/synth.py [--workers 1 2]
