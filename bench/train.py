@@ -8,7 +8,8 @@ T=5) and batch, as in TARGETS.md, whose REF step times it prints beside ours.
 
     .venv/bin/python bench/train.py                      # synth-cpu, ref-96x320, ref-128x416
     .venv/bin/python bench/train.py --cases ref-368x1248 --steps 3
-    .venv/bin/python bench/train.py --device cuda        # on a GPU
+    .venv/bin/python bench/train.py --cases movi,tripd-b1 --steps 3
+    .venv/bin/python bench/train.py --device cuda --cases synth-cpu,kitti,tripd,movi   # GPU
 
 Timings on a shared machine are noisy: check `uptime` first and compare ratios from one run.
 """
@@ -32,6 +33,11 @@ CASES = {
     "ref-96x320": ("kitti", (96, 320), 2, {}),
     "ref-128x416": ("kitti", (128, 416), 2, {}),
     "ref-368x1248": ("kitti", (368, 1248), 1, {}),
+    # the GPU presets as shipped (batch 8); on a CPU only movi fits in memory at batch 8
+    "kitti": ("kitti", None, None, {}),
+    "tripd": ("tripd", None, None, {}),
+    "movi": ("movi", None, None, {}),
+    "tripd-b1": ("tripd", None, 1, {}),
 }
 # TARGETS.md, the reference implementation on 2 Zen 4 cores: burn-in step (s), peak RSS (GiB)
 REF = {"ref-96x320": (9.9, 3.1), "ref-128x416": (18.7, 3.7), "ref-368x1248": (97.0, 12.3)}
