@@ -104,17 +104,23 @@ def test_decode_kitti_instances_without_background():
     assert (decode_kitti_instances(raw) == 1).all()
 
 
+def _tripd_scene(root: Path, split: str, layers: dict[str, list[np.ndarray]]) -> None:
+    """One TRI-PD scene seen by one camera: folder (rgb, ari_masks, ...) -> its frames."""
+    for sub, images in layers.items():
+        folder = root / split / "scene_000001" / sub / "camera_01"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(images):
+            write_png(folder / f"{i:018d}.png", image)
+
+
 def test_tripd_layout(tmp_path):
-    scene = tmp_path / "test" / "scene_000001"
-    for sub in ("rgb", "ari_masks", "est_masks"):
-        (scene / sub / "camera_01").mkdir(parents=True)
-    for i, f in enumerate(_frames(2)):
-        write_png(scene / "rgb" / "camera_01" / f"{i:018d}.png", f)
-        colour = np.zeros((12, 16, 3), np.uint8)
-        colour[1:4, 1:4] = (255, 0, 0)
-        colour[5:8, 5:8] = (0, 0, 9)
-        write_png(scene / "ari_masks" / "camera_01" / f"{i:018d}.png", colour)
-        write_png(scene / "est_masks" / "camera_01" / f"{i:018d}.png", np.zeros((12, 16), np.uint8))
+    colour = np.zeros((12, 16, 3), np.uint8)
+    colour[1:4, 1:4] = (255, 0, 0)
+    colour[5:8, 5:8] = (0, 0, 9)
+    empty = np.zeros((12, 16), np.uint8)
+    _tripd_scene(
+        tmp_path, "test", {"rgb": _frames(2), "ari_masks": [colour] * 2, "est_masks": [empty] * 2}
+    )
     ds = open_dataset("tripd", tmp_path)
     (video,) = ds.videos("val")  # val reads test
     assert video.name == "scene_000001__camera_01" and len(video) == 2
@@ -124,28 +130,23 @@ def test_tripd_layout(tmp_path):
 
 
 def test_tripd_moving_ids_are_the_instances_on_moving_masks(tmp_path):
-    scene = tmp_path / "train" / "scene_000002"
-    for sub in ("rgb", "ari_masks", "moving_masks"):
-        (scene / sub / "camera_05").mkdir(parents=True)
-    for i, f in enumerate(_frames(2)):
-        write_png(scene / "rgb" / "camera_05" / f"{i:018d}.png", f)
-        colour = np.zeros((12, 16, 3), np.uint8)
-        colour[1:4, 1:4] = (255, 0, 0)  # moves in frame 1 only
-        colour[5:8, 5:8] = (0, 0, 9)  # touched by the moving mask, never mostly on it
-        colour[9:12, 9:12] = (0, 7, 0)  # static
-        write_png(scene / "ari_masks" / "camera_05" / f"{i:018d}.png", colour)
-        mover = np.zeros((12, 16, 3), np.uint8)  # colour-coded like the GT: only > 0 matters
+    colour = np.zeros((12, 16, 3), np.uint8)
+    colour[1:4, 1:4] = (255, 0, 0)  # moves in frame 1 only
+    colour[5:8, 5:8] = (0, 0, 9)  # touched by the moving mask, never mostly on it
+    colour[9:12, 9:12] = (0, 7, 0)  # static
+    movers = [np.zeros((12, 16, 3), np.uint8) for _ in range(2)]  # colour-coded: > 0 matters
+    for mover in movers:
         mover[5, 5:8] = (200, 200, 200)
-        if i == 1:
-            mover[1:4, 1:4] = (10, 20, 30)
-        write_png(scene / "moving_masks" / "camera_05" / f"{i:018d}.png", mover)
+    movers[1][1:4, 1:4] = (10, 20, 30)
+    _tripd_scene(
+        tmp_path, "train", {"rgb": _frames(2), "ari_masks": [colour] * 2, "moving_masks": movers}
+    )
     ds = open_dataset("tripd", tmp_path)
     (video,) = ds.videos("train")
     assert ds.moving_ids(video) == {255 << 16}
-    write_png(scene / "moving_masks" / "camera_05" / f"{1:018d}.png", np.zeros((6, 8), np.uint8))
-    with pytest.raises(
-        UserError, match="moving_masks/camera_05/000000000000000001.png: moving mask of size"
-    ):
+    wrong = tmp_path / "train/scene_000001/moving_masks/camera_01/000000000000000001.png"
+    write_png(wrong, np.zeros((6, 8), np.uint8))
+    with pytest.raises(UserError, match=f"{wrong}: moving mask of size"):
         ds.moving_ids(video)
 
 
