@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
+from train_helpers import (
+    TINY_CLI_OPTIONS,
+    as_torchrun_rank,
+    gt_masks_artifact,
+    tiny_synth,
+    tiny_train_config,
+)
 
 from stages.artifacts import ArtifactStore
 from stages.train import checkpoint
@@ -32,14 +38,7 @@ def _digest(model: torch.nn.Module) -> str:
 
 
 def _worker(rank: int, world: int, port: int, workspace: str, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, world, port)
     from stages.train import burnin
     from stages.train.stage import train
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-from train_helpers import gt_masks_artifact, tiny_synth, tiny_train_config
+from train_helpers import as_torchrun_rank, gt_masks_artifact, tiny_synth, tiny_train_config
 
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
@@ -262,17 +262,9 @@ def test_cli_distill_and_one_line_errors(burned):
 
 def _ddp_worker(rank: int, world: int, port: int, workspace: str, out: str) -> None:
     import hashlib
-    import os
     from pathlib import Path
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, world, port)
     from stages.train.distill import DistillObjective, distill
 
     digests: list[str] = []

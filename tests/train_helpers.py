@@ -4,6 +4,7 @@ and a tiny training configuration that runs in seconds on CPU."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,18 @@ def tiny_train_config(dataset: str = "synth", **overrides):
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def as_torchrun_rank(rank: int, world: int, port: int) -> None:
+    """Give this (spawned) process the environment torchrun gives rank ``rank`` of
+    ``world`` on localhost, and one thread (two ranks share the 2 test cores)."""
+    import torch
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
