@@ -75,5 +75,5 @@ class TripdDataset(Dataset):
             share = np.bincount(index.ravel(), weights=on_mover.ravel()) / np.bincount(
                 index.ravel()
             )
-            moving.update(int(i) for i in ids[(share > MOVING_OVERLAP) & (ids != 0)])
+            moving.update(int(n) for n in ids[(share > MOVING_OVERLAP) & (ids != 0)])
         return moving

@@ -260,7 +260,7 @@ def prepare_run(
     )
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // options["batch_size"]
-    steps = options["steps"]
+    steps = options.get("steps")
     if steps is None:
         steps = options["epochs"] * steps_per_epoch
     if steps < 1:
