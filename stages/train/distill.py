@@ -253,7 +253,7 @@ def distill(store: ArtifactStore, config: DistillConfig) -> Artifact:
         setup.steps_per_epoch,
         options["batch_size"],
         options["clip_length"],
-        *setup.input_size,
+        *setup.data.input_size,
         config.connection,
         "" if config.motion_masks else ", no motion masks",
         ", offline" if config.offline else f", EMA {config.ema}",

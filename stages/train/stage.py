@@ -23,6 +23,7 @@ from stages.datasets import open_dataset
 from stages.errors import UserError
 from stages.evaluate import dataset_root
 from stages.model import DIOD, ModelConfig
+from stages.model.encoder import ResNet18Encoder
 from stages.progress import log
 from stages.train import checkpoint
 from stages.train.burnin import BurninObjective
@@ -233,11 +234,6 @@ class RunSetup:
     steps_per_epoch: int
     device: torch.device
     precision: str
-    input_size: tuple[int, int]
-
-    @property
-    def map_size(self) -> tuple[int, int]:
-        return (self.input_size[0] // 4, self.input_size[1] // 4)
 
 
 def prepare_run(
@@ -245,15 +241,16 @@ def prepare_run(
 ) -> RunSetup:
     """The training split's clips, the run length (``--steps``, or ``--epochs`` times the
     optimizer steps one epoch takes per rank), the device and the precision."""
-    input_size = tuple(options["input_size"])
+    height, width = options["input_size"]
+    stride = ResNet18Encoder.STRIDE
     data = ClipDataset(
         config.dataset,
         root,
         masks,
         config.split,
         options["clip_length"],
-        input_size,
-        (input_size[0] // 4, input_size[1] // 4),
+        (height, width),
+        (height // stride, width // stride),
         Augment() if config.augment else None,
         config.seed,
         options.get("crop_top", 0.0),
@@ -273,7 +270,6 @@ def prepare_run(
         steps_per_epoch,
         device,
         resolve_precision(config.precision, device),
-        input_size,
     )
 
 
@@ -287,8 +283,8 @@ def run_record(
             for k, v in options.items()
             if k not in ("resume", "force", "masks", "root", "dataset")
         },
-        "input_size": list(setup.input_size),
-        "map_size": list(setup.map_size),
+        "input_size": list(setup.data.input_size),
+        "map_size": list(setup.data.map_size),
         "steps": setup.steps,
         "steps_per_epoch": setup.steps_per_epoch,
         "precision": setup.precision,
@@ -312,7 +308,7 @@ def validator(
     return make_validator(
         open_dataset(config.dataset, root),
         config.val_split,
-        setup.input_size,
+        setup.data.input_size,
         options["clip_length"],
         config.val_videos,
         setup.device,
@@ -339,7 +335,7 @@ def train(store: ArtifactStore, config: TrainConfig) -> Artifact:
         setup.steps_per_epoch,
         options["batch_size"],
         options["clip_length"],
-        *setup.input_size,
+        *setup.data.input_size,
         mcfg.num_slots,
         setup.precision,
         setup.device,
