@@ -131,7 +131,7 @@ def main() -> None:
     from torchvision.models import resnet18
 
     student = resnet18().to(device)
-    teacher = EmaTeacher(student)
+    teacher = EmaTeacher(student, keep_rate=DistillSettings().ema)
     count = sum(p.numel() for p in student.parameters()) / 1e6
     ms = median_ms(lambda: teacher.update(student), device, args.repeats)
     print(f"EMA update, torchvision ResNet-18 ({count:.1f} M parameters + BN buffers): {ms:.2f} ms")

@@ -77,32 +77,29 @@ def _dataset(workdir: Path, size: tuple[int, int], frames: int):
 def run_case(name: str, steps: int, device: str, precision: str, workers: int) -> dict:
     import torch
 
+    from stages.hardware import Distributed
     from stages.model import DIOD
     from stages.train.burnin import BurninObjective
+    from stages.train.config import resolve
     from stages.train.data import Augment, ClipBatches, ClipDataset
-    from stages.train.loop import Distributed, LoopConfig, Trainer, make_loader, to_device
-    from stages.train.stage import TrainConfig, model_config, resolved_options
+    from stages.train.loop import Trainer, make_loader, to_device
 
     preset, size, batch, overrides = CASES[name]
-    options = resolved_options(
-        TrainConfig(dataset="synth", preset=preset, input_size=size, batch_size=batch, **overrides)
+    given = dict(
+        overrides, input_size=size, batch_size=batch, device=device, precision=precision
     )
-    size, batch, t = tuple(options["input_size"]), options["batch_size"], options["clip_length"]
+    config = resolve("burnin", "synth", given, preset=preset)
+    size, batch, t = config.data.input_size, config.loop.batch_size, config.data.clip_length
     with tempfile.TemporaryDirectory() as tmp:
         root, masks = _dataset(Path(tmp), size, frames=t + 3)
         data = ClipDataset(
             "synth", root, masks, "train", t, size, (size[0] // 4, size[1] // 4), Augment(), 0
         )
         torch.manual_seed(0)
-        model = DIOD(model_config(options))
-        loop = LoopConfig(
-            steps=steps + 2,
-            batch_size=batch,
-            device=device,
-            precision=precision,
-            num_workers=workers,
+        model = DIOD(config.model)
+        trainer = Trainer.build(
+            model, BurninObjective(config.losses), config.loop, config.runtime, Distributed()
         )
-        trainer = Trainer.build(model, BurninObjective(), loop, Distributed())
         loader = make_loader(
             data, ClipBatches(len(data), batch, 0, total_steps=steps + 2), workers, trainer.device
         )
@@ -121,8 +118,8 @@ def run_case(name: str, steps: int, device: str, precision: str, workers: int) -
         "input": f"{size[0]}x{size[1]}",
         "batch": batch,
         "T": t,
-        "K": options["num_slots"],
-        "width": options["encoder_width"],
+        "K": config.model.num_slots,
+        "width": config.model.encoder_width,
         "device": str(trainer.device),
         "precision": trainer.precision,
         "step_s": step_s,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from stages import settings
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
+from stages.hardware import DEVICE, PRECISION, WORKERS
+from stages.settings import Setting, ints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,9 +121,97 @@ def parse_size(value: str | None, option: str = "--size") -> tuple[int, int] | N
     if value is None:
         return None
     try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise UserError(f"{option} {value}: expected HxW, e.g. 96x320") from None
+        h, w = settings.parse_size(value)
+    except ValueError as exc:
+        raise UserError(f"{option} {exc}") from None
     if h <= 0 or w <= 0:
         raise UserError(f"{option} {value}: height and width must be positive")
     return h, w
+
+
+# -- options made from declared settings (stages.settings) -----------------------------------
+class SizeType(click.ParamType):
+    """HxW on the command line, a string or a [H, W] list in a config file."""
+
+    name = "HxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, list | tuple):
+            return tuple(value)
+        try:
+            return settings.parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+CLICK_TYPES = {int: int, float: float, str: str}
+
+
+def setting_option(
+    name: str,
+    spec: Setting,
+    *,
+    default: Any = None,
+    help: str | None = None,
+    extra: str = "",
+    check: bool = False,
+) -> Callable:
+    """The click option of a declared setting. A setting that lives in a settings class is
+    checked there, once, wherever its value comes from; ``check=True`` checks it here, for
+    the commands whose settings have no class. ``default=None`` leaves an option the user
+    did not give as None, so that presets can fill it; the help then shows the declared
+    default itself."""
+    flag = spec.option_name(name)
+    text = (help or spec.help) + extra
+    if default is None and spec.default is not None:
+        text += f" [default: {settings.show(spec.default)}]"
+    domain = spec.domain
+    if domain.kind is bool:
+        bare = flag[2:]
+        return click.option(
+            f"--{bare}/--no-{bare}", default=default, show_default=default is not None, help=text
+        )
+    kind = SizeType() if domain.kind == "size" else CLICK_TYPES[domain.kind]
+
+    def checked(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None and not domain.accepts(value):
+            raise UserError(f"{flag} {settings.show(value)}: expected {domain.describe()}")
+        return value
+
+    return click.option(
+        flag,
+        type=kind,
+        default=default,
+        metavar=domain.metavar(),
+        show_default=default is not None,
+        help=text,
+        callback=checked if check else None,
+    )
+
+
+def device_option(**kwargs: Any) -> Callable:
+    return setting_option("device", DEVICE, default=DEVICE.default, check=True, **kwargs)
+
+
+def precision_option(**kwargs: Any) -> Callable:
+    return setting_option("precision", PRECISION, default=PRECISION.default, check=True, **kwargs)
+
+
+def workers_option(default_rule: str, check: bool = True) -> Callable:
+    """``--workers``: N processes, 0 for none, unset for the command's ``default_rule``."""
+    return setting_option(
+        "num_workers",
+        WORKERS,
+        help=WORKERS.help.replace("from the cores", default_rule),
+        check=check,
+    )
+
+
+def batch_size_option(what: str, default: int | None) -> Callable:
+    """``--batch-size``: how many ``what`` go through the network at once."""
+    return setting_option(
+        "batch_size",
+        Setting(default, ints(1), f"{what} per network call."),
+        default=default,
+        check=True,
+    )

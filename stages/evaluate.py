@@ -28,7 +28,7 @@ from stages.artifacts import (
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.progress import log, track
-from stages.zarrstore import open_video, video_names
+from stages.zarrstore import MASKS_STORE, PREDICTIONS_STORE, open_video, video_names
 
 STAGE = "eval"
 FORMAT_VERSION = 1
@@ -36,7 +36,7 @@ GRANULARITIES = ("frame", "clip")
 #: ``--predictions`` / ``--masks`` value that means "the newest complete artifact"
 LATEST = "latest"
 #: where each scorable source stage keeps its maps
-SOURCES = {"export": ("predictions.zarr", "slots"), "masks": ("masks.zarr", "masks")}
+SOURCES = {"export": (PREDICTIONS_STORE, "slots"), "masks": (MASKS_STORE, "masks")}
 
 
 @dataclass

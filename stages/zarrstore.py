@@ -22,6 +22,11 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from stages.artifacts import Artifact, ArtifactWriter, atomic_write_json
 from stages.errors import UserError
 
+# The payload stores of the stages that write Zarr, named once for writers and readers alike.
+FLOW_STORE = "flow.zarr"
+MASKS_STORE = "masks.zarr"
+PREDICTIONS_STORE = "predictions.zarr"
+
 GROUP_METADATA = {"zarr_format": 3, "node_type": "group", "attributes": {}}
 
 
@@ -70,13 +75,6 @@ def frame_array(
         compressors=compressor(np.dtype(dtype)),
         attributes=dict(attrs or {}),
     )
-
-
-def open_store(artifact: Artifact, store: str) -> zarr.Group:
-    path = artifact.path / store
-    if not (path / "zarr.json").exists():
-        raise UserError(f"{path}: {artifact.stage} artifact {artifact.id} has no '{store}' store")
-    return zarr.open_group(store=str(path), mode="r", zarr_format=3)
 
 
 def video_names(artifact: Artifact, store: str, split: str) -> list[str]:

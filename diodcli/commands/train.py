@@ -1,237 +1,159 @@
-"""`diod train --stage burnin|distill`: train the DIOD model (burn-in, then distillation)."""
+"""`diod train --stage burnin|distill`: train the DIOD model (burn-in, then distillation).
+
+Every training setting's option is made from its declaration (stages.train.config): this
+file names no setting, default or range. Options the user does not give stay None and are
+filled by the preset (or, in distillation, by the burn-in's configuration).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
-from diodcli.common import app, config_option, dataset_option, force_option, parse_size, root_option
+from diodcli.common import (
+    app,
+    config_option,
+    dataset_option,
+    force_option,
+    root_option,
+    setting_option,
+)
+from stages.settings import SettingError, declared, show
+from stages.train.config import SECTIONS, STAGES
+from stages.train.presets import PRESETS
 
-STAGES = ("burnin", "distill")
-PRESETS = ("synth-cpu", "kitti", "tripd", "movi")
+HEADINGS = {
+    "model": "Model (SPEC 2)",
+    "data": "Data",
+    "loop": "Optimisation (SPEC 3)",
+    "losses": "Losses (eq. 1)",
+    "distill": "Distillation (--stage distill only; SPEC 4)",
+    "runtime": "Runtime (not part of the artifact id)",
+}
+REQUEST = "Run"
 
 
-@click.command("train")
-@click.option(
-    "--stage",
-    type=click.Choice(STAGES),
-    required=True,
-    help="burnin: on motion masks; distill: teacher-student from a burn-in.",
-)
-@dataset_option()
-@click.option(
-    "--masks", default=None, help="masks artifact id (prefix) [default: the newest complete one]."
-)
-@root_option()
-@click.option(
-    "--preset",
-    type=click.Choice(PRESETS),
-    default=None,
-    help="Settings bundle [default: the dataset's: synth -> synth-cpu, kitti, tripd].",
-)
-@click.option(
-    "--steps", type=click.IntRange(1), default=None, help="Optimizer steps [default: the preset's]."
-)
-@click.option(
-    "--epochs",
-    type=click.IntRange(1),
-    default=None,
-    help="Passes over the training clips (instead of --steps).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=None,
-    help="Clips per step and process [default: the preset's].",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Adam learning rate [default: 5e-4].",
-)
-@click.option(
-    "--warmup",
-    type=click.IntRange(0),
-    default=None,
-    help="Linear warm-up steps [default: the preset's].",
-)
-@click.option(
-    "--decay",
-    type=click.IntRange(1),
-    default=None,
-    help="Steps per halving of the learning rate (continuous) [default: the preset's].",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="fg/bg regularisation strength (eq. 1) [default: 0.3].",
-)
-@click.option(
-    "--reg-region",
-    type=click.Choice(["all", "nonobject"]),
-    default=None,
-    help="Regularise W_fg over the whole map (DIOD) or outside the masks (BMOD) [default: all].",
-)
-@click.option(
-    "--num-slots",
-    type=click.IntRange(2),
-    default=None,
-    help="K, including the background slot [default: the preset's].",
-)
-@click.option(
-    "--clip-length",
-    type=click.IntRange(1),
-    default=None,
-    help="T, frames per clip [default: the preset's].",
-)
-@click.option(
-    "--size", default=None, help="Input size HxW, multiples of 4 [default: the preset's]."
-)
-@click.option(
-    "--encoder-width",
-    type=click.FloatRange(min=0, min_open=True, max=4),
-    default=None,
-    help="ResNet channel multiplier [default: the preset's].",
-)
-@click.option("--no-augment", is_flag=True, help="Train without the crop/flip augmentation.")
-@click.option(
-    "--seed", type=int, default=0, help="Seed of initialisation, data order and augmentation."
-)
-@click.option(
-    "--device",
-    default="auto",
-    help="auto, cpu, cuda or cuda:N (under torchrun: each rank's local GPU).",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    help="auto: bf16 on GPUs and AVX512-BF16 CPUs, else fp16 (GPU) / fp32.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(0),
-    default=None,
-    help="Data-loading worker processes [default: cores - 1, 1 to 8].",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=None,
-    help="CPU threads of the training process [default: all cores]. On a CPU shared with "
-    "other jobs, 1 avoids OpenMP oversubscription stalls.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.IntRange(1),
-    default=None,
-    help="Steps between checkpoints [default: the preset's].",
-)
-@click.option(
-    "--val-every",
-    type=click.IntRange(0),
-    default=None,
-    help="Steps between validations on --val-split (0: at the end only).",
-)
-@click.option("--val-split", default="val", help="Split scored during training ('' for none).")
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue an interrupted run of this configuration from its last checkpoint.",
-)
-@click.option(
-    "--burnin",
-    default=None,
-    help="distill: burn-in artifact id (prefix) to start from [default: the newest complete one].",
-)
-@click.option(
-    "--ema",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="distill: teacher EMA keep rate [default: 0.996].",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=None,
-    help="distill: confidence p a pseudo-label or motion mask must exceed [default: 0.9].",
-)
-@click.option(
-    "--connection",
-    type=click.Choice(["one-to-many", "one-to-one"]),
-    default=None,
-    help="distill: each connected region of a teacher slot is a candidate, or the whole slot "
-    "[default: one-to-many].",
-)
-@click.option(
-    "--no-motion-masks",
-    is_flag=True,
-    help="distill ablation: only the teacher's pseudo-labels, no motion masks.",
-)
-@click.option(
-    "--offline",
-    is_flag=True,
-    help="distill ablation: labels from the frozen burn-in model (no EMA teacher).",
-)
-@force_option
-@config_option
-@click.pass_context
-def COMMAND(
-    ctx: click.Context,
-    stage: str,
-    size: str | None,
-    no_augment: bool,
-    workers: int,
-    burnin: str | None,
-    ema: float | None,
-    threshold: float | None,
-    connection: str | None,
-    no_motion_masks: bool,
-    offline: bool,
-    **options,
-) -> None:
-    """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
-    from stages.errors import UserError
+def preset_note(name: str) -> str:
+    """' Presets: movi 24, synth-cpu 10.' for a setting some preset changes."""
+    values = [
+        f"{preset}{'' if stage == 'burnin' else ' distill'} {show(table[name])}"
+        for preset, tables in PRESETS.items()
+        for stage, table in (("burnin", tables), ("distill", tables.get("distill", {})))
+        if name in table
+    ]
+    return f" Presets: {', '.join(values)}." if values else ""
 
-    distill_only = {
-        "--burnin": burnin is not None,
-        "--ema": ema is not None,
-        "--threshold": threshold is not None,
-        "--connection": connection is not None,
-        "--no-motion-masks": no_motion_masks,
-        "--offline": offline,
-    }
-    if stage == "distill":
-        from stages.train.distill import DistillConfig, distill
 
-        if options.pop("masks") is not None:
+class SectionedCommand(click.Command):
+    """Help with the options grouped under their section's heading."""
+
+    def __init__(self, *args, groups: dict[str, list[str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        placed = {name for names in self.groups.values() for name in names}
+        order = [(REQUEST, [n for n in rows if n not in placed]), *self.groups.items()]
+        for heading, names in order:
+            records = [rows[n] for n in names if rows.get(n)]
+            if records:
+                with formatter.section(heading):
+                    formatter.write_dl(records)
+
+
+def settings_options(
+    sections: dict[str, type],
+) -> tuple[list[Callable], dict[str, str], dict[str, list[str]]]:
+    """The option decorators of every CLI setting, the map param name -> setting name, and
+    the params of each help heading."""
+    decorators, params, groups = [], {}, {}
+    for key, cls in sections.items():
+        groups[HEADINGS.get(key, key)] = []
+        for name, spec in declared(cls):
+            if not spec.cli:
+                continue
+            param = (spec.flag or name).replace("-", "_")
+            decorators.append(setting_option(name, spec, extra=preset_note(name)))
+            params[param] = name
+            groups[HEADINGS.get(key, key)].append(param)
+    return decorators, params, groups
+
+
+def flag_of(name: str, sections: dict[str, type]) -> str:
+    """The CLI flag of setting ``name`` (the name itself for one not on the command line)."""
+    for cls in sections.values():
+        for declared_name, spec in declared(cls):
+            if declared_name == name:
+                return spec.option_name(name) if spec.cli else name
+    return f"--{name.replace('_', '-')}"
+
+
+def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
+    """``diod train``, its options made from ``sections``' declarations."""
+    decorators, params, groups = settings_options(sections)
+
+    def command(ctx: click.Context, stage: str, **options) -> None:
+        """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
+        from stages.errors import UserError
+        from stages.train import TrainRequest, train
+
+        given = {params[p]: v for p, v in options.items() if p in params and v is not None}
+        inputs = {p: v for p, v in options.items() if p not in params}
+        if stage == "distill" and inputs["masks"] is not None:
             raise UserError("--masks: distillation uses its burn-in's masks; give --burnin")
-        config = DistillConfig(
-            input_size=parse_size(size, "--size"),
-            augment=not no_augment,
-            num_workers=workers,
-            burnin=burnin,
-            ema=0.996 if ema is None else ema,
-            threshold=0.9 if threshold is None else threshold,
-            connection=connection or "one-to-many",
-            motion_masks=not no_motion_masks,
-            offline=offline,
-            **options,
-        )
-        art = distill(app(ctx).store, config)
-        click.echo(f"distill artifact: {art} ({art.path})")
-        return
-    given = [name for name, on in distill_only.items() if on]
-    if given:
-        raise UserError(f"{', '.join(given)}: only for --stage distill")
-    from stages.train.stage import TrainConfig, train
+        if stage == "burnin" and inputs["burnin"] is not None:
+            raise UserError("--burnin: only for --stage distill")
+        request = TrainRequest(stage=stage, given=given, **inputs)
+        try:
+            art = train(app(ctx).store, request)
+        except SettingError as exc:
+            raise UserError(f"{flag_of(exc.name, sections)} {exc.message}") from None
+        click.echo(f"{stage} artifact: {art} ({art.path})")
 
-    config = TrainConfig(
-        input_size=parse_size(size, "--size"),
-        augment=not no_augment,
-        num_workers=workers,
-        **options,
-    )
-    art = train(app(ctx).store, config)
-    click.echo(f"burn-in artifact: {art} ({art.path})")
+    for decorate in reversed(
+        [
+            click.option(
+                "--stage",
+                type=click.Choice(STAGES),
+                required=True,
+                help="burnin: on motion masks; distill: teacher-student from a burn-in.",
+            ),
+            dataset_option(),
+            click.option(
+                "--preset",
+                type=click.Choice(sorted(PRESETS)),
+                default=None,
+                help="Settings bundle [default: the dataset's: synth -> synth-cpu, kitti, "
+                "tripd; distill: the burn-in's].",
+            ),
+            click.option(
+                "--masks",
+                default=None,
+                help="burnin: masks artifact id (prefix) [default: the newest complete one].",
+            ),
+            click.option(
+                "--burnin",
+                default=None,
+                help="distill: burn-in artifact id (prefix) to start from [default: the newest "
+                "complete one].",
+            ),
+            root_option(),
+            click.option(
+                "--resume",
+                is_flag=True,
+                help="Continue an interrupted run of this configuration from its last "
+                "checkpoint.",
+            ),
+            force_option,
+            *decorators,
+            config_option,
+            click.pass_context,
+        ]
+    ):
+        command = decorate(command)
+    return click.command("train", cls=SectionedCommand, groups=groups)(command)
+
+
+COMMAND = build_command()

@@ -1,5 +1,6 @@
 """The teacher: an exponential moving average of the student (paper section 3.3.1, after
-Unbiased Teacher [27]), keep rate 0.996, updated after every optimizer step.
+Unbiased Teacher [27]), updated after every optimizer step with the keep rate of the run's
+configuration (``stages.train.config.DistillSettings.ema``).
 
 Fixes over the reference: the teacher is ALWAYS in eval mode, so its BatchNorm layers use
 the averaged running statistics instead of normalising with the statistics of the batch it
@@ -19,8 +20,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stages.errors import UserError
-
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside DDP / DataParallel / torch.compile wrappers."""
@@ -36,10 +35,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 class EmaTeacher(nn.Module):
     """A frozen copy of the student that follows it by EMA; never trains, never gets grads."""
 
-    def __init__(self, student: nn.Module, keep_rate: float = 0.996) -> None:
+    def __init__(self, student: nn.Module, keep_rate: float) -> None:
         super().__init__()
-        if not 0.0 <= keep_rate <= 1.0:
-            raise UserError(f"--ema keep rate must be in [0, 1], got {keep_rate}")
         self.keep_rate = keep_rate
         self.module = copy.deepcopy(unwrap(student))
         self.module.requires_grad_(False)

@@ -22,39 +22,37 @@ import numpy as np
 import torch
 from skimage.measure import label as label_regions
 
-from stages.errors import UserError
+from stages.settings import Setting, Settings, choice, floats, ints
 
 CONNECTIONS = ("one-to-many", "one-to-one")
 SCORE_MAPS = ("fg", "slot")
 
 
 @dataclass(frozen=True)
-class PseudoLabelConfig:
-    """How teacher candidates are cut and filtered.
+class PseudoLabelConfig(Settings):
+    """How teacher candidates are cut and filtered (eq. 2)."""
 
-    ``score_map``: "fg" scores a candidate with the teacher's W_fg = 1 - W_bg, as the
-    reference does and as the paper scores motion masks (3.3.3); "slot" with the attention
-    map of the candidate's own slot, the literal reading of eq. 2's "source map".
-    """
-
-    threshold: float = 0.9
-    min_area: int = 10
-    connection: str = "one-to-many"
-    score_map: str = "fg"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold < 1.0:
-            raise UserError(f"--threshold must be in [0, 1), got {self.threshold}")
-        if self.min_area < 0:
-            raise UserError(f"--min-area must be >= 0 pixels, got {self.min_area}")
-        if self.connection not in CONNECTIONS:
-            raise UserError(
-                f"--connection must be one of {', '.join(CONNECTIONS)}, got {self.connection!r}"
-            )
-        if self.score_map not in SCORE_MAPS:
-            raise UserError(
-                f"--score-map must be one of {', '.join(SCORE_MAPS)}, got {self.score_map!r}"
-            )
+    threshold: float = Setting(
+        0.9,
+        floats(0, 1, high_open=True),
+        "Confidence p a teacher candidate or a motion mask must exceed (eqs. 2 and 4).",
+    ).field()
+    min_area: int = Setting(
+        10, ints(0), "A teacher candidate needs more than this many map pixels."
+    ).field()
+    connection: str = Setting(
+        "one-to-many",
+        choice(*CONNECTIONS),
+        "Each connected region of a teacher slot is a candidate (one-to-many), or the whole "
+        "slot (one-to-one, the table-4 ablation).",
+    ).field()
+    score_map: str = Setting(
+        "fg",
+        choice(*SCORE_MAPS),
+        "Map a candidate is scored on: fg = the teacher's W_fg = 1 - W_bg, as the reference "
+        "and as the paper scores motion masks (3.3.3); slot = the candidate's own slot map, "
+        "the literal reading of eq. 2's source map.",
+    ).field()
 
 
 @dataclass

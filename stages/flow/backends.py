@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -30,11 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from stages.errors import UserError
+from stages.hardware import autocast, resolve_device, resolve_precision
 from stages.progress import log
 
 OPENCV_MODELS = ("opencv-dis", "opencv-farneback")
-PRECISIONS = ("fp32", "fp16", "bf16")
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 NO_CHECKPOINT = "none"
 
 # Fixed OpenCV settings; they are part of the artifact's parameters. DIS starts from the
@@ -222,7 +220,7 @@ class PtlflowBackend(FlowBackend):
         self.model = model
         levels = getattr(model, "corr_levels", None)
         self.min_side = model.output_stride * 2**levels if isinstance(levels, int) else 0
-        self.autocast_dtype = AUTOCAST_DTYPES.get(spec.precision or "fp32")
+        self.precision = spec.precision or "fp32"
 
     @torch.inference_mode()
     def predict(self, batch_a: torch.Tensor, batch_b: torch.Tensor) -> torch.Tensor:
@@ -235,9 +233,7 @@ class PtlflowBackend(FlowBackend):
         if pad_h or pad_w:
             padded = F.pad(images.flatten(0, 1), (0, pad_w, 0, pad_h), mode="replicate")
             images = padded.unflatten(0, (n, 2))
-        with torch.autocast(
-            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
-        ):
+        with autocast(self.device, self.precision):
             flows = self.model({"images": images})["flows"][:, 0, :, :h, :w].float()
         if not torch.isfinite(flows).all():
             raise UserError(
@@ -248,36 +244,6 @@ class PtlflowBackend(FlowBackend):
 
 
 # -- choosing one ---------------------------------------------------------------------------
-def resolve_device(device: str) -> str:
-    """``auto`` is the GPU of this process (LOCAL_RANK under torchrun/SLURM) when there is one."""
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return "cpu"
-        local = os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID") or "0"
-        return f"cuda:{int(local) % torch.cuda.device_count()}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is available (use cpu or auto)")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: bf16 autocast on a GPU, fp32 on CPU.
-
-    Not fp16, although the original RAFT trains with it: the original casts the feature maps to
-    fp32 before the all-pairs correlation, ptlflow's port does not, and a dot product of two
-    256-d feature vectors can exceed fp16's range (65504). bf16 has fp32's range.
-    """
-    if precision == "auto":
-        return "bf16" if device.startswith("cuda") else "fp32"
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision}: expected auto, {', '.join(PRECISIONS)}")
-    return precision
-
-
 @dataclass(frozen=True)
 class BackendSpec:
     """A fully resolved backend: what it computes (``identity``) and where (``device``)."""
@@ -335,7 +301,7 @@ def resolve_backend(
         raise UserError(f"--iters: ptlflow model {model} has no 'iters' setting")
     if iters is not None and iters < 1:
         raise UserError(f"--iters {iters}: expected a positive number of iterations")
-    device = resolve_device(device)
+    where = resolve_device(device)
     label, path = (None, None) if ckpt in (None, NO_CHECKPOINT) else resolve_checkpoint(model, ckpt)
     return BackendSpec(
         model=model,
@@ -343,8 +309,8 @@ def resolve_backend(
         checkpoint_path=path,
         checkpoint_sha256=None if path is None else file_sha256(path),
         iters=iters if iters is not None else default_iters,
-        precision=resolve_precision(precision, device),
-        device=device,
+        precision=resolve_precision(precision, where, cpu_bf16=False, fp16=False),
+        device=str(where),
     )
 
 

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 
 from stages.artifacts import Artifact
 from stages.datasets import Dataset
-from stages.zarrstore import open_video, video_names
-
-STORE = "flow.zarr"
+from stages.zarrstore import FLOW_STORE, open_video, video_names
 
 
 def endpoint_errors(
@@ -49,14 +47,14 @@ def flow_epe_report(artifact: Artifact, dataset: Dataset) -> dict[str, Any] | No
     videos: dict[str, dict[str, float]] = {}
     totals = np.zeros(3)  # epe sum, zero-flow epe sum, pixels
     for split in artifact.params["splits"]:
-        for name in video_names(artifact, STORE, split):
+        for name in video_names(artifact, FLOW_STORE, split):
             gt = dataset.gt_flow(dataset.video(split, name))
             if gt is None:
                 return None
             if len(gt) == 0:
                 continue
             pred = resize_flow(
-                open_video(artifact, STORE, split, name)["forward"][:], gt.shape[-2:]
+                open_video(artifact, FLOW_STORE, split, name)["forward"][:], gt.shape[-2:]
             )
             err, pixels = endpoint_errors(pred, gt)
             zero, _ = endpoint_errors(np.zeros_like(gt), gt)

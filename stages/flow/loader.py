@@ -9,7 +9,6 @@ fails the run or is skipped (``--skip-bad``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from stages.datasets import Dataset, Video
 from stages.errors import UserError
+from stages.hardware import usable_cores, worker_count
 
 
 @dataclass
@@ -125,15 +125,11 @@ def _no_collate(item: FrameChunk) -> FrameChunk:
     return item
 
 
-def default_workers(n_videos: int) -> int:
-    """Leave one core to the model; never more workers than videos."""
-    return max(0, min(n_videos, (os.cpu_count() or 2) - 1, 8))
-
-
 def frame_loader(
     frames: VideoFrames, workers: int | None, pin_memory: bool
 ) -> DataLoader[FrameChunk]:
-    workers = default_workers(len(frames.videos)) if workers is None else workers
+    # leave one core to the model; never more workers than videos
+    workers = worker_count(workers, min(usable_cores() - 1, 8), len(frames.videos))
     return DataLoader(
         frames,
         batch_size=None,

@@ -39,10 +39,9 @@ from stages.flow.backends import BackendSpec, FlowBackend, resolve_backend
 from stages.flow.epe import flow_epe_report
 from stages.flow.loader import FrameChunk, VideoFrames, frame_loader
 from stages.progress import log, track
-from stages.zarrstore import frame_array, has_video, write_video
+from stages.zarrstore import FLOW_STORE, frame_array, has_video, write_video
 
 STAGE = "flow"
-STORE = "flow.zarr"
 FORMAT_VERSION = 1
 MAX_PENDING_WRITES = 8  # batches in flight to the writer thread before the model waits
 
@@ -171,7 +170,7 @@ def compute_flow(store: ArtifactStore, config: FlowConfig) -> Artifact:
         todo = [
             job
             for k, job in enumerate(plan.jobs)
-            if k % count == index and not has_video(writer, STORE, job.split, job.video.name)
+            if k % count == index and not has_video(writer, FLOW_STORE, job.split, job.video.name)
         ]
         if writer.resumed:
             log.info(
@@ -211,7 +210,7 @@ def _missing(path: Path, manifest: dict[str, Any], jobs: list[Job]) -> list[str]
     return [
         job.key
         for job in jobs
-        if not (path / STORE / job.split / job.video.name / "zarr.json").exists()
+        if not (path / FLOW_STORE / job.split / job.video.name / "zarr.json").exists()
         and not progress.get(job.key, {}).get("skipped")
     ]
 
@@ -439,7 +438,7 @@ class _FlowRun:
             "video": job.video.name,
         }
         pairs = max(len(job.video) - 1, 0)
-        context = write_video(self.writer, STORE, job.split, job.video.name, attrs)
+        context = write_video(self.writer, FLOW_STORE, job.split, job.video.name, attrs)
         group = context.__enter__()
         shape = (pairs, 2, height, width)
         try:

@@ -18,9 +18,7 @@ from stages.datasets import Dataset
 from stages.datasets.imageio import write_png
 from stages.errors import UserError
 from stages.flow.loader import resize_frame
-from stages.zarrstore import open_video, video_names
-
-STORE = "flow.zarr"
+from stages.zarrstore import FLOW_STORE, open_video, video_names
 
 
 def robust_max_magnitude(flow: np.ndarray, percentile: float = 99.0) -> float:
@@ -72,7 +70,7 @@ def render_video(
     fps: float = 5.0,
 ) -> Path:
     """Frame t | flow t -> t+1 (frame t+1 | flow t+1 -> t for ``backward``), side by side."""
-    group = open_video(artifact, STORE, split, name)
+    group = open_video(artifact, FLOW_STORE, split, name)
     if direction not in group:
         raise UserError(
             f"flow artifact {artifact.id}: video {split}/{name} has no {direction} flow "
@@ -128,7 +126,7 @@ def render_flow(
     chosen = [
         (s, v)
         for s in (list(splits) or artifact.params["splits"])
-        for v in video_names(artifact, STORE, s)
+        for v in video_names(artifact, FLOW_STORE, s)
     ]
     if wanted:
         unknown = wanted - {v for _, v in chosen}

@@ -11,7 +11,6 @@ computed from the manifest over every video, resumed or not.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,6 +27,7 @@ from stages import zarrstore
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
+from stages.hardware import usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
 from stages.masks.params import InstanceParams, MotionParams
@@ -35,9 +35,7 @@ from stages.masks.quality import MaskCounts, frame_counts
 from stages.progress import log, track
 
 STAGE = "masks"
-STORE = "masks.zarr"
 FLOW_STAGE = "flow"
-FLOW_STORE = "flow.zarr"
 FORMAT_VERSION = 1
 GEOMETRIC, IMPORT, DATASET = "geometric", "import", "dataset"
 
@@ -56,7 +54,7 @@ class MasksConfig:
     splits: tuple[str, ...] = ()
     motion: MotionParams = field(default_factory=MotionParams)
     instances: InstanceParams = field(default_factory=InstanceParams)
-    workers: int = 0
+    workers: int | None = None  # None: one per core (hardware.worker_count)
     run_length: int = 16
     force: bool = False
 
@@ -190,7 +188,7 @@ def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
 def _execute(jobs: Sequence[Job], workers: int) -> Iterator[tuple[Job, tuple]]:
     """Results in job order; at most 2 x workers runs in flight, so memory stays bounded
     whatever the dataset size."""
-    if workers <= 1:
+    if workers <= 1:  # one process's worth of work: no pool to spawn
         for job in jobs:
             yield job, run_job(job)
         return
@@ -222,7 +220,7 @@ def _flow_plans(
     plans = []
     flow_root = flow.params.get("root", "?")
     for split in splits:
-        available = set(zarrstore.video_names(flow, FLOW_STORE, split))
+        available = set(zarrstore.video_names(flow, zarrstore.FLOW_STORE, split))
         if not available:
             raise UserError(
                 f"--flow {flow.id}: the flow artifact has no split '{split}' "
@@ -235,7 +233,7 @@ def _flow_plans(
                     f"{ds.name} dataset at {ds.root}; the flow artifact was computed on "
                     f"{flow_root}: pass a flow artifact of this dataset"
                 )
-            group = zarrstore.open_video(flow, FLOW_STORE, split, video.name)
+            group = zarrstore.open_video(flow, zarrstore.FLOW_STORE, split, video.name)
             pairs, _two, height, width = group["forward"].shape
             names = group.attrs.get("frame_names")
             frame_size = ds.frame_size(video)
@@ -262,14 +260,14 @@ def _flow_plans(
                     height,
                     width,
                     (int(source[0]), int(source[1])),
-                    flow_path=str(zarrstore.store_path(flow, FLOW_STORE) / split / video.name),
+                    flow_path=str(zarrstore.store_path(flow, zarrstore.FLOW_STORE) / split / video.name),
                 )
             )
     return plans
 
 
 def _store_splits(artifact: Artifact) -> list[str]:
-    path = zarrstore.store_path(artifact, FLOW_STORE)
+    path = zarrstore.store_path(artifact, zarrstore.FLOW_STORE)
     return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
 
@@ -307,11 +305,6 @@ def _default_import_splits(config: MasksConfig, ds: Dataset) -> list[str]:
             "have precomputed motion masks"
         )
     return splits
-
-
-def _workers(requested: int, jobs: int) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(requested or available or 1, jobs))
 
 
 def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
@@ -358,7 +351,7 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
             p
             for p in plans
             if not (
-                p.key in done and zarrstore.has_video(writer, STORE, p.video.split, p.video.name)
+                p.key in done and zarrstore.has_video(writer, zarrstore.MASKS_STORE, p.video.split, p.video.name)
             )
         ]
         if writer.resumed:
@@ -398,7 +391,7 @@ def _write_videos(
     jobs = [job for plan in plans for job in _jobs(plan, config, params["root"])]
     by_key = {plan.key: plan for plan in plans}
     parts: dict[str, list[tuple[np.ndarray, MaskCounts | None]]] = {}
-    results = _execute(jobs, _workers(config.workers, len(jobs)))
+    results = _execute(jobs, worker_count(config.workers, usable_cores(), len(jobs)))
     for job, result in track(results, "motion masks", total=len(jobs)):
         key = f"{job.split}/{job.video}"
         parts.setdefault(key, []).append(result)
@@ -424,7 +417,7 @@ def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | No
         "frame_names": list(video.frames),
         "split": video.split,
     }
-    with zarrstore.write_video(writer, STORE, video.split, video.name, attrs) as group:
+    with zarrstore.write_video(writer, zarrstore.MASKS_STORE, video.split, video.name, attrs) as group:
         array = zarrstore.frame_array(group, "masks", masks.shape, masks.dtype)
         array[:] = masks
     per_frame = masks.reshape(len(masks), -1).max(axis=1)

@@ -18,7 +18,6 @@ from stages.errors import UserError
 from stages.masks.importer import export_pngs
 from stages.progress import track
 
-STORE = "masks.zarr"
 ALPHA = 0.5
 MP4_FPS = 10
 
@@ -54,7 +53,7 @@ def _selected(art: Artifact, splits: Sequence[str], videos: Sequence[str]) -> li
         raise UserError(
             f"--split {', '.join(unknown)}: not in masks artifact {art.id} (it has {', '.join(available)})"
         )
-    pairs = [(s, v) for s in (splits or available) for v in zarrstore.video_names(art, STORE, s)]
+    pairs = [(s, v) for s in (splits or available) for v in zarrstore.video_names(art, zarrstore.MASKS_STORE, s)]
     if videos:
         missing = sorted(set(videos) - {v for _, v in pairs})
         if missing:
@@ -76,7 +75,7 @@ def render_masks(
     out/<split>/<video>.mp4) or id maps (``ids``: out/<split>/<video>/<frame>.png)."""
     written = []
     for split, name in track(_selected(art, splits, videos), "rendering masks"):
-        group = zarrstore.open_video(art, STORE, split, name)
+        group = zarrstore.open_video(art, zarrstore.MASKS_STORE, split, name)
         masks = np.asarray(group["masks"][:])
         frame_names = list(group.attrs["frame_names"])
         target = out_dir / split / name

@@ -1,1 +1,17 @@
-"""Training: data, losses (SPEC section 3), schedule, the generic loop and its objectives."""
+"""Training: data, losses (SPEC section 3), schedule, the generic loop, its runner and the
+two objectives. ``train`` runs one ``diod train`` request, whatever its stage."""
+
+from __future__ import annotations
+
+from stages.artifacts import Artifact, ArtifactStore
+from stages.train.burnin import burnin
+from stages.train.distill import distill
+from stages.train.runner import TrainRequest
+
+
+def train(store: ArtifactStore, request: TrainRequest) -> Artifact:
+    """Run (or reuse, or resume) the training artifact ``request`` determines."""
+    return (distill if request.stage == "distill" else burnin)(store, request)
+
+
+__all__ = ["TrainRequest", "train"]

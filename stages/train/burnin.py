@@ -1,4 +1,4 @@
-"""The burn-in objective (SPEC section 3): BMOD trained on motion masks, with DIOD's
+"""`diod train --stage burnin` (SPEC section 3): BMOD trained on motion masks, with DIOD's
 regularisation of the whole foreground map.
 
 Per frame: Hungarian-match the motion masks to the K-1 foreground slots, size-weighted BCE
@@ -10,12 +10,18 @@ masks, and the MSE reconstruction of the clip:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from stages.model import DIODOutput
+from stages.artifacts import Artifact, ArtifactStore
+from stages.evaluate import dataset_root
+from stages.model import DIOD, DIODOutput
+from stages.progress import log
 from stages.train import losses
+from stages.train.config import LossConfig, resolve
+from stages.train.runner import TrainRequest, prepare_run, run_artifact, validator
 
 
 def flat_maps(out: DIODOutput) -> torch.Tensor:
@@ -40,8 +46,7 @@ def motion_terms(maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor)
 
 @dataclass
 class BurninObjective:
-    alpha: float = 0.3
-    region: str = "all"  # "nonobject" = the BMOD baseline
+    losses: LossConfig
     name: str = "burnin"
 
     def extra_state(self) -> dict[str, nn.Module]:
@@ -56,9 +61,40 @@ class BurninObjective:
         mse = losses.reconstruction_loss(out.recon, batch["frames"])
         bce = motion_terms(maps, targets, valid)
         m_fg = targets.any(dim=1)
-        fg = losses.fg_bg_loss(1 - maps[:, -1], m_fg, self.alpha, self.region).mean()
+        fg = losses.fg_bg_loss(1 - maps[:, -1], m_fg, self.losses.alpha, self.losses.reg_region).mean()
         total = mse + bce + fg
         return total, {"mse": mse.item(), "bce": bce.item(), "fg_bg": fg.item()}
 
     def after_step(self, model: nn.Module, step: int) -> None:
         return None
+
+
+def burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
+    """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
+    config = resolve("burnin", request.dataset, request.given, preset=request.preset)
+    masks = store.resolve(request.dataset, "masks", request.masks)
+    root = Path(request.root) if request.root else dataset_root(store, masks)
+    setup = prepare_run(config, root, masks)
+    torch.manual_seed(config.loop.seed)
+    model = DIOD(config.model)
+    log.info(
+        "burn-in: preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
+        config.preset,
+        setup.steps,
+        setup.steps_per_epoch,
+        config.loop.batch_size,
+        config.data.clip_length,
+        *setup.data.input_size,
+        config.model.num_slots,
+        config.loop.precision,
+        setup.device,
+    )
+    return run_artifact(
+        store,
+        setup,
+        {"masks": masks},
+        request,
+        model=model,
+        objective=BurninObjective(config.losses),
+        validate=validator(setup),
+    )

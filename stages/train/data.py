@@ -29,9 +29,8 @@ from torch.utils.data import DistributedSampler
 from stages.artifacts import Artifact
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
-from stages.zarrstore import open_video, video_names
-
-MASKS_STORE = "masks.zarr"
+from stages.frames import FULL, Box, crop_resize_labels, crop_resize_rgb, region, within
+from stages.zarrstore import MASKS_STORE, open_video, video_names
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,6 @@ class Augment:
     crop_p: float = 0.4
     crop_scale: tuple[float, float] = (0.75, 1.0)
     flip_p: float = 0.4
-
-
-Box = tuple[float, float, float, float]  # y0, x0, height, width as fractions of the frame
-FULL: Box = (0.0, 0.0, 1.0, 1.0)
 
 
 def draw_geometry(rng: np.random.Generator, augment: Augment | None) -> tuple[Box, bool]:
@@ -54,49 +49,6 @@ def draw_geometry(rng: np.random.Generator, augment: Augment | None) -> tuple[Bo
         side = math.sqrt(rng.uniform(*augment.crop_scale))
         box = (rng.uniform(0, 1 - side), rng.uniform(0, 1 - side), side, side)
     return box, bool(rng.random() < augment.flip_p)
-
-
-def region(crop_top: float) -> Box:
-    """The part of a frame the model sees: all of it below the top ``crop_top`` fraction
-    (TRI-PD: the top 128 of its 608 rows at half resolution, as the reference)."""
-    return (crop_top, 0.0, 1.0 - crop_top, 1.0)
-
-
-def within(outer: Box, inner: Box) -> Box:
-    """``inner`` (fractions of ``outer``) as fractions of the whole frame."""
-    return (
-        outer[0] + inner[0] * outer[2],
-        outer[1] + inner[1] * outer[3],
-        inner[2] * outer[2],
-        inner[3] * outer[3],
-    )
-
-
-def _box_pixels(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
-    y0, x0 = round(box[0] * height), round(box[1] * width)
-    h = max(1, min(height - y0, round(box[2] * height)))
-    w = max(1, min(width - x0, round(box[3] * width)))
-    return y0, x0, h, w
-
-
-def crop_resize_rgb(frame: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
-    """Crop a (H, W, 3) uint8 frame to ``box`` and resize to ``size`` (area when shrinking)."""
-    y0, x0, h, w = _box_pixels(box, *frame.shape[:2])
-    crop = frame[y0 : y0 + h, x0 : x0 + w]
-    if crop.shape[:2] == size:
-        return crop
-    shrink = size[0] < h and size[1] < w
-    return cv2.resize(
-        crop, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
-
-
-def crop_resize_labels(labels: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
-    """Crop (..., H, W) label maps to ``box`` and resize with pixel-centre nearest neighbour."""
-    y0, x0, h, w = _box_pixels(box, *labels.shape[-2:])
-    rows = y0 + (2 * np.arange(size[0]) + 1) * h // (2 * size[0])
-    cols = x0 + (2 * np.arange(size[1]) + 1) * w // (2 * size[1])
-    return labels[..., rows[:, None], cols[None, :]]
 
 
 def one_hot(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

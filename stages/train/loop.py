@@ -15,10 +15,8 @@ share, and only rank 0 logs, validates and writes checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,19 +24,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from stages.artifacts import ArtifactWriter, atomic_write_bytes
-from stages.errors import UserError
+from stages.hardware import Distributed, autocast, resolve_device
 from stages.progress import log, track
 from stages.train import checkpoint
+from stages.train.config import LoopConfig, RuntimeConfig
 from stages.train.data import ClipBatches, ClipDataset, collate, worker_init
 from stages.train.schedule import make_optimizer, make_schedule
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAIN_LOG = "logs/train.csv"
 VAL_LOG = "logs/val.csv"
 TENSORBOARD = "logs/tensorboard"
@@ -61,98 +58,7 @@ class Objective(Protocol):
         """Called after each optimizer step with the unwrapped model (e.g. EMA update)."""
 
 
-@dataclass
-class LoopConfig:
-    steps: int
-    batch_size: int
-    lr: float = 5e-4
-    warmup: int = 3000
-    decay: int = 50_000
-    grad_clip: float = 1.0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 25
-    val_every: int = 0  # 0: validate only at the end
-    num_workers: int = 2
-    threads: int | None = None  # CPU threads of the training process; None: torch's default
-    seed: int = 0
-
-
-# -- processes and devices ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Distributed:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-    def init(self, device: torch.device) -> None:
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def broadcast(self, value: Any) -> Any:
-        """Rank 0's value on every rank."""
-        if self.world == 1:
-            return value
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-
-def resolve_device(name: str, ranks: Distributed) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine")
-        if name == "cuda":
-            name = f"cuda:{ranks.local_rank}"
-        torch.cuda.set_device(torch.device(name))
-    elif name != "cpu":
-        raise UserError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 where the hardware computes it natively (Ampere+ GPUs, AVX512-BF16/AMX
-    CPUs), fp16 on older GPUs, fp32 on other CPUs."""
-    if name not in PRECISIONS:
-        raise UserError(f"--precision {name}: expected one of {', '.join(PRECISIONS)}")
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return (
-        "bf16"
-        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        else "fp32"
-    )
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
+# -- batches ------------------------------------------------------------------------------
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """Move a batch to the device; uint8 frames become float in [0, 1] there (4x less to
     load, pin and copy than float frames)."""
@@ -231,18 +137,23 @@ class Trainer:
 
     @classmethod
     def build(
-        cls, model: nn.Module, objective: Objective, config: LoopConfig, ranks: Distributed
+        cls,
+        model: nn.Module,
+        objective: Objective,
+        loop: LoopConfig,
+        runtime: RuntimeConfig,
+        ranks: Distributed,
     ) -> Trainer:
-        device = resolve_device(config.device, ranks)
-        precision = resolve_precision(config.precision, device)
+        """``loop.precision`` is concrete (``config.resolve`` chose it for the device kind)."""
+        device = resolve_device(runtime.device)
         ranks.init(device)
         modules = (model, *objective.extra_state().values())
         for module in modules:
             module.to(device)
             convert = getattr(module, "use_channels_last", None)
-            if config.channels_last and convert is not None:
+            if runtime.channels_last and convert is not None:
                 convert()
-        optimizer = make_optimizer(model.parameters(), config.lr)
+        optimizer = make_optimizer(model.parameters(), loop.lr)
         net = model
         if ranks.world > 1:
             net = DistributedDataParallel(
@@ -253,11 +164,11 @@ class Trainer:
             net=net,
             objective=objective,
             optimizer=optimizer,
-            schedule=make_schedule(optimizer, config.warmup, config.decay),
-            scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+            schedule=make_schedule(optimizer, loop.warmup, loop.decay),
+            scaler=torch.amp.GradScaler(device.type, enabled=loop.precision == "fp16"),
             device=device,
-            precision=precision,
-            grad_clip=config.grad_clip,
+            precision=loop.precision,
+            grad_clip=loop.grad_clip,
         )
 
     def step(
@@ -280,7 +191,7 @@ class Trainer:
         self.objective.after_step(self.model, step + 1)
         return loss.item(), terms, grad_norm
 
-    def state(self, step: int, resolved: dict[str, Any]) -> dict[str, Any]:
+    def state(self, step: int, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "step": step,
             "model": self.model.state_dict(),
@@ -290,7 +201,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": checkpoint.rng_state(),
-            "config": resolved,
+            **record,
             "objective": self.objective.name,
         }
 
@@ -323,10 +234,10 @@ def make_loader(
 
 
 def _save(
-    writer: ArtifactWriter, trainer: Trainer, step: int, resolved: dict[str, Any], keep: int
+    writer: ArtifactWriter, trainer: Trainer, step: int, record: dict[str, Any], keep: int
 ) -> None:
     with writer.staging(checkpoint.relpath(step), is_dir=False) as tmp:
-        torch.save(trainer.state(step, resolved), tmp)
+        torch.save(trainer.state(step, record), tmp)
     for _, old in checkpoint.checkpoints(writer.path)[:-keep]:
         old.unlink(missing_ok=True)
 
@@ -336,21 +247,26 @@ def run(
     model: nn.Module,
     objective: Objective,
     data: ClipDataset,
-    config: LoopConfig,
-    resolved: dict[str, Any],
+    loop: LoopConfig,
+    runtime: RuntimeConfig,
+    steps: int,
+    record: dict[str, Any],
     *,
+    workers: int,
     resume_from: Path | None = None,
     validate: Validate | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` for ``config.steps`` steps; ``writer`` is None on ranks other than 0.
+    """Train ``model`` for ``steps`` steps; ``writer`` is None on ranks other than 0.
+    ``record`` (the run's configuration) goes into every checkpoint; ``workers`` data-loading
+    processes feed it (0: loading in this process).
 
     Returns a summary (final losses, validation scores, throughput) for the manifest.
     """
     ranks = Distributed.from_env()
-    torch.manual_seed(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    trainer = Trainer.build(model, objective, config, ranks)
+    torch.manual_seed(loop.seed)
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    trainer = Trainer.build(model, objective, loop, runtime, ranks)
     start = 0
     if resume_from is not None:
         start = trainer.load(checkpoint.load(resume_from))
@@ -358,14 +274,14 @@ def run(
 
     batches = ClipBatches(
         len(data),
-        config.batch_size,
-        config.seed,
+        loop.batch_size,
+        loop.seed,
         rank=ranks.rank,
         world=ranks.world,
         start_step=start,
-        total_steps=config.steps,
+        total_steps=steps,
     )
-    loader = make_loader(data, batches, config.num_workers, trainer.device)
+    loader = make_loader(data, batches, workers, trainer.device)
     main = ranks.is_main and writer is not None
     logs = Logs(writer.path, start) if main else None
     summary: dict[str, Any] = {
@@ -382,7 +298,7 @@ def run(
         model.train()
         if main:
             loader = track(
-                loader, f"{objective.name} steps {start}..{config.steps}", total=len(batches)
+                loader, f"{objective.name} steps {start}..{steps}", total=len(batches)
             )
         for batch in loader:
             loss, terms, grad_norm = trainer.step(to_device(batch, trainer.device), step)
@@ -395,10 +311,10 @@ def run(
             tic = now
             if not main:
                 continue
-            last = step == config.steps
+            last = step == steps
             # rows also close at checkpoints, so a resumed run's rows average the same steps
-            if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
-                clips = window["steps"] * config.batch_size * ranks.world / window["time"]
+            if step % runtime.log_every == 0 or step % runtime.checkpoint_every == 0 or last:
+                clips = window["steps"] * loop.batch_size * ranks.world / window["time"]
                 row = {k: v / window["steps"] for k, v in terms_sum.items()}
                 row.update(
                     lr=trainer.schedule.get_last_lr()[0],
@@ -410,7 +326,7 @@ def run(
                 log.info(
                     "step %d/%d  %s  lr %.2e  %.2f it/s  %.1f clips/s",
                     step,
-                    config.steps,
+                    steps,
                     "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k in terms_sum),
                     row["lr"],
                     window["steps"] / window["time"],
@@ -419,13 +335,13 @@ def run(
                 summary.update(final={k: row[k] for k in terms_sum}, clips_per_s=clips)
                 terms_sum, window = {}, {"time": 0.0, "steps": 0}
             if validate is not None and (
-                last or (config.val_every and step % config.val_every == 0)
+                last or (runtime.val_every and step % runtime.val_every == 0)
             ):
                 scores = _validate(validate, model, step)
                 logs.write(VAL_LOG, step, scores, "val")
                 summary["validation"] = {"step": step, **scores}
-            if step % config.checkpoint_every == 0 or last:
-                _save(writer, trainer, step, resolved, config.keep_checkpoints)
+            if step % runtime.checkpoint_every == 0 or last:
+                _save(writer, trainer, step, record, runtime.keep_checkpoints)
             tic = time.perf_counter()  # validation and checkpoints are not training time
     finally:
         if logs is not None:

@@ -15,9 +15,9 @@ import torch
 
 from stages import metrics
 from stages.datasets import Dataset
-from stages.export import Predictor, argmax_scores, frame_map_size
 from stages.model import DIOD
 from stages.model.encoder import ResNet18Encoder
+from stages.predict import Predictor, argmax_scores, frame_map_size
 from stages.progress import log
 
 HEADLINE = ("fg_ari", "all_ari", "f1_50")

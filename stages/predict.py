@@ -1,0 +1,163 @@
+"""Running a trained DIOD model over whole videos: the one inference path of export, of
+in-training validation and of anything else that predicts.
+
+How videos are run: in consecutive clips of T frames (T = the training clip length unless
+told otherwise), each clip starting from a zero ConvGRU state and the fixed initial slots,
+exactly as the model saw clips in training; a video whose length is not a multiple of T
+ends with the clip of its last T frames, of which only the frames not yet predicted are
+kept. Slots are carried within a clip, not across clips: a recurrent state carried over
+hundreds of frames is a regime the model never trained in. ``clip_length=1`` runs every
+frame alone (the KITTI protocol, whose test set is single images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stages.errors import UserError
+from stages.frames import crop_resize_rgb, region
+from stages.hardware import autocast
+from stages.model import DIOD
+
+
+def clip_windows(n_frames: int, clip_length: int) -> list[tuple[int, int, int]]:
+    """(start, stop, first_new) of the clips covering a video: consecutive clips of T, the
+    last one shifted back to end on the last frame (its frames before first_new were
+    already predicted); a video shorter than T is one short clip."""
+    if n_frames <= clip_length:
+        return [(0, n_frames, 0)]
+    windows = [(s, s + clip_length, s) for s in range(0, n_frames - clip_length + 1, clip_length)]
+    covered = windows[-1][1]
+    if covered < n_frames:
+        windows.append((n_frames - clip_length, n_frames, covered))
+    return windows
+
+
+def to_input(frame: np.ndarray, size: tuple[int, int], crop_top: float = 0.0) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, h, w) float in [0, 1] at the model's input size, the top
+    ``crop_top`` of the frame left out."""
+    rgb = crop_resize_rgb(frame, region(crop_top), size)
+    return (
+        torch.from_numpy(np.require(rgb, requirements=["C", "W"]))
+        .permute(2, 0, 1)
+        .float()
+        .div_(255)
+    )
+
+
+def cropped_rows(map_height: int, crop_top: float) -> int:
+    """Map rows standing for the cropped top of the frame."""
+    return round(map_height * crop_top / (1.0 - crop_top))
+
+
+def frame_map_size(input_size: tuple[int, int], crop_top: float, stride: int) -> tuple[int, int]:
+    """Size of the maps of the whole frame (cropped rows included) for a model input size."""
+    h, w = input_size[0] // stride, input_size[1] // stride
+    return h + cropped_rows(h, crop_top), w
+
+
+def full_frame(maps: torch.Tensor, crop_top: float) -> torch.Tensor:
+    """Maps of the cropped view (n, K, h, w) -> maps of the whole frame: the cropped top
+    rows belong to the background slot, so predictions align with the frame (and its GT)."""
+    rows = cropped_rows(maps.shape[2], crop_top)
+    if rows == 0:
+        return maps
+    top = maps.new_zeros(maps.shape[0], maps.shape[1], rows, maps.shape[3])
+    top[:, -1] = 1.0
+    return torch.cat([top, maps], dim=2)
+
+
+@torch.no_grad()
+def predict_video(
+    model: DIOD,
+    frames: Iterable[np.ndarray],
+    n_frames: int,
+    input_size: tuple[int, int],
+    clip_length: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    crop_top: float = 0.0,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Stream (first frame index, attention maps (n, K, h, w) float32 on ``device``) over a
+    video, in frame order, running ``batch_size`` clips per forward pass. Only the frames
+    of the clips in flight are held in memory. With ``crop_top`` the maps cover the whole
+    frame (see ``full_frame``)."""
+    windows = clip_windows(n_frames, clip_length)
+    held: dict[int, torch.Tensor] = {}
+    pending: list[tuple[int, int, int]] = []
+    next_window = 0
+    i = -1
+
+    def run(group: list[tuple[int, int, int]]) -> Iterator[tuple[int, torch.Tensor]]:
+        clips = torch.stack([torch.stack([held[i] for i in range(a, b)]) for a, b, _ in group])
+        with autocast(device, precision):
+            masks = model(clips.to(device, non_blocking=True)).masks.float()
+        for (a, _b, first), maps in zip(group, masks, strict=True):
+            yield first, full_frame(maps[first - a :], crop_top)
+
+    for i, frame in enumerate(frames):
+        if i >= n_frames:
+            break
+        held[i] = to_input(frame, input_size, crop_top)
+        while next_window < len(windows) and windows[next_window][1] == i + 1:
+            pending.append(windows[next_window])
+            next_window += 1
+        if len(pending) == batch_size or (pending and next_window == len(windows)):
+            yield from run(pending)
+            keep_from = windows[next_window][0] if next_window < len(windows) else n_frames
+            held = {k: v for k, v in held.items() if k >= keep_from}
+            pending = []
+    if next_window < len(windows):
+        raise UserError(f"video ended after {i + 1} frames, expected {n_frames}")
+
+
+def argmax_scores(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """maps (n, K, h, w) -> argmax slot ids (n, h, w) and scores (n, K): the mean soft
+    attention of each slot inside its argmax segment (0 where the segment is empty).
+    Inside slot k's segment its map is the per-pixel maximum, so the sums are a scatter of
+    the maxima."""
+    n, k = maps.shape[:2]
+    top, ids = maps.max(dim=1)
+    flat_ids = ids.flatten(1)
+    sums = torch.zeros(n, k, device=maps.device).scatter_add_(1, flat_ids, top.flatten(1))
+    areas = torch.zeros(n, k, device=maps.device).scatter_add_(
+        1, flat_ids, torch.ones_like(top.flatten(1))
+    )
+    return ids, torch.where(areas > 0, sums / areas.clamp(min=1), torch.zeros_like(sums))
+
+
+@dataclass
+class Predictor:
+    """A loaded model and how to run it over videos."""
+
+    model: DIOD
+    input_size: tuple[int, int]
+    crop_top: float
+    clip_length: int
+    batch_size: int
+    device: torch.device
+    precision: str
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return frame_map_size(self.input_size, self.crop_top, self.model.stride)
+
+    def __call__(
+        self, frames: Iterable[np.ndarray], n_frames: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        return predict_video(
+            self.model,
+            frames,
+            n_frames,
+            self.input_size,
+            self.clip_length,
+            self.batch_size,
+            self.device,
+            self.precision,
+            self.crop_top,
+        )

@@ -1,0 +1,306 @@
+"""The configuration of one training run: typed sections of declared settings, resolved
+from preset + config file + command line by ``resolve``, the one function the CLI, the
+tests and the benchmarks call.
+
+Sections: ``model`` (the network, SPEC 2), ``data`` (what a clip is), ``loop`` (the
+optimisation, SPEC 3), ``losses`` (eq. 1 and its region), ``distill`` (phase 2, SPEC 4;
+distillation only) and ``runtime`` (where and how the run goes: not what it computes, so
+left out of the artifact id). Everything else is hashed: a new setting changes the id of
+the runs that change it, without a list to keep up to date.
+
+Resolution order, later wins: the declarations' defaults (the paper's values), the preset
+(stages.train.presets), then every setting given (config file or command line; a TOML
+table's keys are the settings' flag names). Distillation starts from its burn-in's resolved
+configuration instead of the defaults (same network, data and optimiser unless told
+otherwise), then the preset's distillation values, then what is given; the network cannot
+change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stages.distill.pseudolabels import PseudoLabelConfig
+from stages.errors import UserError
+from stages.hardware import DEVICE, PRECISION, WORKERS, model_precision
+from stages.model import ModelConfig
+from stages.model.encoder import ResNet18Encoder
+from stages.settings import (
+    FLAG,
+    SIZE,
+    TEXT,
+    Setting,
+    SettingError,
+    Settings,
+    build,
+    choice,
+    declared,
+    flatten,
+    floats,
+    ints,
+    section,
+)
+from stages.train.losses import REGIONS
+from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
+
+STAGES = ("burnin", "distill")
+
+
+@dataclass(frozen=True)
+class DataConfig(Settings):
+    """What one training clip is."""
+
+    split: str = Setting("train", TEXT, "Split trained on.").field()
+    clip_length: int = Setting(5, ints(1), "T, frames per clip.").field()
+    input_size: tuple[int, int] = Setting(
+        (368, 1248), SIZE, "Model input HxW, multiples of 4 (the maps are at 1/4).", flag="size"
+    ).field()
+    crop_top: float = Setting(
+        0.0,
+        floats(0, 1, high_open=True),
+        "Fraction of the frame height left out at the top (TRI-PD: its top 128 of 608 rows).",
+    ).field()
+    augment: bool = Setting(
+        True, FLAG, "Weak-view augmentation of the clips: random resized crop and flip."
+    ).field()
+
+    def check(self) -> None:
+        stride = ResNet18Encoder.STRIDE
+        if any(side % stride for side in self.input_size):
+            raise SettingError(
+                "input_size",
+                f"{self.input_size[0]}x{self.input_size[1]}: both sides must be multiples of "
+                f"{stride} (the maps are at 1/{stride})",
+            )
+
+
+@dataclass(frozen=True)
+class LoopConfig(Settings):
+    """The optimisation (SPEC 3): its length, Adam, the schedule, numerics."""
+
+    steps: int | None = Setting(
+        None, ints(1, optional=True), "Optimizer steps (or give epochs)."
+    ).field()
+    epochs: int | None = Setting(
+        None, ints(1, optional=True), "Passes over the training clips (instead of steps)."
+    ).field()
+    batch_size: int = Setting(8, ints(1), "Clips per step and process.").field()
+    lr: float = Setting(5e-4, floats(0, low_open=True), "Adam learning rate.").field()
+    warmup: int = Setting(3000, ints(0), "Linear learning-rate warm-up steps.").field()
+    decay: int = Setting(
+        50_000, ints(1), "Steps per halving of the learning rate (continuous)."
+    ).field()
+    grad_clip: float = Setting(
+        1.0, floats(0, low_open=True), "Largest gradient norm (clipped above)."
+    ).field()
+    seed: int = Setting(0, ints(), "Seed of initialisation, data order and augmentation.").field()
+    precision: str = PRECISION.field()
+
+    def check(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise SettingError("steps", "give exactly one of steps and epochs")
+
+
+@dataclass(frozen=True)
+class LossConfig(Settings):
+    """The foreground/background term (eq. 1), shared by both stages."""
+
+    alpha: float = Setting(0.3, floats(0), "Strength of the fg/bg regularisation (eq. 1).").field()
+    reg_region: str = Setting(
+        "all",
+        choice(*REGIONS),
+        "Where W_fg is regularised: the whole map (DIOD) or outside the masks (BMOD).",
+    ).field()
+
+
+@dataclass(frozen=True)
+class DistillSettings(Settings):
+    """Teacher-student self-distillation (paper 3.3, SPEC 4)."""
+
+    ema: float = Setting(0.996, floats(0, 1), "Teacher EMA keep rate (3.3.1).").field()
+    labels: PseudoLabelConfig = section(PseudoLabelConfig)
+    motion_masks: bool = Setting(
+        True,
+        FLAG,
+        "Supervise with the motion masks the teacher agrees with (eq. 4); off: only the "
+        "teacher's pseudo-labels (table-4 ablation).",
+    ).field()
+    offline: bool = Setting(
+        False,
+        FLAG,
+        "Labels from the frozen burn-in model, no EMA teacher (table-4 ablation).",
+    ).field()
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Settings):
+    """Where and how a run goes, not what it computes: left out of the artifact id."""
+
+    device: str = DEVICE.field()
+    num_workers: int | None = WORKERS.field()
+    threads: int | None = Setting(
+        None,
+        ints(1, optional=True),
+        "CPU threads of the training process [default: all cores]. On a CPU shared with other "
+        "jobs, 1 avoids OpenMP oversubscription stalls.",
+    ).field()
+    channels_last: bool = Setting(
+        True, FLAG, "channels_last memory format for the convolutions."
+    ).field()
+    checkpoint_every: int = Setting(2000, ints(1), "Steps between checkpoints.").field()
+    keep_checkpoints: int = Setting(2, ints(1), "Newest checkpoints kept.").field()
+    log_every: int = Setting(25, ints(1), "Steps between log lines.").field()
+    val_every: int = Setting(
+        5000, ints(0), "Steps between validations on val_split (0: at the end only)."
+    ).field()
+    val_split: str = Setting("val", TEXT, "Split scored during training ('' for none).").field()
+    val_videos: int = Setting(8, ints(1), "Videos of val_split scored.").field()
+
+
+# Every section by name; ``distill`` exists in distillation runs only.
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "loop": LoopConfig,
+    "losses": LossConfig,
+    "distill": DistillSettings,
+    "runtime": RuntimeConfig,
+}
+RUNTIME = "runtime"
+
+
+def stage_sections(stage: str) -> dict[str, type]:
+    return {k: v for k, v in SECTIONS.items() if k != "distill" or stage == "distill"}
+
+
+def setting_names(stage: str) -> dict[str, str]:
+    """Flat setting name -> its section, for the sections of ``stage``."""
+    return {name: key for key, cls in stage_sections(stage).items() for name, _ in declared(cls)}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run, fully resolved: a section per field of ``SECTIONS``."""
+
+    stage: str
+    dataset: str
+    preset: str
+    model: ModelConfig
+    data: DataConfig
+    loop: LoopConfig
+    losses: LossConfig
+    runtime: RuntimeConfig
+    distill: DistillSettings | None = None
+
+    def sections(self) -> dict[str, Settings]:
+        return {k: getattr(self, k) for k in SECTIONS if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, nested by section (what checkpoints keep)."""
+        return {
+            "stage": self.stage,
+            "dataset": self.dataset,
+            "preset": self.preset,
+            **{k: v.to_dict() for k, v in self.sections().items()},
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What the run computes: everything but the runtime section (the artifact id)."""
+        return {k: v for k, v in self.to_dict().items() if k != RUNTIME}
+
+
+def preset_values(name: str, stage: str) -> dict[str, Any]:
+    """The flat values preset ``name`` sets for ``stage`` (distillation: only its own)."""
+    values = PRESETS[name]
+    if stage == "distill":
+        return dict(values.get("distill", {}))
+    return {k: v for k, v in values.items() if k != "distill"}
+
+
+def _layer(values: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` overridden by ``layer``; a layer that sets steps or epochs clears the other
+    (the run length is given one way)."""
+    out = {**values, **layer}
+    if "steps" in layer and "epochs" not in layer:
+        out["epochs"] = None
+    if "epochs" in layer and "steps" not in layer:
+        out["steps"] = None
+    return out
+
+
+def _preset_name(preset: str | None, dataset: str) -> str:
+    name = preset or DEFAULT_FOR_DATASET.get(dataset)
+    if name is None:
+        raise SettingError(
+            "preset", f": dataset '{dataset}' has no default preset; choose one of {', '.join(PRESETS)}"
+        )
+    if name not in PRESETS:
+        raise SettingError("preset", f"{name}: unknown (expected one of {', '.join(PRESETS)})")
+    return name
+
+
+def resolve(
+    stage: str,
+    dataset: str,
+    given: Mapping[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+    burnin: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """The run configuration of ``stage`` on ``dataset``.
+
+    ``given``: flat {setting name: value} of what the user set (config file, command line);
+    ``burnin``: for distillation, the burn-in's saved configuration (``RunConfig.to_dict``;
+    a flat record of older versions works too). Raises SettingError naming the setting."""
+    if stage not in STAGES:
+        raise SettingError("stage", f"{stage}: expected one of {', '.join(STAGES)}")
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    names = setting_names(stage)
+    for name in given:
+        if name not in names:
+            other = "distill" if name in setting_names("distill") else None
+            raise SettingError(
+                name,
+                f"{given[name]}: only for --stage {other}" if other else ": no such setting",
+            )
+    if "steps" in given and "epochs" in given:
+        raise SettingError("steps", "and epochs are exclusive: give one")
+    if stage == "burnin":
+        name = _preset_name(preset, dataset)
+        values = preset_values(name, stage)
+    else:
+        if burnin is None:
+            raise UserError("distillation needs its burn-in's configuration")
+        inherited = flatten(
+            {k: v for k, v in burnin.items() if k != RUNTIME and isinstance(v, Mapping)}
+        )
+        flat_record = {k: v for k, v in burnin.items() if not isinstance(v, Mapping)}
+        base = {**{k: v for k, v in flat_record.items() if k in names}, **inherited}
+        name = _preset_name(preset or burnin.get("preset"), dataset)
+        model = dict(declared(ModelConfig))
+        for key in given.keys() & model.keys():
+            if key in base and given[key] != base[key]:
+                raise SettingError(
+                    key,
+                    f"{given[key]}: distillation keeps the burn-in's network ({key} = "
+                    f"{base[key]}); drop the option",
+                )
+        runtime = dict(declared(RuntimeConfig))
+        values = {k: v for k, v in base.items() if k in names and k not in runtime}
+        values = _layer(values, preset_values(name, stage))
+    values = _layer(values, given)
+    values["precision"] = model_precision(
+        values.get("precision", PRECISION.default), _planned_device(values.get("device", "auto"))
+    )
+    sections = {key: build(cls, values) for key, cls in stage_sections(stage).items()}
+    return RunConfig(stage, dataset, name, **sections)
+
+
+def _planned_device(name: str) -> torch.device:
+    """The kind of device a run will use, for choosing its precision (no side effects)."""
+    cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if cuda else "cpu")

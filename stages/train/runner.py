@@ -1,0 +1,219 @@
+"""What every training stage does alike around its objective: the request (which inputs,
+resume or start over), the clips and the run length, the artifact's identity, resume
+decision, rank-0 writing and publication, and rank 0's periodic validation.
+
+A stage (burn-in, distillation) resolves its ``RunConfig``, builds its model and objective,
+and hands them to ``run_artifact``; everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stages.artifacts import Artifact, ArtifactStore, artifact_id
+from stages.datasets import open_dataset
+from stages.errors import UserError
+from stages.hardware import Distributed, resolve_device, usable_cores, worker_count
+from stages.model.encoder import ResNet18Encoder
+from stages.progress import log
+from stages.train import checkpoint
+from stages.train.config import RunConfig
+from stages.train.data import Augment, ClipDataset
+from stages.train.loop import Objective, Validate, run
+from stages.train.validate import make_validator
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One ``diod train`` call: the stage, the settings the user gave (flat, by setting
+    name; the rest comes from the preset), and the inputs, which are not settings: the
+    upstream artifact (masks for burn-in, a burn-in for distillation; None: the newest
+    complete one), the dataset root (None: the one recorded upstream) and what to do with
+    an existing run of the same configuration."""
+
+    stage: str
+    dataset: str
+    given: Mapping[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    masks: str | None = None
+    burnin: str | None = None
+    root: str | None = None
+    resume: bool = False
+    force: bool = False
+
+
+@dataclass
+class RunSetup:
+    """What every stage resolves alike before building its objective."""
+
+    config: RunConfig
+    root: Path
+    data: ClipDataset
+    ranks: Distributed
+    steps: int
+    steps_per_epoch: int
+    device: torch.device
+
+    def record(self) -> dict[str, Any]:
+        """What every checkpoint keeps of the run: its configuration and derived sizes."""
+        return {
+            "config": self.config.to_dict(),
+            "run": {
+                "steps": self.steps,
+                "steps_per_epoch": self.steps_per_epoch,
+                "map_size": list(self.data.map_size),
+                "world_size": self.ranks.world,
+            },
+        }
+
+    def params(self) -> dict[str, Any]:
+        """What the artifact id hashes: the whole configuration but its runtime section,
+        the dataset root and the number of processes (it sets the data each step sees)."""
+        return {
+            "config": self.config.identity(),
+            "root": str(self.root.resolve()),
+            "world_size": self.ranks.world,
+        }
+
+
+def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
+    """The training split's clips, the run length (``steps``, or ``epochs`` times the
+    optimizer steps one epoch takes per rank) and the device."""
+    data_cfg = config.data
+    height, width = data_cfg.input_size
+    stride = ResNet18Encoder.STRIDE
+    data = ClipDataset(
+        config.dataset,
+        root,
+        masks,
+        data_cfg.split,
+        data_cfg.clip_length,
+        (height, width),
+        (height // stride, width // stride),
+        Augment() if data_cfg.augment else None,
+        config.loop.seed,
+        data_cfg.crop_top,
+    )
+    ranks = Distributed.from_env()
+    steps_per_epoch = (len(data) // ranks.world) // config.loop.batch_size
+    steps = config.loop.steps
+    if steps is None:
+        steps = config.loop.epochs * steps_per_epoch
+    if steps < 1:
+        raise UserError(f"--steps/--epochs: expected at least one step, got {steps}")
+    device = resolve_device(config.runtime.device)
+    return RunSetup(config, root, data, ranks, steps, steps_per_epoch, device)
+
+
+def loader_workers(config: RunConfig) -> int:
+    """Data-loading processes: as asked, else cores - 1 (one core computes), 1 to 8."""
+    return worker_count(config.runtime.num_workers, max(1, min(8, usable_cores() - 1)), math.inf)
+
+
+def resume_point(path: Path, resume: bool, force: bool) -> Path | None:
+    """The checkpoint to continue from, None to start at step 0.
+
+    An interrupted run with checkpoints is continued only when asked (``--resume``), so a
+    changed mind is never silently ignored; ``--force`` starts over."""
+    if force:
+        return None
+    found = checkpoint.latest(path)
+    if found is None:
+        return None
+    if not resume:
+        raise UserError(
+            f"{path}: an interrupted run of this configuration has a checkpoint at step {found[0]}: "
+            "pass --resume to continue it or --force to start over"
+        )
+    return found[1]
+
+
+def validator(setup: RunSetup) -> Validate | None:
+    """Rank 0's periodic scoring on ``val_split`` (None: no split, or no GT there)."""
+    runtime = setup.config.runtime
+    if not (setup.ranks.is_main and runtime.val_split):
+        return None
+    return make_validator(
+        open_dataset(setup.config.dataset, setup.root),
+        runtime.val_split,
+        setup.data.input_size,
+        setup.config.data.clip_length,
+        runtime.val_videos,
+        setup.device,
+        setup.config.loop.precision,
+        setup.config.data.crop_top,
+    )
+
+
+def run_artifact(
+    store: ArtifactStore,
+    setup: RunSetup,
+    upstream: dict[str, Artifact],
+    request: TrainRequest,
+    *,
+    model: nn.Module,
+    objective: Objective,
+    validate: Validate | None,
+) -> Artifact:
+    """Train inside the artifact these inputs determine; rank 0 writes it, every rank trains.
+
+    A complete artifact is returned as is (unless ``force``); an interrupted one continues
+    from its last checkpoint with ``resume``."""
+    config, ranks = setup.config, setup.ranks
+    ranks.init(setup.device)
+    params = setup.params()
+    upstream_ids = {s: a.id for s, a in upstream.items()}
+    art_id = artifact_id(config.dataset, config.stage, params, upstream_ids, FORMAT_VERSION)
+    path = store.path_for(config.dataset, config.stage, art_id)
+    opener = (
+        store.open(
+            config.dataset,
+            config.stage,
+            params,
+            upstream,
+            format_version=FORMAT_VERSION,
+            force=request.force,
+        )
+        if ranks.is_main
+        else contextlib.nullcontext()
+    )
+    with opener as writer:
+        complete = ranks.broadcast(writer.was_complete if writer is not None else None)
+        if complete:
+            log.info(
+                "%s/%s/%s is complete: nothing to do (--force to retrain)",
+                config.dataset,
+                config.stage,
+                art_id,
+            )
+            return store.get(config.dataset, config.stage, art_id)
+        start = resume_point(path, request.resume, request.force)
+        if request.resume and start is None:
+            log.info("--resume: no checkpoint of this configuration yet, starting at step 0")
+        summary = run(
+            writer,
+            model,
+            objective,
+            setup.data,
+            config.loop,
+            config.runtime,
+            setup.steps,
+            setup.record(),
+            workers=loader_workers(config),
+            resume_from=start,
+            validate=validate,
+        )
+        if writer is not None:
+            writer.complete({"objective": objective.name, **summary})
+    ranks.barrier()  # the other ranks return the artifact once rank 0 has published it
+    return store.get(config.dataset, config.stage, art_id)
