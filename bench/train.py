@@ -85,9 +85,7 @@ def run_case(name: str, steps: int, device: str, precision: str, workers: int) -
     from stages.train.loop import Trainer, make_loader, to_device
 
     preset, size, batch, overrides = CASES[name]
-    given = dict(
-        overrides, input_size=size, batch_size=batch, device=device, precision=precision
-    )
+    given = dict(overrides, input_size=size, batch_size=batch, device=device, precision=precision)
     config = resolve("burnin", "synth", given, preset=preset)
     size, batch, t = config.data.input_size, config.loop.batch_size, config.data.clip_length
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ from stages.errors import UserError
 from stages.progress import configure
 
 CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"], "max_content_width": 100}
-_verbosity = {"level": 0}
 
 
 @click.group(
@@ -44,7 +43,6 @@ def cli(ctx: click.Context, workspace: str, verbose: int, quiet: bool) -> None:
     Stages, each writing a versioned artifact: flow -> masks -> train (burnin, distill)
     -> export -> eval. `diod runs` lists what exists.
     """
-    _verbosity["level"] = verbose
     configure(quiet=quiet, verbose=verbose)
     ctx.obj = App(workspace=Path(workspace), verbose=verbose, quiet=quiet)
 

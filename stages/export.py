@@ -29,6 +29,7 @@ from stages.hardware import model_precision, resolve_device
 from stages.model import DIOD
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
+from stages.settings import flatten
 from stages.train import checkpoint
 from stages.zarrstore import PREDICTIONS_STORE, frame_array, has_video, write_video
 
@@ -150,7 +151,7 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
     source = model_artifact(store, config.dataset, config.model)
     model, state = load_model(source, config.which)
-    trained = state["config"]
+    trained = flatten(state["config"])  # nested by section (older checkpoints: flat)
     if (config.clip_length is not None and config.clip_length < 1) or config.batch_size < 1:
         raise UserError("--clip-length and --batch-size: expected positive integers")
     if model.config.num_slots > 256:

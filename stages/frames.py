@@ -11,7 +11,6 @@ Box = tuple[float, float, float, float]  # y0, x0, height, width as fractions of
 FULL: Box = (0.0, 0.0, 1.0, 1.0)
 
 
-
 def region(crop_top: float) -> Box:
     """The part of a frame the model sees: all of it below the top ``crop_top`` fraction
     (TRI-PD: the top 128 of its 608 rows at half resolution, as the reference)."""

@@ -24,11 +24,12 @@ from stages.errors import UserError
 
 class SettingError(UserError):
     """A value a setting does not accept. ``name`` is the setting, not a CLI flag: the CLI
-    puts its flag in front of ``message`` instead."""
+    puts its flag in front of ``message`` instead. ``message`` reads on from the name
+    (" 5: expected ...", ": only for ...")."""
 
     def __init__(self, name: str, message: str) -> None:
         self.name, self.message = name, message
-        super().__init__(f"{name} {message}")
+        super().__init__(f"{name}{message}")
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ class Domain:
                 return False
             if self.low is not None and (value <= self.low if self.low_open else value < self.low):
                 return False
-            return self.high is None or (value < self.high if self.high_open else value <= self.high)
+            return self.high is None or (
+                value < self.high if self.high_open else value <= self.high
+            )
         return isinstance(value, str) and (self.choices is None or value in self.choices)
 
 
@@ -179,7 +182,7 @@ class Settings:
             value = spec.domain.coerce(getattr(self, f.name))
             if not spec.domain.accepts(value):
                 raise SettingError(
-                    f.name, f"{show(getattr(self, f.name))}: expected {spec.domain.describe()}"
+                    f.name, f" {show(getattr(self, f.name))}: expected {spec.domain.describe()}"
                 )
             object.__setattr__(self, f.name, value)
         self.check()

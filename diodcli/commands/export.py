@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from diodcli.common import app, config_option, dataset_option, force_option, root_option
+from diodcli.common import (
+    app,
+    batch_size_option,
+    config_option,
+    dataset_option,
+    device_option,
+    force_option,
+    precision_option,
+    root_option,
+)
 
 
 @click.command("export")
@@ -28,14 +37,9 @@ from diodcli.common import app, config_option, dataset_option, force_option, roo
     default=None,
     help="Frames per clip, state reset between clips [default: the training T]; 1 = every frame alone (KITTI protocol).",
 )
-@click.option("--batch-size", type=click.IntRange(1), default=4, help="Clips per forward pass.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    help="auto: bf16 where native, else fp16 (GPU) / fp32.",
-)
+@batch_size_option("Clips", 4)
+@device_option()
+@precision_option()
 @click.option(
     "--soft", is_flag=True, help="Also store the soft attention maps (T, K, h, w) float16."
 )

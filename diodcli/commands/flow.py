@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from diodcli.common import app, config_option, dataset_option, force_option, parse_size, root_option
+from diodcli.common import (
+    app,
+    batch_size_option,
+    config_option,
+    dataset_option,
+    device_option,
+    force_option,
+    parse_size,
+    precision_option,
+    root_option,
+    workers_option,
+)
 from stages.errors import UserError
 
 
@@ -43,21 +54,11 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option(
     "--size", default=None, help="Resize frames to HxW before flow (default: native size)."
 )
-@click.option("--batch-size", type=click.IntRange(1), default=8, help="Frame pairs per model call.")
-@click.option(
-    "--workers",
-    type=click.IntRange(0),
-    default=None,
-    help="Frame-decoding processes (default: cores - 1).",
-)
-@click.option(
-    "--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: this rank's GPU if any)."
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
-    default="auto",
-    help="Autocast precision of ptlflow models (auto: bf16 on GPU, fp32 on CPU).",
+@batch_size_option("Frame pairs", 8)
+@workers_option("cores - 1, at most 8: one core runs the model")
+@device_option()
+@precision_option(
+    help="Autocast precision of ptlflow models (auto: bf16 on GPUs, fp32 on CPUs; never fp16, whose range RAFT's correlation can exceed)."
 )
 @click.option(
     "--shard",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from diodcli.common import app, config_option, dataset_option, force_option, root_option
+from diodcli.common import (
+    app,
+    config_option,
+    dataset_option,
+    force_option,
+    root_option,
+    workers_option,
+)
 from stages.masks.params import InstanceParams, MotionParams
 
 MOTION = MotionParams()
@@ -118,9 +125,7 @@ INSTANCES = InstanceParams()
     help="Keep a mask if this fraction of it moves in a flow-warped neighbouring frame (0: keep all).",
 )
 @click.option("--seed", type=int, default=MOTION.seed, help="Seed of the robust fits.")
-@click.option(
-    "--workers", type=click.IntRange(min=0), default=0, help="Worker processes (0: one per core)."
-)
+@workers_option("one per core")
 @click.option("--report", is_flag=True, help="Print mask quality (P/R/F1 vs GT) per split.")
 @force_option
 @config_option

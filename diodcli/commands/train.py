@@ -7,7 +7,8 @@ filled by the preset (or, in distillation, by the burn-in's configuration).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,9 +20,13 @@ from diodcli.common import (
     root_option,
     setting_option,
 )
+from stages.errors import UserError
 from stages.settings import SettingError, declared, show
 from stages.train.config import SECTIONS, STAGES
 from stages.train.presets import PRESETS
+
+if TYPE_CHECKING:
+    from stages.train import TrainRequest
 
 HEADINGS = {
     "model": "Model (SPEC 2)",
@@ -94,22 +99,16 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
     """``diod train``, its options made from ``sections``' declarations."""
     decorators, params, groups = settings_options(sections)
 
-    def command(ctx: click.Context, stage: str, **options) -> None:
+    def command(ctx: click.Context, **options) -> None:
         """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
-        from stages.errors import UserError
-        from stages.train import TrainRequest, train
+        from stages.train import train
 
-        given = {params[p]: v for p, v in options.items() if p in params and v is not None}
-        inputs = {p: v for p, v in options.items() if p not in params}
-        if stage == "distill" and inputs["masks"] is not None:
-            raise UserError("--masks: distillation uses its burn-in's masks; give --burnin")
-        if stage == "burnin" and inputs["burnin"] is not None:
-            raise UserError("--burnin: only for --stage distill")
-        request = TrainRequest(stage=stage, given=given, **inputs)
+        request = to_request(options, params)
         try:
             art = train(app(ctx).store, request)
         except SettingError as exc:
-            raise UserError(f"{flag_of(exc.name, sections)} {exc.message}") from None
+            raise UserError(f"{flag_of(exc.name, sections)}{exc.message}") from None
+        stage = "burn-in" if request.stage == "burnin" else request.stage
         click.echo(f"{stage} artifact: {art} ({art.path})")
 
     for decorate in reversed(
@@ -143,8 +142,7 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
             click.option(
                 "--resume",
                 is_flag=True,
-                help="Continue an interrupted run of this configuration from its last "
-                "checkpoint.",
+                help="Continue an interrupted run of this configuration from its last checkpoint.",
             ),
             force_option,
             *decorators,
@@ -153,7 +151,23 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
         ]
     ):
         command = decorate(command)
-    return click.command("train", cls=SectionedCommand, groups=groups)(command)
+    built = click.command("train", cls=SectionedCommand, groups=groups)(command)
+    built.setting_of = params  # param name -> setting name, for to_request
+    return built
+
+
+def to_request(options: Mapping[str, Any], setting_of: Mapping[str, str]) -> TrainRequest:
+    """The library request of parsed ``diod train`` options: settings given (not None) by
+    setting name, the rest as request fields."""
+    from stages.train import TrainRequest
+
+    given = {setting_of[p]: v for p, v in options.items() if p in setting_of and v is not None}
+    inputs = {p: v for p, v in options.items() if p not in setting_of}
+    if inputs["stage"] == "distill" and inputs["masks"] is not None:
+        raise UserError("--masks: distillation uses its burn-in's masks; give --burnin")
+    if inputs["stage"] == "burnin" and inputs["burnin"] is not None:
+        raise UserError("--burnin: only for --stage distill")
+    return TrainRequest(given=given, **inputs)
 
 
 COMMAND = build_command()

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from stages.errors import UserError
-
 
 @dataclass
 class FilteredMotion:
@@ -32,11 +30,10 @@ class FilteredMotion:
 
 
 def filter_motion_masks(
-    targets: torch.Tensor, valid: torch.Tensor, w_fg: torch.Tensor, threshold: float = 0.9
+    targets: torch.Tensor, valid: torch.Tensor, w_fg: torch.Tensor, threshold: float
 ) -> FilteredMotion:
-    """Keep motion masks ``targets`` (F, M, h, w) whose mean teacher ``w_fg`` (F, h, w) > threshold."""
-    if not 0.0 <= threshold < 1.0:
-        raise UserError(f"--threshold must be in [0, 1), got {threshold}")
+    """Keep motion masks ``targets`` (F, M, h, w) whose mean teacher ``w_fg`` (F, h, w) >
+    ``threshold`` (the run's ``PseudoLabelConfig.threshold``, checked there)."""
     if targets.dim() != 4 or w_fg.shape != (targets.shape[0], *targets.shape[2:]):
         raise ValueError(
             f"expected masks (F, M, h, w) and W_fg (F, h, w), got {tuple(targets.shape)} "

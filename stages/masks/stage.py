@@ -260,7 +260,9 @@ def _flow_plans(
                     height,
                     width,
                     (int(source[0]), int(source[1])),
-                    flow_path=str(zarrstore.store_path(flow, zarrstore.FLOW_STORE) / split / video.name),
+                    flow_path=str(
+                        zarrstore.store_path(flow, zarrstore.FLOW_STORE) / split / video.name
+                    ),
                 )
             )
     return plans
@@ -351,7 +353,8 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
             p
             for p in plans
             if not (
-                p.key in done and zarrstore.has_video(writer, zarrstore.MASKS_STORE, p.video.split, p.video.name)
+                p.key in done
+                and zarrstore.has_video(writer, zarrstore.MASKS_STORE, p.video.split, p.video.name)
             )
         ]
         if writer.resumed:
@@ -417,7 +420,9 @@ def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | No
         "frame_names": list(video.frames),
         "split": video.split,
     }
-    with zarrstore.write_video(writer, zarrstore.MASKS_STORE, video.split, video.name, attrs) as group:
+    with zarrstore.write_video(
+        writer, zarrstore.MASKS_STORE, video.split, video.name, attrs
+    ) as group:
         array = zarrstore.frame_array(group, "masks", masks.shape, masks.dtype)
         array[:] = masks
     per_frame = masks.reshape(len(masks), -1).max(axis=1)

@@ -53,7 +53,11 @@ def _selected(art: Artifact, splits: Sequence[str], videos: Sequence[str]) -> li
         raise UserError(
             f"--split {', '.join(unknown)}: not in masks artifact {art.id} (it has {', '.join(available)})"
         )
-    pairs = [(s, v) for s in (splits or available) for v in zarrstore.video_names(art, zarrstore.MASKS_STORE, s)]
+    pairs = [
+        (s, v)
+        for s in (splits or available)
+        for v in zarrstore.video_names(art, zarrstore.MASKS_STORE, s)
+    ]
     if videos:
         missing = sorted(set(videos) - {v for _, v in pairs})
         if missing:

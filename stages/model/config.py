@@ -30,7 +30,9 @@ class ModelConfig(Settings):
     gru_hidden: int = Setting(64, ints(1), "Channels of the ConvGRU's hidden state.").field()
     gru_layers: int = Setting(2, ints(1), "ConvGRU layers.").field()
     mlp_hidden: int = Setting(128, ints(1), "Hidden width of the slot update MLP.").field()
-    decoder_channels: int = Setting(64, ints(1), "Channels of the spatial broadcast decoder.").field()
+    decoder_channels: int = Setting(
+        64, ints(1), "Channels of the spatial broadcast decoder."
+    ).field()
     iters_per_frame: int = Setting(
         1, ints(1), "Slot-attention iterations on each frame (the reference: 1)."
     ).field()

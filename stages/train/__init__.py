@@ -4,14 +4,14 @@ two objectives. ``train`` runs one ``diod train`` request, whatever its stage.""
 from __future__ import annotations
 
 from stages.artifacts import Artifact, ArtifactStore
-from stages.train.burnin import burnin
-from stages.train.distill import distill
+from stages.train.burnin import train_burnin
+from stages.train.distill import train_distill
 from stages.train.runner import TrainRequest
 
 
 def train(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Run (or reuse, or resume) the training artifact ``request`` determines."""
-    return (distill if request.stage == "distill" else burnin)(store, request)
+    return (train_distill if request.stage == "distill" else train_burnin)(store, request)
 
 
 __all__ = ["TrainRequest", "train"]

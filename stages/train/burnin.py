@@ -61,7 +61,9 @@ class BurninObjective:
         mse = losses.reconstruction_loss(out.recon, batch["frames"])
         bce = motion_terms(maps, targets, valid)
         m_fg = targets.any(dim=1)
-        fg = losses.fg_bg_loss(1 - maps[:, -1], m_fg, self.losses.alpha, self.losses.reg_region).mean()
+        fg = losses.fg_bg_loss(
+            1 - maps[:, -1], m_fg, self.losses.alpha, self.losses.reg_region
+        ).mean()
         total = mse + bce + fg
         return total, {"mse": mse.item(), "bce": bce.item(), "fg_bg": fg.item()}
 
@@ -69,7 +71,7 @@ class BurninObjective:
         return None
 
 
-def burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
+def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
     config = resolve("burnin", request.dataset, request.given, preset=request.preset)
     masks = store.resolve(request.dataset, "masks", request.masks)

@@ -43,6 +43,7 @@ from stages.settings import (
     floats,
     ints,
     section,
+    show,
 )
 from stages.train.losses import REGIONS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
@@ -73,7 +74,7 @@ class DataConfig(Settings):
         if any(side % stride for side in self.input_size):
             raise SettingError(
                 "input_size",
-                f"{self.input_size[0]}x{self.input_size[1]}: both sides must be multiples of "
+                f" {self.input_size[0]}x{self.input_size[1]}: both sides must be multiples of "
                 f"{stride} (the maps are at 1/{stride})",
             )
 
@@ -102,7 +103,7 @@ class LoopConfig(Settings):
 
     def check(self) -> None:
         if (self.steps is None) == (self.epochs is None):
-            raise SettingError("steps", "give exactly one of steps and epochs")
+            raise SettingError("steps", ": give exactly one of steps and epochs")
 
 
 @dataclass(frozen=True)
@@ -236,10 +237,11 @@ def _preset_name(preset: str | None, dataset: str) -> str:
     name = preset or DEFAULT_FOR_DATASET.get(dataset)
     if name is None:
         raise SettingError(
-            "preset", f": dataset '{dataset}' has no default preset; choose one of {', '.join(PRESETS)}"
+            "preset",
+            f": dataset '{dataset}' has no default preset; choose one of {', '.join(PRESETS)}",
         )
     if name not in PRESETS:
-        raise SettingError("preset", f"{name}: unknown (expected one of {', '.join(PRESETS)})")
+        raise SettingError("preset", f" {name}: unknown (expected one of {', '.join(PRESETS)})")
     return name
 
 
@@ -257,7 +259,7 @@ def resolve(
     ``burnin``: for distillation, the burn-in's saved configuration (``RunConfig.to_dict``;
     a flat record of older versions works too). Raises SettingError naming the setting."""
     if stage not in STAGES:
-        raise SettingError("stage", f"{stage}: expected one of {', '.join(STAGES)}")
+        raise SettingError("stage", f" {stage}: expected one of {', '.join(STAGES)}")
     given = {k: v for k, v in (given or {}).items() if v is not None}
     names = setting_names(stage)
     for name in given:
@@ -265,10 +267,10 @@ def resolve(
             other = "distill" if name in setting_names("distill") else None
             raise SettingError(
                 name,
-                f"{given[name]}: only for --stage {other}" if other else ": no such setting",
+                f": only for --stage {other}" if other else ": no such setting",
             )
     if "steps" in given and "epochs" in given:
-        raise SettingError("steps", "and epochs are exclusive: give one")
+        raise SettingError("steps", " and epochs are exclusive: give one")
     if stage == "burnin":
         name = _preset_name(preset, dataset)
         values = preset_values(name, stage)
@@ -286,7 +288,7 @@ def resolve(
             if key in base and given[key] != base[key]:
                 raise SettingError(
                     key,
-                    f"{given[key]}: distillation keeps the burn-in's network ({key} = "
+                    f" {show(given[key])}: distillation keeps the burn-in's network ({key} = "
                     f"{base[key]}); drop the option",
                 )
         runtime = dict(declared(RuntimeConfig))

@@ -123,7 +123,7 @@ class DistillObjective:
             self.teacher.update(model)
 
 
-def distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
+def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Distil a burn-in artifact; returns the complete ``distill`` artifact."""
     burnin = store.resolve(request.dataset, "burnin", request.burnin)
     state = checkpoint.final(burnin)

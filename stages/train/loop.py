@@ -297,9 +297,7 @@ def run(
     try:
         model.train()
         if main:
-            loader = track(
-                loader, f"{objective.name} steps {start}..{steps}", total=len(batches)
-            )
+            loader = track(loader, f"{objective.name} steps {start}..{steps}", total=len(batches))
         for batch in loader:
             loss, terms, grad_norm = trainer.step(to_device(batch, trainer.device), step)
             step += 1

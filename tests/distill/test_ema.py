@@ -13,6 +13,7 @@ from torch import nn
 
 from stages.distill.ema import EmaTeacher, unwrap
 from stages.errors import UserError
+from stages.train.config import DistillSettings
 
 
 def small_net(seed: int = 0) -> nn.Module:
@@ -61,13 +62,13 @@ def test_keep_rate_bounds():
             assert torch.equal(value, original[key])
     for key, value in follower.module.state_dict().items():
         assert torch.equal(value, student.state_dict()[key])
-    with pytest.raises(UserError, match="--ema"):
-        EmaTeacher(student, keep_rate=1.5)
+    with pytest.raises(UserError, match="ema 1.5: expected a number >= 0 and <= 1"):
+        DistillSettings(ema=1.5)  # the keep rate is checked once, where it is declared
 
 
 def test_teacher_is_a_frozen_independent_copy_in_eval_mode():
     student = small_net()
-    teacher = EmaTeacher(student)
+    teacher = EmaTeacher(student, keep_rate=0.996)
     assert not teacher.training and not any(m.training for m in teacher.modules())
     teacher.train()
     assert not any(m.training for m in teacher.modules())

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
+from helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_request, tiny_synth
 
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
@@ -98,7 +98,7 @@ def test_cropped_top_is_never_seen(synth):
     video = ds.videos[clip.video]
     frame = ds._frames(video, clip.start)[0]
     expected = crop_resize_rgb(frame, (0.5, 0.0, 0.5, 1.0), (16, 64))
-    assert torch.equal(item["frames"][0], torch.from_numpy(expected).permute(2, 0, 1))
+    assert torch.equal(item["frames"][0], torch.from_numpy(expected.copy()).permute(2, 0, 1))
     labels = np.asarray(ds._masks(clip.video)[clip.start : clip.start + 3])
     ids = np.zeros((3, 4, 16), np.int64)
     for m in range(item["masks"].shape[1]):
@@ -161,10 +161,10 @@ def test_schedule_warmup_then_continuous_halving():
 
 # -- the stage ------------------------------------------------------------------------------
 def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(synth):
-    from stages.train.stage import train
+    from stages.train import train
 
     _root, store, masks = synth
-    art = train(store, tiny_train_config())
+    art = train(store, tiny_request())
     assert art.is_complete and art.stage == "burnin" and art.upstream == {"masks": masks.id}
     steps = [s for s, _ in checkpoint.checkpoints(art.path)]
     assert steps == [2, 4]  # every 2 steps, the last 2 kept
@@ -181,35 +181,36 @@ def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(synth):
     assert art.manifest["summary"]["validation"]["step"] == 4
     assert list((art.path / "logs/tensorboard").iterdir())
     # same inputs: the complete artifact is reused
-    again = train(store, tiny_train_config())
+    again = train(store, tiny_request())
     assert again.id == art.id and again.manifest["finished"] == art.manifest["finished"]
 
 
 def test_parameters_that_change_the_result_change_the_artifact(synth):
-    from stages.train.stage import train
+    from stages.train import train
 
     _root, store, _masks = synth
-    a = train(store, tiny_train_config(steps=1, checkpoint_every=1))
-    b = train(store, tiny_train_config(steps=1, checkpoint_every=1, alpha=0.5))
-    c = train(store, tiny_train_config(steps=1, checkpoint_every=1, log_every=5))
+    a = train(store, tiny_request(steps=1, checkpoint_every=1))
+    b = train(store, tiny_request(steps=1, checkpoint_every=1, alpha=0.5))
+    c = train(store, tiny_request(steps=1, checkpoint_every=1, log_every=5))
     assert a.id != b.id and a.id == c.id
-    assert b.params["alpha"] == 0.5 and b.params["reg_region"] == "all"
+    assert b.params["config"]["losses"] == {"alpha": 0.5, "reg_region": "all"}
 
 
 def test_bad_options_are_user_errors(synth):
-    from stages.train.stage import TrainConfig, resolved_options, train
+    from stages.train import train
+    from stages.train.config import resolve
 
     _root, store, _masks = synth
-    with pytest.raises(UserError, match="multiples of 4"):
-        resolved_options(tiny_train_config(input_size=(30, 64)))
+    with pytest.raises(UserError, match="input_size 30x64: both sides must be multiples of 4"):
+        resolve("burnin", "synth", {"input_size": (30, 64)})
     with pytest.raises(UserError, match="exclusive"):
-        resolved_options(tiny_train_config(epochs=2))
-    with pytest.raises(UserError, match="--preset"):
-        resolved_options(TrainConfig(dataset="folder"))
+        resolve("burnin", "synth", {"steps": 2, "epochs": 2})
+    with pytest.raises(UserError, match="preset: dataset 'folder' has no default preset"):
+        resolve("burnin", "folder", {})
     with pytest.raises(UserError, match="no masks artifact 'ffff'"):
-        train(store, tiny_train_config(masks="ffff"))
+        train(store, tiny_request(masks="ffff"))
     with pytest.raises(UserError, match="clip length"):
-        train(store, tiny_train_config(clip_length=9))
+        train(store, tiny_request(clip_length=9))
 
 
 def _diod(*args: str) -> tuple[int, str]:
@@ -252,8 +253,7 @@ def test_cli_burnin_run_and_one_line_errors(synth, tmp_path):
 
 
 def test_interrupted_run_needs_resume_or_force(synth, monkeypatch):
-    from stages.train import burnin
-    from stages.train.stage import train
+    from stages.train import burnin, train
 
     _root, store, _masks = synth
 
@@ -261,12 +261,12 @@ def test_interrupted_run_needs_resume_or_force(synth, monkeypatch):
         if step == 3:
             raise KeyboardInterrupt
 
-    config = tiny_train_config(steps=5, checkpoint_every=2, seed=7)
+    config = tiny_request(steps=5, checkpoint_every=2, seed=7)
     monkeypatch.setattr(burnin.BurninObjective, "after_step", stop)
     with pytest.raises(KeyboardInterrupt):
         train(store, config)
     monkeypatch.undo()
     with pytest.raises(UserError, match="--resume"):
         train(store, config)
-    art = train(store, tiny_train_config(steps=5, checkpoint_every=2, seed=7, force=True))
+    art = train(store, tiny_request(steps=5, checkpoint_every=2, seed=7, force=True))
     assert art.is_complete and checkpoint.final(art)["step"] == 5

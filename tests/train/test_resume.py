@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from train_helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_synth, tiny_train_config
+from helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_request, tiny_synth
 
 from stages.artifacts import ArtifactStore
 from stages.train import checkpoint
@@ -37,13 +37,12 @@ def _same_weights(a, b) -> bool:
 
 
 def test_stopped_and_resumed_run_equals_the_uninterrupted_run(root, tmp_path, monkeypatch):
-    from stages.train import burnin
-    from stages.train.stage import train
+    from stages.train import burnin, train
 
     config = dict(steps=6, checkpoint_every=2, seed=3)
     store_a = ArtifactStore(tmp_path / "a")
     gt_masks_artifact(store_a, root)
-    whole = train(store_a, tiny_train_config(**config))
+    whole = train(store_a, tiny_request(**config))
 
     store_b = ArtifactStore(tmp_path / "b")
     gt_masks_artifact(store_b, root)
@@ -54,11 +53,11 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_run(root, tmp_path, mo
 
     monkeypatch.setattr(burnin.BurninObjective, "after_step", stop)
     with pytest.raises(KeyboardInterrupt):
-        train(store_b, tiny_train_config(**config))
+        train(store_b, tiny_request(**config))
     monkeypatch.undo()
     # the resumed part loads clips in a worker process: data order and augmentation do not
     # depend on which process reads them
-    resumed = train(store_b, tiny_train_config(**config, resume=True, num_workers=1))
+    resumed = train(store_b, tiny_request(**config, resume=True, num_workers=1))
     assert resumed.id == whole.id
     assert resumed.manifest["resumed"]
     assert _losses(resumed) == _losses(whole)

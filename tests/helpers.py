@@ -1,4 +1,4 @@
-"""Shared fixtures of the model/training/export tests: a tiny synth dataset, a masks
+"""Shared helpers of the model/training/export tests: a tiny synth dataset, a masks
 artifact made from its GT moving instances (what a perfect motion-mask stage would give)
 and a tiny training configuration that runs in seconds on CPU."""
 
@@ -68,30 +68,40 @@ def gt_masks_artifact(store: ArtifactStore, root: Path, dataset: str = "synth") 
         return writer.complete({})
 
 
-def tiny_train_config(dataset: str = "synth", **overrides):
-    from stages.train.stage import TrainConfig
+# the tiny run's settings (flat, by setting name) over the synth-cpu preset
+TINY_SETTINGS = dict(
+    steps=4,
+    batch_size=2,
+    clip_length=3,
+    input_size=(32, 64),
+    num_slots=TINY_MODEL["num_slots"],
+    encoder_width=TINY_MODEL["encoder_width"],
+    decoder_channels=TINY_MODEL["decoder_channels"],
+    warmup=2,
+    num_workers=0,
+    precision="fp32",
+    device="cpu",
+    checkpoint_every=2,
+    log_every=1,
+    val_every=0,
+    seed=0,
+)
 
-    values = dict(
-        dataset=dataset,
-        preset="synth-cpu",
-        steps=4,
-        batch_size=2,
-        clip_length=3,
-        input_size=(32, 64),
-        num_slots=TINY_MODEL["num_slots"],
-        encoder_width=TINY_MODEL["encoder_width"],
-        decoder_channels=TINY_MODEL["decoder_channels"],
-        warmup=2,
-        num_workers=0,
-        precision="fp32",
-        device="cpu",
-        checkpoint_every=2,
-        log_every=1,
-        val_every=0,
-        seed=0,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+
+def tiny_request(stage: str = "burnin", dataset: str = "synth", **overrides):
+    """A ``TrainRequest`` of the tiny run; ``overrides`` are settings or request fields
+    (masks, burnin, root, resume, force, preset)."""
+    from dataclasses import fields
+
+    from stages.train import TrainRequest
+
+    inputs = {f.name for f in fields(TrainRequest)}
+    given = {**TINY_SETTINGS, **{k: v for k, v in overrides.items() if k not in inputs}}
+    if "epochs" in overrides:
+        given.pop("steps")
+    request = {k: v for k, v in overrides.items() if k in inputs}
+    request.setdefault("preset", "synth-cpu")
+    return TrainRequest(stage=stage, dataset=dataset, given=given, **request)
 
 
 def as_torchrun_rank(rank: int, world: int, port: int) -> None:

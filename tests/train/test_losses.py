@@ -11,6 +11,7 @@ import torch
 
 from stages.train import losses
 from stages.train.burnin import BurninObjective, motion_terms
+from stages.train.config import LossConfig
 
 EPS = losses.EPS
 
@@ -153,7 +154,7 @@ def test_burnin_loss_is_the_sum_of_its_terms():
     masks = torch.zeros(1, 2, 1, 4, 8, dtype=torch.bool)
     masks[0, :, 0, 1:3, 2:5] = True
     batch = {"frames": frames, "masks": masks, "valid": masks.flatten(3).any(-1)}
-    total, terms = BurninObjective(alpha=0.3).loss(model, batch, 0)
+    total, terms = BurninObjective(LossConfig()).loss(model, batch, 0)
     assert total.item() == pytest.approx(terms["mse"] + terms["bce"] + terms["fg_bg"], rel=1e-5)
     total.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())

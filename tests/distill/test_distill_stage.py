@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from train_helpers import as_torchrun_rank, gt_masks_artifact, tiny_synth, tiny_train_config
+from helpers import as_torchrun_rank, gt_masks_artifact, tiny_request, tiny_synth
 
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
@@ -21,23 +21,23 @@ from stages.train import checkpoint
 @pytest.fixture(scope="module")
 def burned(tmp_path_factory):
     """A tiny dataset, its GT-moving masks and a 4-step burn-in on them."""
-    from stages.train.stage import train
+    from stages.train import train
 
     base = tmp_path_factory.mktemp("distill")
     root = tiny_synth(base / "synth")
     store = ArtifactStore(base / "runs")
     gt_masks_artifact(store, root)
-    return store, train(store, tiny_train_config(val_split=""))
+    return store, train(store, tiny_request(val_split=""))
 
 
 def _config(**overrides):
-    from stages.train.distill import DistillConfig
-
-    base = asdict(tiny_train_config(steps=3, checkpoint_every=2, val_split=""))
-    for key in ("num_slots", "encoder_width", "decoder_channels", "clip_length", "input_size"):
-        base[key] = None  # from the burn-in
-    base.update(overrides)
-    return DistillConfig(**base)
+    """The tiny distillation request; network and clip settings come from the burn-in."""
+    request = tiny_request(
+        "distill", **{"steps": 3, "checkpoint_every": 2, "val_split": ""} | overrides
+    )
+    inherited = {"num_slots", "encoder_width", "decoder_channels", "clip_length", "input_size"}
+    given = {k: v for k, v in request.given.items() if k not in inherited - overrides.keys()}
+    return replace(request, given=given)
 
 
 TERMS = ("step", "loss", "mse", "motion_bce", "teacher_bce", "fg_bg", "candidates_per_frame")
@@ -52,7 +52,7 @@ def _losses(art) -> list[dict[str, float]]:
 def test_distill_run_ema_teacher_and_artifact(burned, monkeypatch):
     """Teacher = EMA of the student after every step, from the burn-in weights; it never
     has gradients; checkpoints hold both; the loss terms of eq. 5 are logged."""
-    from stages.train.distill import DistillObjective, distill
+    from stages.train.distill import DistillObjective, train_distill
 
     store, burnin = burned
     start = checkpoint.final(burnin)["model"]
@@ -66,13 +66,13 @@ def test_distill_run_ema_teacher_and_artifact(burned, monkeypatch):
         original(self, model, step)
 
     monkeypatch.setattr(DistillObjective, "after_step", record)
-    art = distill(store, _config(val_split="val"))
+    art = train_distill(store, _config(val_split="val"))
     monkeypatch.undo()
 
     assert art.is_complete and art.stage == "distill" and art.upstream == {"burnin": burnin.id}
     assert (
-        art.params["distill"]["connection"] == "one-to-many"
-        and art.params["distill"]["ema"] == 0.996
+        art.params["config"]["distill"]["labels"]["connection"] == "one-to-many"
+        and art.params["config"]["distill"]["ema"] == 0.996
     )
     state = checkpoint.final(art)
     assert state["step"] == 3 and set(state["extra"]) == {"teacher"}
@@ -102,12 +102,12 @@ def test_distill_run_ema_teacher_and_artifact(burned, monkeypatch):
 def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
     """A confident teacher yields candidates and kept masks; without motion masks L_s is 0."""
     from stages.distill.ema import EmaTeacher
-    from stages.distill.pseudolabels import PseudoLabelConfig
+    from stages.train.config import DistillSettings, LossConfig
     from stages.train.distill import DistillObjective
 
     _store, burnin = burned
     student = checkpoint.model_from(checkpoint.final(burnin))
-    teacher = EmaTeacher(student)
+    teacher = EmaTeacher(student, keep_rate=0.996)
     h, w = 8, 16
     batch = {
         "frames": torch.rand(1, 2, 3, 32, 64),
@@ -128,12 +128,13 @@ def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
             return out
 
     teacher.module = Fixed()
-    labels = PseudoLabelConfig()
-    full = DistillObjective(teacher=teacher, labels=labels)
+    full = DistillObjective(teacher=teacher, settings=DistillSettings(), losses=LossConfig())
     loss, terms = full.loss(student, batch, 0)
     assert terms["candidates_per_frame"] == 1 and terms["kept_masks_per_frame"] == 1
     assert terms["teacher_bce"] > 0 and terms["motion_bce"] > 0 and loss.requires_grad
-    no_motion = DistillObjective(teacher=teacher, labels=labels, motion_masks=False)
+    no_motion = DistillObjective(
+        teacher=teacher, settings=DistillSettings(motion_masks=False), losses=LossConfig()
+    )
     _, terms = no_motion.loss(student, batch, 0)
     assert terms["motion_bce"] == 0 and terms["teacher_bce"] > 0
     # the same step draws the same strong view: same loss
@@ -143,22 +144,22 @@ def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
 
 def test_ablations_change_the_artifact_and_offline_keeps_the_labeler(burned):
     from stages.export import ExportConfig, export
-    from stages.train.distill import distill
+    from stages.train.distill import train_distill
 
     store, burnin = burned
     one = dict(steps=1, checkpoint_every=1)
-    base = distill(store, _config(**one))
+    base = train_distill(store, _config(**one))
     variants = [
-        distill(store, _config(**one, motion_masks=False)),
-        distill(store, _config(**one, connection="one-to-one")),
-        distill(store, _config(**one, ema=0.99)),
-        distill(store, _config(**one, threshold=0.8)),
+        train_distill(store, _config(**one, motion_masks=False)),
+        train_distill(store, _config(**one, connection="one-to-one")),
+        train_distill(store, _config(**one, ema=0.99)),
+        train_distill(store, _config(**one, threshold=0.8)),
     ]
-    offline = distill(store, _config(**one, offline=True))
+    offline = train_distill(store, _config(**one, offline=True))
     ids = {a.id for a in [base, *variants, offline]}
     assert len(ids) == 6
     # runtime options do not change the artifact
-    assert distill(store, _config(**one, log_every=5)).id == base.id
+    assert train_distill(store, _config(**one, log_every=5)).id == base.id
     state = checkpoint.final(offline)
     assert set(state["extra"]) == {"labeler"}
     burn = checkpoint.final(burnin)["model"]
@@ -173,11 +174,11 @@ def test_ablations_change_the_artifact_and_offline_keeps_the_labeler(burned):
 
 def test_export_teacher_and_student_of_a_distill_artifact(burned):
     from stages.export import ExportConfig, export
-    from stages.train.distill import distill
+    from stages.train.distill import train_distill
     from stages.zarrstore import open_video
 
     store, _burnin = burned
-    art = distill(store, _config())
+    art = train_distill(store, _config())
     outputs = {}
     for which in ("teacher", "student"):
         pred = export(store, ExportConfig(dataset="synth", model=art.id, which=which, device="cpu"))
@@ -188,19 +189,19 @@ def test_export_teacher_and_student_of_a_distill_artifact(burned):
 
 
 def test_stopped_and_resumed_distill_equals_the_uninterrupted_run(tmp_path, monkeypatch):
-    from stages.train.distill import DistillObjective, distill
-    from stages.train.stage import train
+    from stages.train import train
+    from stages.train.distill import DistillObjective, train_distill
 
     root = tiny_synth(tmp_path / "synth")
     runs = {}
     for name in ("whole", "resumed"):
         store = ArtifactStore(tmp_path / name)
         gt_masks_artifact(store, root)
-        train(store, tiny_train_config(val_split="", steps=2))
+        train(store, tiny_request(val_split="", steps=2))
         runs[name] = store
     # threshold 0: the barely trained teacher's regions are all pseudo-labels
     config = dict(steps=5, checkpoint_every=2, seed=4, threshold=0.0)
-    whole = distill(runs["whole"], _config(**config))
+    whole = train_distill(runs["whole"], _config(**config))
 
     original = DistillObjective.after_step
 
@@ -211,11 +212,11 @@ def test_stopped_and_resumed_distill_equals_the_uninterrupted_run(tmp_path, monk
 
     monkeypatch.setattr(DistillObjective, "after_step", stop)
     with pytest.raises(KeyboardInterrupt):
-        distill(runs["resumed"], _config(**config))
+        train_distill(runs["resumed"], _config(**config))
     monkeypatch.undo()
     with pytest.raises(UserError, match="--resume"):
-        distill(runs["resumed"], _config(**config))
-    resumed = distill(runs["resumed"], _config(**config, resume=True))
+        train_distill(runs["resumed"], _config(**config))
+    resumed = train_distill(runs["resumed"], _config(**config, resume=True))
     assert resumed.id == whole.id and resumed.manifest["resumed"]
     assert _losses(resumed) == _losses(whole)
     assert all(r["candidates_per_frame"] > 0 for r in _losses(whole))
@@ -227,17 +228,17 @@ def test_stopped_and_resumed_distill_equals_the_uninterrupted_run(tmp_path, monk
 
 
 def test_bad_distill_options_are_user_errors(burned, tmp_path):
-    from stages.train.distill import distill
+    from stages.train.distill import train_distill
 
     store, _burnin = burned
-    with pytest.raises(UserError, match="--num-slots 5: distillation keeps the burn-in"):
-        distill(store, _config(num_slots=5))
+    with pytest.raises(UserError, match="num_slots 5: distillation keeps the burn-in"):
+        train_distill(store, _config(num_slots=5))
     with pytest.raises(UserError, match="no burnin artifact 'ffff'"):
-        distill(store, _config(burnin="ffff"))
-    with pytest.raises(UserError, match="--ema"):
-        distill(store, _config(ema=1.5))
+        train_distill(store, _config(burnin="ffff"))
+    with pytest.raises(UserError, match="ema 1.5: expected a number >= 0 and <= 1"):
+        train_distill(store, _config(ema=1.5))
     with pytest.raises(UserError, match="no complete burnin"):
-        distill(ArtifactStore(tmp_path / "empty"), _config())
+        train_distill(ArtifactStore(tmp_path / "empty"), _config())
 
 
 def _diod(*args: str) -> tuple[int, str]:
@@ -265,7 +266,7 @@ def _ddp_worker(rank: int, world: int, port: int, workspace: str, out: str) -> N
     from pathlib import Path
 
     as_torchrun_rank(rank, world, port)
-    from stages.train.distill import DistillObjective, distill
+    from stages.train.distill import DistillObjective, train_distill
 
     digests: list[str] = []
     original = DistillObjective.after_step
@@ -278,7 +279,7 @@ def _ddp_worker(rank: int, world: int, port: int, workspace: str, out: str) -> N
         digests.append(h.hexdigest())
 
     DistillObjective.after_step = record
-    art = distill(
+    art = train_distill(
         ArtifactStore(workspace), _config(steps=3, batch_size=1, checkpoint_every=3, threshold=0.0)
     )
     Path(out, f"rank{rank}.txt").write_text("\n".join([art.id, *digests]))
@@ -291,12 +292,12 @@ def test_ddp_two_processes_keep_teachers_identical(tmp_path):
 
     import torch.multiprocessing as mp
 
-    from stages.train.stage import train
+    from stages.train import train
 
     root = tiny_synth(tmp_path / "synth")
     store = ArtifactStore(tmp_path / "runs")
     gt_masks_artifact(store, root)
-    train(store, tiny_train_config(val_split="", steps=2))
+    train(store, tiny_request(val_split="", steps=2))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

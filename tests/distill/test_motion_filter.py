@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from stages.distill.motion_filter import filter_motion_masks
-from stages.errors import UserError
 
 
 def boxes(frames: int, boxes_per_frame: list[list[tuple[int, int, int, int]]], size=(8, 10)):
@@ -54,7 +53,7 @@ def test_padding_and_empty_masks_are_never_kept():
     masks_empty[1, 0] = False  # a valid but empty mask
     w_fg = torch.ones(2, 8, 10)
     for m, v in ((masks, valid), (masks_empty, valid_empty)):
-        out = filter_motion_masks(m, v, w_fg)
+        out = filter_motion_masks(m, v, w_fg, threshold=0.9)
         assert out.valid.tolist() == [[True], [False]]
         assert out.scores[1, 0] == 0
         assert not out.fg[1].any()
@@ -63,7 +62,7 @@ def test_padding_and_empty_masks_are_never_kept():
 def test_fg_is_the_union_of_kept_masks_per_frame():
     masks, valid = boxes(2, [[(0, 4, 0, 4), (2, 6, 2, 6)], [(0, 8, 0, 10)]])
     w_fg = torch.ones(2, 8, 10)
-    out = filter_motion_masks(masks, valid, w_fg)
+    out = filter_motion_masks(masks, valid, w_fg, threshold=0.9)
     assert out.valid.tolist() == [[True, True], [True, False]]
     assert torch.equal(out.fg[0].bool(), masks[0, 0] | masks[0, 1])
     assert out.fg[1].all()
@@ -71,7 +70,5 @@ def test_fg_is_the_union_of_kept_masks_per_frame():
 
 def test_bad_inputs():
     masks, valid = boxes(1, [[(0, 3, 0, 3)]])
-    with pytest.raises(UserError, match="--threshold"):
-        filter_motion_masks(masks, valid, torch.ones(1, 8, 10), threshold=1.5)
     with pytest.raises(ValueError):
-        filter_motion_masks(masks, valid, torch.ones(1, 4, 5))
+        filter_motion_masks(masks, valid, torch.ones(1, 4, 5), threshold=0.9)

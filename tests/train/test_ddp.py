@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_helpers import (
+from helpers import (
     TINY_CLI_OPTIONS,
     as_torchrun_rank,
     gt_masks_artifact,
+    tiny_request,
     tiny_synth,
-    tiny_train_config,
 )
 
 from stages.artifacts import ArtifactStore
@@ -39,8 +39,7 @@ def _digest(model: torch.nn.Module) -> str:
 
 def _worker(rank: int, world: int, port: int, workspace: str, out: str) -> None:
     as_torchrun_rank(rank, world, port)
-    from stages.train import burnin
-    from stages.train.stage import train
+    from stages.train import burnin, train
 
     digests: list[str] = []
 
@@ -48,9 +47,7 @@ def _worker(rank: int, world: int, port: int, workspace: str, out: str) -> None:
         digests.append(_digest(model))
 
     burnin.BurninObjective.after_step = record
-    art = train(
-        ArtifactStore(workspace), tiny_train_config(steps=3, batch_size=1, checkpoint_every=3)
-    )
+    art = train(ArtifactStore(workspace), tiny_request(steps=3, batch_size=1, checkpoint_every=3))
     Path(out, f"rank{rank}.txt").write_text("\n".join([art.id, *digests]))
 
 

@@ -1,0 +1,173 @@
+"""The run configuration: declared settings, presets, resolution, the artifact id and the
+`diod train` options made from the declarations (what the CLI parses is what `resolve`
+gets: every shipped config file and preset goes through the same path)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import tokenize
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.artifacts import artifact_id
+from stages.errors import UserError
+from stages.model import DIOD
+from stages.settings import Setting, SettingError, declared, floats
+from stages.train import config as run_config
+from stages.train.config import SECTIONS, resolve, setting_names
+from stages.train.presets import PRESETS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _parse(*args: str):
+    """``diod train ARGS`` parsed as the CLI does, down to the library request."""
+    from diodcli.commands.train import COMMAND, to_request
+
+    ctx = COMMAND.make_context("train", list(args))
+    return to_request(ctx.params, COMMAND.setting_of)
+
+
+def _resolve(request, burnin=None):
+    return resolve(
+        request.stage, request.dataset, request.given, preset=request.preset, burnin=burnin
+    )
+
+
+def test_setting_names_are_unique_across_sections_and_each_is_an_option():
+    from diodcli.commands.train import COMMAND
+
+    seen: dict[str, str] = {}
+    for key, cls in SECTIONS.items():
+        for name, _spec in declared(cls):
+            assert name not in seen, f"{name} in {seen.get(name)} and {key}"
+            seen[name] = key
+    on_cli = {name for cls in SECTIONS.values() for name, spec in declared(cls) if spec.cli}
+    assert set(COMMAND.setting_of.values()) == on_cli
+
+
+TRAINING_CODE = ("stages/train", "stages/distill", "stages/model", "stages/*.py", "diodcli")
+
+
+@pytest.mark.parametrize(
+    "setting,value",
+    [("ema", 0.996), ("threshold", 0.9), ("alpha", 0.3), ("lr", 5e-4)],
+)
+def test_paper_defaults_are_written_once(setting, value):
+    """The paper's value of each is one literal in the training code and the CLI: its
+    declaration (elsewhere, e.g. in the synth generator's shapes, 0.3 is another number)."""
+    found = []
+    for pattern in TRAINING_CODE:
+        paths = REPO.glob(pattern) if pattern.endswith(".py") else REPO.glob(f"{pattern}/**/*.py")
+        for path in paths:
+            with path.open("rb") as f:
+                for tok in tokenize.tokenize(f.readline):
+                    if tok.type == tokenize.NUMBER and ast.literal_eval(tok.string) == value:
+                        found.append(f"{path.relative_to(REPO)}:{tok.start[0]}")
+    defaults = {name: spec.default for cls in SECTIONS.values() for name, spec in declared(cls)}
+    assert defaults[setting] == value
+    assert len(found) == 1, found
+
+
+def test_presets_resolve_for_both_stages_and_their_models_run():
+    """Every preset, burn-in and distillation from its own burn-in: valid sections, the
+    paper's architecture on the full presets, a model that runs at a tiny size."""
+    for name in PRESETS:
+        burnin = resolve("burnin", "folder", preset=name)
+        distill = resolve("distill", "folder", burnin=burnin.to_dict())
+        assert distill.model == burnin.model and distill.preset == name
+        assert distill.distill is not None and burnin.distill is None
+        if name != "synth-cpu":
+            assert (burnin.model.encoder_width, burnin.model.slot_dim) == (1.0, 64)
+            assert distill.loop.epochs == 500 and distill.loop.steps is None
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out = DIOD(burnin.model).eval()(torch.rand(1, 2, 3, 16, 24))
+        assert out.masks.shape == (1, 2, burnin.model.num_slots, 4, 6)
+
+
+def test_every_shipped_config_file_parses_through_the_cli_and_resolves():
+    """configs/*.toml: each table's keys are options of its command; [train] goes through
+    the CLI's parsing into `resolve`, for both stages."""
+    import click
+
+    from diodcli.common import read_toml
+    from diodcli.main import cli
+
+    configs = sorted((REPO / "configs").glob("*.toml"))
+    assert {"synth.toml", "kitti.toml", "tripd.toml", "movi.toml"} <= {p.name for p in configs}
+    ctx = click.Context(cli)
+    for path in configs:
+        for command, table in read_toml(str(path)).items():
+            names = {p.name for p in cli.get_command(ctx, command).params}
+            unknown = {k.replace("-", "_") for k in table} - names
+            assert not unknown, f"{path.name} [{command}]: {unknown}"
+        request = _parse("--stage", "burnin", "--dataset", "folder", "--config", str(path))
+        burnin = _resolve(request)
+        distill = _resolve(dataclasses.replace(request, stage="distill"), burnin.to_dict())
+        assert distill.model == burnin.model, path.name
+
+
+def test_resolution_order_and_distillation_inherits_its_burnin():
+    base = resolve("burnin", "synth")
+    assert base.preset == "synth-cpu" and base.model.num_slots == 10
+    assert base.loop.lr == 5e-4 and base.loop.steps == 500 and base.loop.epochs is None
+    given = resolve("burnin", "synth", {"num_slots": 6, "epochs": 2, "lr": 1e-3})
+    assert given.model.num_slots == 6 and given.loop.epochs == 2 and given.loop.steps is None
+    distill = resolve("distill", "synth", {"ema": 0.99}, burnin=given.to_dict())
+    assert distill.model.num_slots == 6 and distill.loop.lr == 1e-3  # inherited
+    assert distill.loop.steps == 500 and distill.loop.epochs is None  # the preset's distill
+    assert distill.loop.warmup == 50 and distill.runtime.val_every == 0
+    assert distill.distill.ema == 0.99 and distill.distill.labels.threshold == 0.9
+    with pytest.raises(SettingError, match="num_slots 7: distillation keeps the burn-in"):
+        resolve("distill", "synth", {"num_slots": 7}, burnin=given.to_dict())
+    with pytest.raises(SettingError, match="ema: only for --stage distill"):
+        resolve("burnin", "synth", {"ema": 0.99})
+
+
+def test_bad_values_name_the_setting_in_the_library_and_the_flag_in_the_cli(tmp_path):
+    with pytest.raises(SettingError, match=r"threshold 1: expected a number >= 0 and < 1"):
+        resolve("distill", "synth", {"threshold": 1.0}, burnin=resolve("burnin", "synth").to_dict())
+    with pytest.raises(
+        SettingError, match="reg_region 'x'|reg_region x: expected all or nonobject"
+    ):
+        resolve("burnin", "synth", {"reg_region": "x"})
+    from click.testing import CliRunner
+
+    from diodcli.main import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["--workspace", str(tmp_path), "train", "--stage", "burnin", "--dataset", "synth",
+         "--num-slots", "1"],
+    )  # fmt: skip
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == "--num-slots 1: expected an integer >= 2"
+
+
+def test_a_new_setting_is_one_declaration_and_changes_the_artifact_id(monkeypatch):
+    """Add a setting to the losses section: it gets a CLI option, resolution sets it, and
+    the artifact id hashes it with no list to update."""
+    from diodcli.commands.train import build_command
+
+    @dataclasses.dataclass(frozen=True)
+    class WithDummy(run_config.LossConfig):
+        dummy: float = Setting(1.0, floats(0), "A test-only weight.").field()
+
+    monkeypatch.setitem(SECTIONS, "losses", WithDummy)
+    assert setting_names("burnin")["dummy"] == "losses"
+    command = build_command(SECTIONS)
+    assert "dummy" in command.setting_of
+    ids = []
+    for value in (1.0, 2.0):
+        config = resolve("burnin", "synth", {"dummy": value})
+        assert config.losses.dummy == value
+        ids.append(artifact_id("synth", "burnin", {"config": config.identity()}, {}, 1))
+    assert ids[0] != ids[1]
+    # runtime settings are not part of the id
+    a = resolve("burnin", "synth", {"log_every": 1}).identity()
+    b = resolve("burnin", "synth", {"log_every": 7}).identity()
+    assert a == b
