@@ -120,7 +120,11 @@ def main() -> None:
         masks[:, m, 6 * m : 6 * m + 20, 20 * m : 20 * m + 30] = True
     valid = torch.ones(batch * length, 12, dtype=torch.bool, device=device)
     w_fg = torch.rand(batch * length, 92, 312, device=device)
-    ms = median_ms(lambda: filter_motion_masks(masks, valid, w_fg, PseudoLabelConfig().threshold), device, args.repeats)
+    ms = median_ms(
+        lambda: filter_motion_masks(masks, valid, w_fg, PseudoLabelConfig().threshold),
+        device,
+        args.repeats,
+    )
     print(f"motion filter 40 frames x 12 masks at 92x312: {ms:.2f} ms")
 
     for size in ((96, 320), (368, 1248)):

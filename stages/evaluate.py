@@ -135,7 +135,7 @@ def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
 
 def segment_mean(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(T, K) mean of ``soft[t, k]`` over the pixels where ``labels[t] == k`` (0 if none):
-    the confidence SPEC gives a segment when only the soft maps were stored."""
+    the confidence docs/eval.md gives a segment when only the soft maps were stored."""
     frames, slots = soft.shape[:2]
     own = np.take_along_axis(soft, labels[:, None].astype(np.int64), axis=1)[:, 0]
     codes = (np.arange(frames)[:, None, None] * slots + labels).ravel()

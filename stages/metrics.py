@@ -1,4 +1,5 @@
-"""Object-discovery scores of predicted label maps against ground-truth instances (SPEC.md 5).
+"""Object-discovery scores of predicted label maps against ground-truth instances (paper
+4.2, docs/eval.md).
 
 Every number here derives from one contingency table per frame: the pixel counts of each
 (GT id, predicted id) pair, built for many frames by a single ``np.bincount`` over pair codes.
@@ -25,7 +26,7 @@ IOU_THRESHOLDS: tuple[float, ...] = (0.25, 0.5, 0.75)
 #: divided by COCO's typical 640x480 frame, so the buckets mean the same at any resolution.
 SIZE_EDGES: tuple[float, float] = (32**2 / (640 * 480), 96**2 / (640 * 480))
 SIZE_NAMES: tuple[str, str, str] = ("small", "medium", "large")
-#: Samples with fewer GT objects than this are skipped by the ARI (SPEC: "< 2 objects")
+#: Samples with fewer GT objects than this are skipped by the ARI (docs/eval.md: "< 2 objects")
 MIN_OBJECTS: int = 2
 #: Pixels per bincount call: bounds the int64 code array (~32 MiB) on long videos
 CHUNK_PIXELS: int = 1 << 22
@@ -140,7 +141,7 @@ def clip_tables(tables: np.ndarray, clip_len: int) -> np.ndarray:
 def greedy_match(
     scores: np.ndarray, best_gt: np.ndarray, best_iou: np.ndarray, threshold: float
 ) -> np.ndarray:
-    """True-positive flag of each prediction under SPEC's dataset-level greedy matching.
+    """True-positive flag of each prediction under the dataset-level greedy matching.
 
     Predictions are visited by descending score (ties: input order); each takes its max-IoU
     GT of its frame (``best_gt``, a dataset-wide GT index) and is a TP iff that IoU exceeds

@@ -131,7 +131,7 @@ INSTANCES = InstanceParams()
 @config_option
 @click.pass_context
 def COMMAND(ctx: click.Context, **opts) -> None:
-    """Instance motion masks of moving objects, from flow (geometric, SPEC 1b) or imported."""
+    """Instance motion masks of moving objects, from flow (geometric, paper 3.1, docs/masks.md) or imported."""
     from stages.masks.quality import format_scores
     from stages.masks.stage import MasksConfig, compute_masks
 

@@ -29,11 +29,11 @@ if TYPE_CHECKING:
     from stages.train import TrainRequest
 
 HEADINGS = {
-    "model": "Model (SPEC 2)",
+    "model": "Model (paper 4.3)",
     "data": "Data",
-    "loop": "Optimisation (SPEC 3)",
+    "loop": "Optimisation (paper 3.2)",
     "losses": "Losses (eq. 1)",
-    "distill": "Distillation (--stage distill only; SPEC 4)",
+    "distill": "Distillation (--stage distill only; paper 3.3)",
     "runtime": "Runtime (not part of the artifact id)",
 }
 REQUEST = "Run"

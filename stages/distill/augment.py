@@ -1,4 +1,4 @@
-"""The student's strong view (paper section 3.3.1, SPEC section 4).
+"""The student's strong view (paper section 3.3.1, paper 3.3, docs/distillation.md).
 
 The student sees a photometrically perturbed copy of the teacher's clip: colour jitter
 (brightness, contrast, saturation 0.4, hue 0.1, in a random order, p 0.8), grayscale (p 0.2)

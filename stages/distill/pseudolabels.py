@@ -75,8 +75,8 @@ def teacher_candidates(maps: torch.Tensor, config: PseudoLabelConfig) -> Candida
         raise ValueError(f"expected teacher maps (F, K>=2, h, w), got {tuple(maps.shape)}")
     frames, slots = maps.shape[:2]
     background = slots - 1
-    # max() rather than argmax(): same first-maximum indices, 4x faster on the CPU over the
-    # strided slot dimension, and the values are the "slot" score map.
+    # max() rather than argmax(): same first-maximum indices, faster on the CPU over the
+    # strided slot dimension (docs/distillation.md), and the values are the "slot" score map.
     top, slot = maps.max(dim=1)
     confidence = 1.0 - maps[:, background].float() if config.score_map == "fg" else top.float()
     if config.connection == "one-to-many":

@@ -38,8 +38,8 @@ NO_CHECKPOINT = "none"
 # Fixed OpenCV settings; they are part of the artifact's parameters. DIS starts from the
 # "medium" preset but refines down to full resolution (finest scale 0) with small dense
 # patches: the preset's half-resolution flow smears objects a few pixels wide, which halved
-# the recall of motion masks on synth (docs/masks.md); the cost is ~5x (31 ms per 96x320
-# pair on one core). Farneback uses OpenCV's documented example values
+# the recall of motion masks on synth (docs/masks.md), for a higher cost per pair
+# (docs/flow.md). Farneback uses OpenCV's documented example values
 # except 5 pyramid levels instead of 3, so displacements of tens of pixels stay in reach.
 DIS_SETTINGS = {"preset": "medium", "finest_scale": 0, "patch_size": 6, "patch_stride": 2}
 FARNEBACK_SETTINGS = {

@@ -9,8 +9,8 @@ Dataflow, all three parts running at once:
    stored.
 
 Frames are numpy arrays in the main process, not torch tensors: on a busy 2-core machine
-torch's CPU ``cat``/``stack`` of a batch of uint8 frames wakes its OpenMP pool and took 12 ms
-a call against 0.02 ms for ``np.concatenate`` (measured; it dominated OpenCV backends' time).
+torch's CPU ``cat``/``stack`` of a batch of uint8 frames wakes its OpenMP pool and cost
+hundreds of times ``np.concatenate`` (docs/flow.md; it dominated OpenCV backends' time).
 
 Work is divided by video: a killed run redoes only videos not yet published, and ``--shard
 i/n`` processes fill disjoint videos of the same artifact; whichever finds every video

@@ -1,4 +1,4 @@
-"""Motion masks (SPEC 1b): instance masks of moving objects from optical flow, or imported.
+"""Motion masks (paper 3.1, docs/masks.md): instance masks of moving objects from optical flow, or imported.
 
 ``stages.masks.stage.compute_masks(store, MasksConfig(...))`` writes the ``masks``
 artifact; the other modules are its steps: ``camera`` (camera-motion fit and residual),

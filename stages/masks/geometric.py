@@ -1,4 +1,4 @@
-"""Geometric motion masks (SPEC 1b) for a run of consecutive frames of one video.
+"""Geometric motion masks (paper 3.1, docs/masks.md) for a run of consecutive frames of one video.
 
 Frame t's masks come from its forward flow t -> t+1 (pixels of frame t). The last frame
 has no forward flow: with backward flow it is scored from the pair (T-1 -> T-2); without,

@@ -1,4 +1,4 @@
-"""The DIOD video model (SPEC section 2): encoder -> ConvGRU -> slot attention -> decoder."""
+"""The DIOD video model (paper 4.3, docs/model.md): encoder -> ConvGRU -> slot attention -> decoder."""
 
 from stages.model.config import ModelConfig
 from stages.model.diod import DIOD, DIODOutput, fg_map

@@ -13,7 +13,7 @@ ENCODERS = ("resnet18",)
 
 @dataclass(frozen=True)
 class ModelConfig(Settings):
-    """Defaults are the paper's KITTI/TRI-PD architecture (SPEC section 2).
+    """Defaults are the paper's KITTI/TRI-PD architecture (paper 4.3, docs/model.md).
 
     The architecture does not depend on the input resolution: any input whose sides are
     multiples of 4 runs through the same weights (maps come out at 1/4 of the input).

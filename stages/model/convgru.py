@@ -1,4 +1,4 @@
-"""Convolutional GRU over the frames of a clip (SPEC section 2: 2 layers, hidden 64, 3x3).
+"""Convolutional GRU over the frames of a clip (paper 4.3, docs/model.md: 2 layers, hidden 64, 3x3).
 
 The gate convolutions act on [x_t, h_{t-1}]; a convolution of a concatenation is the sum of
 one convolution per part, so the input part (the expensive one, 512 channels at full width)

@@ -1,4 +1,4 @@
-"""Slots back to pixels (SPEC section 2, as in BMOD / Bao et al.).
+"""Slots back to pixels (paper 4.3, docs/model.md, as in BMOD / Bao et al.).
 
 Each map cell receives the sum of the slot vectors weighted by their attention there (one
 D-channel canvas per frame, so the cost does not grow with K); transposed convolutions

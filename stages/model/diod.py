@@ -1,4 +1,4 @@
-"""The assembled DIOD video model (SPEC section 2), the same for student and teacher.
+"""The assembled DIOD video model (paper 4.3, docs/model.md), the same for student and teacher.
 
     frames (B, T, 3, H, W) in [0, 1] --normalise--> ResNet-18 (per frame, 1/4 resolution)
       --> ConvGRU over time --> tokens (+ position, LayerNorm, MLP)

@@ -1,4 +1,4 @@
-"""ResNet-18 trained from scratch, kept at 1/4 resolution (SPEC section 2, as the reference).
+"""ResNet-18 trained from scratch, kept at 1/4 resolution (paper 4.3, docs/model.md, as the reference).
 
 Two changes to the ImageNet ResNet-18 keep spatial detail for small objects: no max-pool
 after the stem, and stride 1 in layer3/layer4. The stem (stride 2) and layer2 (stride 2)

@@ -1,4 +1,4 @@
-"""Features -> tokens: positional embedding, per-token LayerNorm, MLP (SPEC section 2).
+"""Features -> tokens: positional embedding, per-token LayerNorm, MLP (paper 4.3, docs/model.md).
 
 The grid (y, x, 1-y, 1-x) is rebuilt for whatever map size comes in, and the LayerNorm
 normalises each token over its channels, so nothing here is tied to one resolution (the

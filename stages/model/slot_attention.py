@@ -1,4 +1,4 @@
-"""Slot attention carried over time (SPEC section 2; Locatello et al. 2020, as used by DIOD).
+"""Slot attention carried over time (paper 4.3, docs/model.md; Locatello et al. 2020, as used by DIOD).
 
 One iteration: attention logits k(H)·q(S)/sqrt(D) over the N tokens and K slots; softmax
 over the SLOTS (slots compete for each token) gives the attention map W, which sums to 1

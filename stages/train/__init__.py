@@ -1,4 +1,4 @@
-"""Training: data, losses (SPEC section 3), schedule, the generic loop, its runner and the
+"""Training: data, losses (paper 3.2, docs/training.md), schedule, the generic loop, its runner and the
 two objectives. ``train`` runs one ``diod train`` request, whatever its stage."""
 
 from __future__ import annotations

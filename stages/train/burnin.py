@@ -1,4 +1,4 @@
-"""`diod train --stage burnin` (SPEC section 3): BMOD trained on motion masks, with DIOD's
+"""`diod train --stage burnin` (paper 3.2, docs/training.md): BMOD trained on motion masks, with DIOD's
 regularisation of the whole foreground map.
 
 Per frame: Hungarian-match the motion masks to the K-1 foreground slots, size-weighted BCE

@@ -2,8 +2,8 @@
 from preset + config file + command line by ``resolve``, the one function the CLI, the
 tests and the benchmarks call.
 
-Sections: ``model`` (the network, SPEC 2), ``data`` (what a clip is), ``loop`` (the
-optimisation, SPEC 3), ``losses`` (eq. 1 and its region), ``distill`` (phase 2, SPEC 4;
+Sections: ``model`` (the network, paper 4.3), ``data`` (what a clip is), ``loop`` (the
+optimisation, paper 3.2), ``losses`` (eq. 1 and its region), ``distill`` (phase 2, paper 3.3;
 distillation only) and ``runtime`` (where and how the run goes: not what it computes, so
 left out of the artifact id). Everything else is hashed: a new setting changes the id of
 the runs that change it, without a list to keep up to date.
@@ -81,7 +81,7 @@ class DataConfig(Settings):
 
 @dataclass(frozen=True)
 class LoopConfig(Settings):
-    """The optimisation (SPEC 3): its length, Adam, the schedule, numerics."""
+    """The optimisation (paper 3.2): its length, Adam, the schedule, numerics."""
 
     steps: int | None = Setting(
         None, ints(1, optional=True), "Optimizer steps (or give epochs)."
@@ -120,7 +120,7 @@ class LossConfig(Settings):
 
 @dataclass(frozen=True)
 class DistillSettings(Settings):
-    """Teacher-student self-distillation (paper 3.3, SPEC 4)."""
+    """Teacher-student self-distillation (paper 3.3)."""
 
     ema: float = Setting(0.996, floats(0, 1), "Teacher EMA keep rate (3.3.1).").field()
     labels: PseudoLabelConfig = section(PseudoLabelConfig)

@@ -6,7 +6,7 @@ and whether or not the run was resumed. Frames come through the dataset adapter,
 from the masks artifact's Zarr store (one chunk-aligned read of T frames); the store is
 opened lazily in each worker process, never pickled.
 
-Augmentation (SPEC section 4, weak view, also used in burn-in): random resized crop of
+Augmentation (paper 3.3, docs/distillation.md, weak view, also used in burn-in): random resized crop of
 area scale [0.75, 1] with probability 0.4, horizontal flip with probability 0.4, the same
 for every frame of the clip and for frames and masks. The crop keeps the frame's aspect
 ratio (the input size fixes it anyway, and wide driving frames would be stretched by the

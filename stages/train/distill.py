@@ -1,4 +1,4 @@
-"""`diod train --stage distill`: teacher-student self-distillation (DIOD phase 2, SPEC 4).
+"""`diod train --stage distill`: teacher-student self-distillation (DIOD phase 2, paper 3.3).
 
 Student and teacher both start from a burn-in artifact's final checkpoint. Each step the
 teacher (an ``EmaTeacher``, always in eval mode so its BatchNorm uses averaged running

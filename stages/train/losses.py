@@ -1,4 +1,4 @@
-"""The burn-in losses of SPEC section 3, each a small pure function batched over frames.
+"""The burn-in losses of paper 3.2, docs/training.md, each a small pure function batched over frames.
 
 Shapes: frames are flattened to F = B*T; attention maps ``maps`` (F, K, N) with N = h*w and
 the background slot last; motion masks ``targets`` (F, M, N) (bool or float in {0, 1}),
@@ -56,7 +56,7 @@ def matched_bce(
 ) -> torch.Tensor:
     """Per frame (F,): mean over matched masks of mean_pixels[-(w m log W + (1-m) log(1-W))].
 
-    ``pos_weight`` (F, M) or a scalar weighs the mask's pixels (SPEC 3: 2 - relative area;
+    ``pos_weight`` (F, M) or a scalar weighs the mask's pixels (paper 3.2: 2 - relative area;
     distillation: 1 + score). A frame without matched masks contributes 0.
     """
     f, m, n = targets.shape

@@ -1,5 +1,5 @@
 """Named training presets: data only, flat {setting: value} over the declared defaults
-(stages.train.config), which are the paper's (SPEC sections 2-3: ResNet-18 at width 1,
+(stages.train.config), which are the paper's (paper 3.2 and 4.3: ResNet-18 at width 1,
 ConvGRU 2x64, Adam 5e-4, 3000 warm-up steps, halving every 50k steps, alpha 0.3). A
 preset's ``distill`` table holds what distillation changes on top of its burn-in.
 

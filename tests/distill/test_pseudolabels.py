@@ -1,4 +1,4 @@
-"""Teacher pseudo-labels on hand-made attention maps (SPEC section 4, paper eq. 2)."""
+"""Teacher pseudo-labels on hand-made attention maps (paper 3.3, docs/distillation.md, paper eq. 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC section 3 losses on hand-computed cases, and the batched matching against brute force."""
+"""paper 3.2, docs/training.md losses on hand-computed cases, and the batched matching against brute force."""
 
 from __future__ import annotations
 
