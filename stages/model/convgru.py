@@ -42,7 +42,7 @@ class ConvGRULayer(nn.Module):
 class ConvGRU(nn.Module):
     """Stacked ConvGRU layers; ReLU on the top layer's outputs."""
 
-    def __init__(self, c_in: int, hidden: int = 64, layers: int = 2, kernel: int = 3):
+    def __init__(self, c_in: int, hidden: int, layers: int, kernel: int = 3):
         super().__init__()
         self.layers = nn.ModuleList(
             ConvGRULayer(c_in if i == 0 else hidden, hidden, kernel) for i in range(layers)

@@ -14,9 +14,7 @@ from torch import nn
 class SlotDecoder(nn.Module):
     """Four transposed convolutions: 5x5/2, 5x5/2 (x4 in all), 5x5/1, then 3x3/1 to RGB."""
 
-    UPSAMPLE = 4
-
-    def __init__(self, dim: int, channels: int = 64):
+    def __init__(self, dim: int, channels: int):
         super().__init__()
         self.net = nn.Sequential(
             nn.ConvTranspose2d(dim, channels, 5, stride=2, padding=2, output_padding=1),

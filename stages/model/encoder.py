@@ -43,7 +43,7 @@ class ResNet18Encoder(nn.Module):
     LAYER_STRIDES = (1, 2, 1, 1)
     STRIDE = 4  # input pixels per feature cell
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float):
         super().__init__()
         channels = [max(8, round(c * width)) for c in (64, 128, 256, 512)]
         self.stem = nn.Sequential(*_conv_bn(3, channels[0], 7, 2), nn.ReLU(inplace=True))

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class SlotAttention(nn.Module):
-    def __init__(self, dim: int, mlp_hidden: int, eps: float = 1e-8):
+    def __init__(self, dim: int, mlp_hidden: int, eps: float):
         super().__init__()
         self.dim = dim
         self.eps = eps

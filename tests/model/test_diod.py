@@ -89,7 +89,7 @@ def test_tokens_do_not_depend_on_other_tokens_statistics():
 
 def test_slot_attention_softmax_is_over_slots_and_update_reads_weighted_mean():
     torch.manual_seed(0)
-    sa = SlotAttention(8, 16)
+    sa = SlotAttention(8, 16, eps=1e-8)
     keys, values = sa.keys_values(torch.rand(2, 10, 8))
     slots = torch.randn(2, 3, 8)
     new, attn = sa(keys, values, slots)
