@@ -24,3 +24,17 @@ def _reset_cli_logging():
     logger.propagate = saved[2]
     progress._settings.clear()
     progress._settings.update(saved[3])
+
+
+@pytest.fixture(scope="module")
+def tiny_masks(tmp_path_factory):
+    """(root, store, masks): a tiny synth dataset, a workspace and a masks artifact of its
+    GT moving objects (what a perfect motion-mask stage would give), per test module."""
+    from helpers import gt_masks_artifact, tiny_synth
+
+    from stages.artifacts import ArtifactStore
+
+    base = tmp_path_factory.mktemp("tiny")
+    root = tiny_synth(base / "synth")
+    store = ArtifactStore(base / "runs")
+    return root, store, gt_masks_artifact(store, root)

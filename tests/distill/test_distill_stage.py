@@ -19,14 +19,11 @@ from stages.train import checkpoint
 
 
 @pytest.fixture(scope="module")
-def burned(tmp_path_factory):
+def burned(tiny_masks):
     """A tiny dataset, its GT-moving masks and a 4-step burn-in on them."""
     from stages.train import train
 
-    base = tmp_path_factory.mktemp("distill")
-    root = tiny_synth(base / "synth")
-    store = ArtifactStore(base / "runs")
-    gt_masks_artifact(store, root)
+    _root, store, _masks = tiny_masks
     return store, train(store, tiny_request(val_split=""))
 
 

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_request, tiny_synth
+from helpers import TINY_CLI_OPTIONS, tiny_request
 
-from stages.artifacts import ArtifactStore
 from stages.errors import UserError
 from stages.train import checkpoint
 from stages.train.data import (
@@ -27,26 +26,17 @@ from stages.train.data import (
 from stages.train.loop import to_device
 from stages.train.schedule import lr_factor
 
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    base = tmp_path_factory.mktemp("train")
-    root = tiny_synth(base / "synth")
-    store = ArtifactStore(base / "runs")
-    return root, store, gt_masks_artifact(store, root)
-
-
 WEAK = Augment()
 
 
-def _dataset(synth, augment=WEAK, seed=0):
-    root, _store, masks = synth
+def _dataset(tiny_masks, augment=WEAK, seed=0):
+    root, _store, masks = tiny_masks
     return ClipDataset("synth", root, masks, "train", 3, (32, 64), (8, 16), augment, seed)
 
 
 # -- data -----------------------------------------------------------------------------------
-def test_clips_are_every_window_of_t_frames(synth):
-    ds = _dataset(synth)
+def test_clips_are_every_window_of_t_frames(tiny_masks):
+    ds = _dataset(tiny_masks)
     assert len(ds) == 2 * (6 - 3 + 1)
     item = ds[(0, 0)]
     assert item["frames"].shape == (3, 3, 32, 64) and item["frames"].dtype == torch.uint8
@@ -57,18 +47,18 @@ def test_clips_are_every_window_of_t_frames(synth):
     assert item["masks"].dtype == torch.bool and item["valid"].shape == item["masks"].shape[:2]
 
 
-def test_augmentation_is_deterministic_per_clip_and_epoch(synth):
-    ds = _dataset(synth, Augment(crop_p=1.0, flip_p=0.5))
+def test_augmentation_is_deterministic_per_clip_and_epoch(tiny_masks):
+    ds = _dataset(tiny_masks, Augment(crop_p=1.0, flip_p=0.5))
     a, b = ds[(3, 1)], ds[(3, 1)]
     assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["masks"], b["masks"])
     others = [ds[(3, e)]["frames"] for e in range(2, 6)]
     assert any(not torch.equal(a["frames"], o) for o in others)
 
 
-def test_frames_and_masks_get_the_same_geometry(synth):
+def test_frames_and_masks_get_the_same_geometry(tiny_masks):
     """With augmentation, the masks are the un-augmented masks cropped/flipped like frames."""
-    plain = _dataset(synth, None)
-    aug = _dataset(synth, Augment(crop_p=1.0, flip_p=1.0))
+    plain = _dataset(tiny_masks, None)
+    aug = _dataset(tiny_masks, Augment(crop_p=1.0, flip_p=1.0))
     for index in range(len(aug)):
         rng = np.random.default_rng((0, 0, index))
         box, flip = draw_geometry(rng, Augment(crop_p=1.0, flip_p=1.0))
@@ -89,9 +79,9 @@ def test_frames_and_masks_get_the_same_geometry(synth):
         assert torch.equal(got["frames"], frames)
 
 
-def test_cropped_top_is_never_seen(synth):
+def test_cropped_top_is_never_seen(tiny_masks):
     """crop_top: the clip is the frame below the cropped rows, frames and masks alike."""
-    root, _store, masks = synth
+    root, _store, masks = tiny_masks
     ds = ClipDataset("synth", root, masks, "train", 3, (16, 64), (4, 16), None, 0, crop_top=0.5)
     item = ds[(0, 0)]
     clip = ds.clips[0]
@@ -160,10 +150,10 @@ def test_schedule_warmup_then_continuous_halving():
 
 
 # -- the stage ------------------------------------------------------------------------------
-def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(synth):
+def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(tiny_masks):
     from stages.train import train
 
-    _root, store, masks = synth
+    _root, store, masks = tiny_masks
     art = train(store, tiny_request())
     assert art.is_complete and art.stage == "burnin" and art.upstream == {"masks": masks.id}
     steps = [s for s, _ in checkpoint.checkpoints(art.path)]
@@ -185,10 +175,10 @@ def test_tiny_burnin_run_publishes_checkpoints_logs_and_validation(synth):
     assert again.id == art.id and again.manifest["finished"] == art.manifest["finished"]
 
 
-def test_parameters_that_change_the_result_change_the_artifact(synth):
+def test_parameters_that_change_the_result_change_the_artifact(tiny_masks):
     from stages.train import train
 
-    _root, store, _masks = synth
+    _root, store, _masks = tiny_masks
     a = train(store, tiny_request(steps=1, checkpoint_every=1))
     b = train(store, tiny_request(steps=1, checkpoint_every=1, alpha=0.5))
     c = train(store, tiny_request(steps=1, checkpoint_every=1, log_every=5))
@@ -196,11 +186,11 @@ def test_parameters_that_change_the_result_change_the_artifact(synth):
     assert b.params["config"]["losses"] == {"alpha": 0.5, "reg_region": "all"}
 
 
-def test_bad_options_are_user_errors(synth):
+def test_bad_options_are_user_errors(tiny_masks):
     from stages.train import train
     from stages.train.config import resolve
 
-    _root, store, _masks = synth
+    _root, store, _masks = tiny_masks
     with pytest.raises(UserError, match="input_size 30x64: both sides must be multiples of 4"):
         resolve("burnin", "synth", {"input_size": (30, 64)})
     with pytest.raises(UserError, match="exclusive"):
@@ -222,8 +212,8 @@ def _diod(*args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_cli_burnin_run_and_one_line_errors(synth, tmp_path):
-    root, store, masks = synth
+def test_cli_burnin_run_and_one_line_errors(tiny_masks, tmp_path):
+    root, store, masks = tiny_masks
     base = [
         "--workspace",
         str(store.workspace),
@@ -252,10 +242,10 @@ def test_cli_burnin_run_and_one_line_errors(synth, tmp_path):
     assert code == 2 and "no complete masks artifact" in out and "Traceback" not in out
 
 
-def test_interrupted_run_needs_resume_or_force(synth, monkeypatch):
+def test_interrupted_run_needs_resume_or_force(tiny_masks, monkeypatch):
     from stages.train import burnin, train
 
-    _root, store, _masks = synth
+    _root, store, _masks = tiny_masks
 
     def stop(self, model, step):
         if step == 3:
