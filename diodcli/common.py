@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,17 @@ def root_option(required: bool = False):
     )
 
 
+def splits_option(what: str) -> Callable:
+    return click.option(
+        "--split", "splits", multiple=True, help=f"Split(s) to {what} (default: all found)."
+    )
+
+
+videos_option = click.option(
+    "--video", "videos", multiple=True, help="Video name(s) to render (default: all)."
+)
+
+
 def parse_size(value: str | None, option: str = "--size") -> tuple[int, int] | None:
     """'HxW' -> (H, W)."""
     if value is None:
@@ -187,6 +199,52 @@ def setting_option(
         help=text,
         callback=checked if check else None,
     )
+
+
+def declared_options(
+    cls: type, *, defaults: bool, note: Callable[[str], str] = lambda _name: ""
+) -> tuple[list[Callable], dict[str, str]]:
+    """The options of a settings class's CLI settings (nested sections included) and the
+    map param name -> setting name. ``defaults``: options default to the declared value
+    (else None, for presets to fill); ``note(name)`` is appended to a setting's help."""
+    decorators, params = [], {}
+    for name, spec in settings.declared(cls):
+        if spec.cli:
+            default = spec.default if defaults else None
+            decorators.append(setting_option(name, spec, default=default, extra=note(name)))
+            params[(spec.flag or name).replace("-", "_")] = name
+    return decorators, params
+
+
+def settings_options(*classes: type) -> Callable:
+    """A decorator adding the CLI options of ``classes``' settings, their declared values
+    as defaults (for commands without presets)."""
+
+    def decorate(command: Callable) -> Callable:
+        for cls in reversed(classes):
+            for option in reversed(declared_options(cls, defaults=True)[0]):
+                command = option(command)
+        return command
+
+    return decorate
+
+
+def flag_of(name: str, classes: Iterable[type]) -> str:
+    """The CLI flag of setting ``name`` (the bare name for one not on the command line)."""
+    for cls in classes:
+        for declared_name, spec in settings.declared(cls):
+            if declared_name == name:
+                return spec.option_name(name) if spec.cli else name
+    return name
+
+
+@contextlib.contextmanager
+def flags_in_errors(classes: Iterable[type]) -> Iterator[None]:
+    """A SettingError raised inside names the setting's CLI flag, not its name."""
+    try:
+        yield
+    except settings.SettingError as exc:
+        raise UserError(f"{flag_of(exc.name, list(classes))}{exc.message}") from None
 
 
 def device_option(**kwargs: Any) -> Callable:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from diodcli.common import config_option, dataset_option, parse_size, root_option
+from diodcli.common import config_option, dataset_option, parse_size, root_option, splits_option
 from stages.progress import track
 
 
@@ -50,7 +50,7 @@ def synth(
 @COMMAND.command("check")
 @dataset_option()
 @root_option(required=True)
-@click.option("--split", "splits", multiple=True, help="Split(s) to check (default: all found).")
+@splits_option("check")
 @click.option("--quick", is_flag=True, help="Read image headers only (no full decode).")
 @config_option
 def check(dataset: str, root: str, splits: tuple[str, ...], quick: bool) -> None:

@@ -14,6 +14,7 @@ from diodcli.common import (
     parse_size,
     precision_option,
     root_option,
+    splits_option,
     workers_option,
 )
 from stages.errors import UserError
@@ -33,7 +34,7 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.command("flow")
 @dataset_option()
 @root_option(required=True)
-@click.option("--split", "splits", multiple=True, help="Split(s) to process (default: all found).")
+@splits_option("process")
 @click.option(
     "--model",
     default="raft",

@@ -7,7 +7,7 @@ filled by the preset (or, in distillation, by the burn-in's configuration).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,12 +16,13 @@ from diodcli.common import (
     app,
     config_option,
     dataset_option,
+    declared_options,
+    flags_in_errors,
     force_option,
     root_option,
-    setting_option,
 )
 from stages.errors import UserError
-from stages.settings import SettingError, declared, show
+from stages.settings import show
 from stages.train.config import SECTIONS, STAGES
 from stages.train.presets import PRESETS
 
@@ -68,46 +69,22 @@ class SectionedCommand(click.Command):
                     formatter.write_dl(records)
 
 
-def settings_options(
-    sections: dict[str, type],
-) -> tuple[list[Callable], dict[str, str], dict[str, list[str]]]:
-    """The option decorators of every CLI setting, the map param name -> setting name, and
-    the params of each help heading."""
-    decorators, params, groups = [], {}, {}
-    for key, cls in sections.items():
-        groups[HEADINGS.get(key, key)] = []
-        for name, spec in declared(cls):
-            if not spec.cli:
-                continue
-            param = (spec.flag or name).replace("-", "_")
-            decorators.append(setting_option(name, spec, extra=preset_note(name)))
-            params[param] = name
-            groups[HEADINGS.get(key, key)].append(param)
-    return decorators, params, groups
-
-
-def flag_of(name: str, sections: dict[str, type]) -> str:
-    """The CLI flag of setting ``name`` (the name itself for one not on the command line)."""
-    for cls in sections.values():
-        for declared_name, spec in declared(cls):
-            if declared_name == name:
-                return spec.option_name(name) if spec.cli else name
-    return f"--{name.replace('_', '-')}"
-
-
 def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
     """``diod train``, its options made from ``sections``' declarations."""
-    decorators, params, groups = settings_options(sections)
+    decorators, params, groups = [], {}, {}
+    for key, cls in sections.items():
+        options, names = declared_options(cls, defaults=False, note=preset_note)
+        decorators += options
+        params.update(names)
+        groups[HEADINGS.get(key, key)] = list(names)
 
     def command(ctx: click.Context, **options) -> None:
         """Train the model: `--stage burnin` on motion masks, then `--stage distill`."""
         from stages.train import train
 
         request = to_request(options, params)
-        try:
+        with flags_in_errors(sections.values()):
             art = train(app(ctx).store, request)
-        except SettingError as exc:
-            raise UserError(f"{flag_of(exc.name, sections)}{exc.message}") from None
         stage = "burn-in" if request.stage == "burnin" else request.stage
         click.echo(f"{stage} artifact: {art} ({art.path})")
 

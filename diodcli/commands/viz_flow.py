@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from diodcli.common import app, config_option, dataset_option
+from diodcli.common import (
+    app,
+    config_option,
+    dataset_option,
+    root_option,
+    splits_option,
+    videos_option,
+)
 
 
 @click.command("flow")
@@ -17,16 +24,9 @@ from diodcli.common import app, config_option, dataset_option
     default=None,
     help="Flow artifact id or prefix (default: the newest complete).",
 )
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Dataset root (default: the one the flow artifact recorded).",
-)
-@click.option(
-    "--split", "splits", multiple=True, help="Split(s) to render (default: all in the artifact)."
-)
-@click.option("--video", "videos", multiple=True, help="Video name(s) to render (default: all).")
+@root_option()
+@splits_option("render")
+@videos_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False),

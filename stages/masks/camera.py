@@ -26,7 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from stages.errors import UserError
+from stages.masks.params import MotionParams
 
 ROBUST_METHODS = {"ransac": cv2.RANSAC, "lmeds": cv2.LMEDS}
 FLOW_GRID_STRIDE = 8
@@ -90,12 +90,12 @@ class CameraModel(ABC):
     #: whether ``camera_flow`` exists (a per-pixel predicted flow), not only a residual
     predicts_flow: bool = False
 
-    def __init__(self, robust: str = "ransac", threshold: float = 1.0, max_points: int = 3000):
-        if robust not in ROBUST_METHODS:
-            raise UserError(f"--robust {robust}: expected one of {', '.join(ROBUST_METHODS)}")
-        self.robust = robust
-        self.threshold = threshold
-        self.max_points = max_points
+    def __init__(self, params: MotionParams):
+        """The robust fit, its inlier threshold and sample count from ``params`` (checked
+        there)."""
+        self.robust = params.robust
+        self.threshold = params.ransac_threshold
+        self.max_points = params.max_points
 
     @abstractmethod
     def fit(self, geometry: PairGeometry) -> bool:
@@ -230,11 +230,6 @@ CAMERA_MODELS: dict[str, type[CameraModel]] = {
 }
 
 
-def make_camera_model(name: str, robust: str, threshold: float, max_points: int) -> CameraModel:
-    try:
-        cls = CAMERA_MODELS[name]
-    except KeyError:
-        raise UserError(
-            f"--camera-model {name}: expected one of {', '.join(sorted(CAMERA_MODELS))}"
-        ) from None
-    return cls(robust=robust, threshold=threshold, max_points=max_points)
+def make_camera_model(params: MotionParams) -> CameraModel:
+    """The camera-motion model ``params.camera_model`` names."""
+    return CAMERA_MODELS[params.camera_model](params)

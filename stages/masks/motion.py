@@ -132,9 +132,7 @@ def pair_motion(
     lands = landing(forward)
     confident = confident_pixels(forward, backward, params, lands)
     geometry = PairGeometry(flow=forward, confident=confident, depth=depth)
-    model = make_camera_model(
-        params.camera_model, params.robust, params.ransac_threshold, params.max_points
-    )
+    model = make_camera_model(params)
     cv2.setRNGSeed(params.seed)  # RANSAC/LMedS sampling: same input, same model
     if not model.fit(geometry):
         empty = np.zeros(confident.shape, bool)

@@ -1,5 +1,6 @@
-"""The masks stage's tunable parameters, free of heavy imports so the CLI can show their
-defaults without loading OpenCV or Zarr. Pixel values are at the flow's stored resolution.
+"""The masks stage's tunable parameters, declared once (stages.settings) and free of heavy
+imports so the CLI can show them without loading OpenCV or Zarr. Pixel values are at the
+flow's stored resolution.
 
 The defaults were tuned at 96x320 on synth seed 1 (opencv-dis flow at finest scale 0, and
 exact flow), checked on seed 3, favouring precision: only masks matched to a slot
@@ -10,43 +11,90 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stages.settings import Setting, Settings, choice, floats, ints
+
+CAMERA_MODELS = ("homography", "fundamental")
+ROBUST_FITS = ("ransac", "lmeds")
+
 
 @dataclass(frozen=True)
-class MotionParams:
+class MotionParams(Settings):
     """Camera-motion fit and the moving-pixel thresholds (stages.masks.motion)."""
 
-    camera_model: str = "homography"
-    robust: str = "ransac"
-    ransac_threshold: float = 1.0
-    max_points: int = 1000
-    min_residual: float = 3.0
-    rel_residual: float = 0.1
-    adaptive_k: float = 3.0
-    #: width of the window (fraction of the frame width) over which the residual's slowly
-    #: varying background part is estimated and removed; 0 disables
-    background_window: float = 0.5
-    fb_alpha: float = 0.01
-    fb_beta: float = 0.5
-    seed: int = 0
+    camera_model: str = Setting(
+        "homography",
+        choice(*CAMERA_MODELS),
+        "Camera-motion model: transfer residual (homography) or Sampson distance (fundamental).",
+    ).field()
+    robust: str = Setting("ransac", choice(*ROBUST_FITS), "Robust fit.").field()
+    ransac_threshold: float = Setting(
+        1.0, floats(0, low_open=True), "Inlier distance of the robust fit, px."
+    ).field()
+    max_points: int = Setting(
+        1000, ints(8), "Flow samples the camera model is fitted on.", cli=False
+    ).field()
+    min_residual: float = Setting(
+        3.0, floats(0), "A pixel moves if its residual exceeds this many px ..."
+    ).field()
+    rel_residual: float = Setting(
+        0.1, floats(0), "... and this fraction of its flow magnitude ..."
+    ).field()
+    adaptive_k: float = Setting(
+        3.0, floats(0), "... and the frame's median residual + k robust sigmas."
+    ).field()
+    background_window: float = Setting(
+        0.5,
+        floats(0),
+        "Remove the residual's slowly varying part over windows this fraction of the width "
+        "(0: off).",
+    ).field()
+    fb_alpha: float = Setting(
+        0.01,
+        floats(0),
+        "Forward-backward check: a pixel's flow is trusted where the squared round-trip "
+        "error is below fb_alpha * (|forward|^2 + |backward|^2) + fb_beta.",
+        cli=False,
+    ).field()
+    fb_beta: float = Setting(
+        0.5, floats(0), "See fb_alpha: the constant part.", cli=False
+    ).field()
+    seed: int = Setting(0, ints(), "Seed of the robust fits.").field()
 
 
 @dataclass(frozen=True)
-class InstanceParams:
+class InstanceParams(Settings):
     """Component cleaning, splitting and keeping (stages.masks.instances); ``min_area``
     and ``max_masks`` also apply to imported masks."""
 
-    open_radius: int = 1
-    close_radius: int = 0
-    min_area: int = 50
-    #: a component is split in two when 2-means on its flow gives centres at least
-    #: ``split_min_distance`` px apart and ``split_ratio`` x their pooled spread
-    split_ratio: float = 2.5
-    split_min_distance: float = 1.0
-    #: a component whose bottom moves within this many px of the ground just below it is
-    #: a static object (its parallax, not its own motion, made it stand out); 0 disables
-    contact_min_diff: float = 0.6
-    contact_gap: int = 2
-    contact_band: int = 4
-    #: keep a component only if this fraction of it is moving in a flow-warped neighbour
-    persist_frac: float = 0.8
-    max_masks: int = 32
+    open_radius: int = Setting(1, ints(0), "Opening radius, px.").field()
+    close_radius: int = Setting(0, ints(0), "Closing radius, px.").field()
+    min_area: int = Setting(50, ints(1), "Smallest mask kept, px (imported masks too).").field()
+    split_ratio: float = Setting(
+        2.5,
+        floats(0),
+        "Split a mask whose flow forms 2 clusters this many pooled spreads apart ...",
+    ).field()
+    split_min_distance: float = Setting(
+        1.0, floats(0), "... and at least this many px apart."
+    ).field()
+    contact_min_diff: float = Setting(
+        0.6,
+        floats(0),
+        "Drop a mask whose bottom moves within this many px of the ground just below it: a "
+        "static object that its parallax, not its own motion, made stand out (0: off).",
+    ).field()
+    contact_gap: int = Setting(
+        2, ints(0), "Rows between a mask's bottom and the ground band.", cli=False
+    ).field()
+    contact_band: int = Setting(
+        4, ints(1), "Rows of ground compared with a mask's bottom.", cli=False
+    ).field()
+    persist_frac: float = Setting(
+        0.8,
+        floats(0, 1),
+        "Keep a mask if this fraction of it moves in a flow-warped neighbouring frame "
+        "(0: keep all).",
+    ).field()
+    max_masks: int = Setting(
+        32, ints(1, 65535), "Most masks per frame; the largest are kept (imported masks too)."
+    ).field()

@@ -91,13 +91,13 @@ def test_homography_recovers_camera_flow_and_flags_objects():
     flow = homography_flow(CAMERA)
     flow[:, 40:60, 100:130] += np.array([3.0, -1.0], np.float32)[:, None, None]
     geometry = PairGeometry(flow, np.ones((H, W), bool))
-    model = make_camera_model("homography", "ransac", 1.0, 1000)
+    model = make_camera_model(MotionParams())
     cv2.setRNGSeed(0)
     assert model.fit(geometry)
     residual = model.residual(geometry)
     assert np.abs(model.camera_flow(geometry) - homography_flow(CAMERA)).max() < 0.01
     assert residual[40:60, 100:130].min() > 3.0 and np.median(residual) < 0.01
-    lmeds = HomographyModel(robust="lmeds")
+    lmeds = HomographyModel(MotionParams(robust="lmeds"))
     assert lmeds.fit(geometry) and np.median(lmeds.residual(geometry)) < 0.01
 
 
@@ -107,7 +107,7 @@ def test_sampson_distance_is_zero_on_epipolar_lines_and_measured_off_them():
     flow = np.stack([8.0 / depth, np.zeros_like(depth)]).astype(np.float32)
     flow[1, 10:30, 10:40] = 2.0  # an object moving down: off its epipolar line by 2 px
     geometry = PairGeometry(flow, np.ones((H, W), bool))
-    model = FundamentalModel(threshold=0.1)
+    model = FundamentalModel(MotionParams(camera_model="fundamental", ransac_threshold=0.1))
     cv2.setRNGSeed(0)
     assert model.fit(geometry)
     residual = model.residual(geometry)
@@ -117,10 +117,10 @@ def test_sampson_distance_is_zero_on_epipolar_lines_and_measured_off_them():
 
 
 def test_unknown_camera_model_and_robust_method_are_user_errors():
-    with pytest.raises(UserError, match="--camera-model"):
-        make_camera_model("affine", "ransac", 1.0, 100)
-    with pytest.raises(UserError, match="--robust"):
-        make_camera_model("homography", "magsac", 1.0, 100)
+    with pytest.raises(UserError, match="camera_model affine: expected homography or fundamental"):
+        MotionParams(camera_model="affine")
+    with pytest.raises(UserError, match="robust magsac: expected ransac or lmeds"):
+        MotionParams(robust="magsac")
 
 
 def test_forward_backward_check_flags_inconsistent_and_leaving_pixels():
