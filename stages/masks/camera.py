@@ -96,6 +96,7 @@ class CameraModel(ABC):
         self.robust = params.robust
         self.threshold = params.ransac_threshold
         self.max_points = params.max_points
+        self.matrix: np.ndarray | None = None  # the fitted model
 
     @abstractmethod
     def fit(self, geometry: PairGeometry) -> bool:
@@ -113,10 +114,6 @@ class CameraModel(ABC):
 class HomographyModel(CameraModel):
     name = "homography"
     predicts_flow = True
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.matrix: np.ndarray | None = None
 
     def fit(self, geometry: PairGeometry) -> bool:
         pairs = sample_correspondences(geometry, self.max_points)
@@ -167,10 +164,6 @@ class HomographyModel(CameraModel):
 
 class FundamentalModel(CameraModel):
     name = "fundamental"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.matrix: np.ndarray | None = None
 
     def fit(self, geometry: PairGeometry) -> bool:
         pairs = sample_correspondences(geometry, self.max_points)
