@@ -117,6 +117,14 @@ def root_option(required: bool = False):
     )
 
 
+which_option = click.option(
+    "--which",
+    type=click.Choice(["teacher", "student"]),
+    default="teacher",
+    help="Network of a distill artifact (the EMA teacher is the steadier one).",
+)
+
+
 def splits_option(what: str) -> Callable:
     return click.option(
         "--split", "splits", multiple=True, help=f"Split(s) to {what} (default: all found)."

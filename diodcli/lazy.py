@@ -31,7 +31,7 @@ class ModuleGroup(click.Group):
                 continue
             if any(mod.startswith(e) for e in self.exclude):
                 continue
-            names[mod[len(self.prefix) :]] = f"{self.package}.{mod}"
+            names[mod[len(self.prefix) :].replace("_", "-")] = f"{self.package}.{mod}"
         return names
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -12,31 +12,27 @@ the frames: ``overlays/<split>/<video>/<frame>.png`` and ``overlays/<split>/<vid
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from stages import modelfile
 from stages.artifacts import Artifact, ArtifactStore, ArtifactWriter
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.evaluate import dataset_root
 from stages.frames import FULL, crop_resize_rgb
 from stages.hardware import model_precision, resolve_device
-from stages.model import DIOD
+from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
-from stages.settings import flatten
-from stages.train import checkpoint
 from stages.zarrstore import PREDICTIONS_STORE, frame_array, has_video, write_video
 
 STAGE = "export"
 FORMAT_VERSION = 1
 MODEL_STAGES = ("distill", "burnin")
-WHICH = ("teacher", "student")
 
 
 @dataclass
@@ -85,40 +81,7 @@ def model_artifact(store: ArtifactStore, dataset: str, ref: str | None) -> Artif
     return store.get(dataset, found[0].stage, found[0].id)
 
 
-def load_model(art: Artifact, which: str) -> tuple[DIOD, dict[str, Any]]:
-    """The network to export and its checkpoint: a distill artifact's teacher (EMA, the
-    better and steadier model, as in the paper) or student; a burn-in artifact's model."""
-    if which not in WHICH:
-        raise UserError(f"--which {which}: expected one of {', '.join(WHICH)}")
-    state = checkpoint.final(art)
-    key = "teacher" if art.stage == "distill" and which == "teacher" else "model"
-    return checkpoint.model_from(state, key), state
-
-
 # -- overlays -------------------------------------------------------------------------------
-def palette(num_slots: int) -> np.ndarray:
-    """(K, 3) uint8 RGB, well-separated hues (golden-ratio steps); the background slot black."""
-    colours = [
-        colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.85, 1.0) for i in range(num_slots)
-    ]
-    out = (np.array(colours) * 255).astype(np.uint8)
-    out[-1] = 0
-    return out
-
-
-def overlay(
-    frame: np.ndarray, slots: np.ndarray, colours: np.ndarray, background: int
-) -> np.ndarray:
-    """Blend slot colours over the foreground segments and outline every segment."""
-    labels = cv2.resize(slots, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
-    out = frame.copy()
-    fg = labels != background
-    out[fg] = (0.45 * frame[fg] + 0.55 * colours[labels[fg]]).astype(np.uint8)
-    edges = cv2.morphologyEx(labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-    out[edges] = 255
-    return out
-
-
 def _write_overlays(
     writer: ArtifactWriter,
     config: ExportConfig,
@@ -127,7 +90,7 @@ def _write_overlays(
     slots: np.ndarray,
     background: int,
 ) -> None:
-    colours = palette(background + 1)
+    colours = palette(background + 1, background)
     images = [overlay(f, s, colours, background) for f, s in zip(frames, slots, strict=True)]
     base = f"overlays/{video.split}/{video.name}"
     if config.png and not writer.has_item(base):
@@ -150,8 +113,8 @@ def _write_overlays(
 def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
     source = model_artifact(store, config.dataset, config.model)
-    model, state = load_model(source, config.which)
-    trained = flatten(state["config"])  # nested by section (older checkpoints: flat)
+    loaded = modelfile.from_artifact(source, config.which)
+    model, geometry = loaded.model, loaded.geometry
     if (config.clip_length is not None and config.clip_length < 1) or config.batch_size < 1:
         raise UserError("--clip-length and --batch-size: expected positive integers")
     if model.config.num_slots > 256:
@@ -161,9 +124,9 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     device = resolve_device(config.device)
     predictor = Predictor(
         model=model.to(device).eval(),
-        input_size=tuple(trained["input_size"]),
-        crop_top=float(trained.get("crop_top", 0.0)),
-        clip_length=config.clip_length or int(trained["clip_length"]),
+        input_size=geometry.size,
+        crop_top=geometry.crop_top,
+        clip_length=config.clip_length or geometry.clip_length,
         batch_size=config.batch_size,
         device=device,
         precision=model_precision(config.precision, device),

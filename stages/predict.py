@@ -24,13 +24,20 @@ from stages.hardware import autocast
 from stages.model import DIOD
 
 
-def clip_windows(n_frames: int, clip_length: int) -> list[tuple[int, int, int]]:
-    """(start, stop, first_new) of the clips covering a video: consecutive clips of T, the
-    last one shifted back to end on the last frame (its frames before first_new were
-    already predicted); a video shorter than T is one short clip."""
+def clip_windows(n_frames: int, clip_length: int, overlap: int = 0) -> list[tuple[int, int, int]]:
+    """(start, stop, first_new) of the clips covering a video: clips of T, each starting
+    ``overlap`` frames before the previous one ends (tracking links slots across clips on
+    the shared frames), the last one shifted back to end on the last frame (its frames
+    before first_new were already predicted); a video shorter than T is one short clip."""
+    if not 0 <= overlap < clip_length:
+        raise ValueError(f"overlap {overlap}: expected 0 <= overlap < T = {clip_length}")
     if n_frames <= clip_length:
         return [(0, n_frames, 0)]
-    windows = [(s, s + clip_length, s) for s in range(0, n_frames - clip_length + 1, clip_length)]
+    step = clip_length - overlap
+    windows = [
+        (s, s + clip_length, s + overlap if s else 0)
+        for s in range(0, n_frames - clip_length + 1, step)
+    ]
     covered = windows[-1][1]
     if covered < n_frames:
         windows.append((n_frames - clip_length, n_frames, covered))
@@ -84,21 +91,42 @@ def predict_video(
     crop_top: float = 0.0,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Stream (first frame index, attention maps (n, K, h, w) float32 on ``device``) over a
-    video, in frame order, running ``batch_size`` clips per forward pass. Only the frames
-    of the clips in flight are held in memory. With ``crop_top`` the maps cover the whole
-    frame (see ``full_frame``)."""
-    windows = clip_windows(n_frames, clip_length)
+    video, in frame order, each frame once (see ``predict_clips``)."""
+    for start, first, maps in predict_clips(
+        model, frames, n_frames, input_size, clip_length, batch_size, device, precision, crop_top
+    ):
+        yield first, maps[first - start :]
+
+
+@torch.no_grad()
+def predict_clips(
+    model: DIOD,
+    frames: Iterable[np.ndarray],
+    n_frames: int,
+    input_size: tuple[int, int],
+    clip_length: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    crop_top: float = 0.0,
+    overlap: int = 0,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Stream (start, first new frame, attention maps (T, K, h, w) float32 on ``device``)
+    of every clip of ``clip_windows(n_frames, clip_length, overlap)``, in order, running
+    ``batch_size`` clips per forward pass. Only the frames of the clips in flight are held
+    in memory. With ``crop_top`` the maps cover the whole frame (see ``full_frame``)."""
+    windows = clip_windows(n_frames, clip_length, overlap)
     held: dict[int, torch.Tensor] = {}
     pending: list[tuple[int, int, int]] = []
     next_window = 0
     i = -1
 
-    def run(group: list[tuple[int, int, int]]) -> Iterator[tuple[int, torch.Tensor]]:
+    def run(group: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, torch.Tensor]]:
         clips = torch.stack([torch.stack([held[i] for i in range(a, b)]) for a, b, _ in group])
         with autocast(device, precision):
             masks = model(clips.to(device, non_blocking=True)).masks.float()
         for (a, _b, first), maps in zip(group, masks, strict=True):
-            yield first, full_frame(maps[first - a :], crop_top)
+            yield a, first, full_frame(maps, crop_top)
 
     for i, frame in enumerate(frames):
         if i >= n_frames:

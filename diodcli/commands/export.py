@@ -13,6 +13,7 @@ from diodcli.common import (
     force_option,
     precision_option,
     root_option,
+    which_option,
 )
 
 
@@ -24,12 +25,7 @@ from diodcli.common import (
     default=None,
     help="Model: a burnin/distill artifact id (prefix), or `burnin` / `distill` for the newest complete one of that stage [default: the newest distill, else burn-in].",
 )
-@click.option(
-    "--which",
-    type=click.Choice(["teacher", "student"]),
-    default="teacher",
-    help="Network of a distill artifact (the EMA teacher is the steadier one).",
-)
+@which_option
 @root_option()
 @click.option(
     "--clip-length",

@@ -55,9 +55,7 @@ class MotionParams(Settings):
         "error is below fb_alpha * (|forward|^2 + |backward|^2) + fb_beta.",
         cli=False,
     ).field()
-    fb_beta: float = Setting(
-        0.5, floats(0), "See fb_alpha: the constant part.", cli=False
-    ).field()
+    fb_beta: float = Setting(0.5, floats(0), "See fb_alpha: the constant part.", cli=False).field()
     seed: int = Setting(0, ints(), "Seed of the robust fits.").field()
 
 
