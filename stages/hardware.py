@@ -12,7 +12,11 @@ changes the flow more than it saves time (docs/flow.md).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ from stages.errors import UserError
 from stages.settings import TEXT, Setting, choice, ints
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 DEVICE = Setting(
     "auto",
@@ -56,6 +61,18 @@ def worker_count(requested: int | None, default: int, most: int) -> int:
     N asks for N, 0 for none (the work runs in this process), None for ``default`` (each
     command's own rule from the cores); never more than ``most`` (e.g. the jobs there are)."""
     return max(0, min(default if requested is None else requested, most))
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Make this worker process die with the process that started it, even when that one is
+    killed by SIGKILL and cannot clean up (Linux's PR_SET_PDEATHSIG; elsewhere a no-op).
+    ``parent``: its pid when known, to catch a parent that died before this call."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def local_rank() -> int:

@@ -341,4 +341,3 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int) -> np.ndarray:
         r, c = divmod(i, columns)
         sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = image
     return sheet
-

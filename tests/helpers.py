@@ -11,7 +11,7 @@ import numpy as np
 
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import open_dataset
-from stages.zarrstore import frame_array, write_video
+from stages.zarrstore import FLOW_STORE, MASKS_STORE, frame_array, write_video
 
 TINY_MODEL = dict(num_slots=4, encoder_width=0.125, decoder_channels=8)
 # `diod train` options of the CLI tests' tiny run (fp32 and no loader process: exact and quick)
@@ -57,7 +57,7 @@ def gt_masks_artifact(store: ArtifactStore, root: Path, dataset: str = "synth") 
                     split=split,
                     method="gt-moving",
                 )
-                with write_video(writer, "masks.zarr", split, video.name, attrs) as group:
+                with write_video(writer, MASKS_STORE, split, video.name, attrs) as group:
                     array = frame_array(group, "masks", (len(video), h, w), np.uint8)
                     for i in range(len(video)):
                         gt = ds.instances(video, i)
@@ -117,3 +117,32 @@ def as_torchrun_rank(rank: int, world: int, port: int) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+
+
+def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backward: bool = False):
+    """A flow artifact in the flow stage's format, holding the synth GT forward flow (and,
+    if asked, a backward flow: minus the forward flow, exact for the static background)."""
+    ds = open_dataset(dataset, root)
+    splits = ds.splits()
+    params = {"root": str(root.resolve()), "splits": splits, "model": "gt", "backward": backward}
+    with store.open(dataset, "flow", params) as writer:
+        for split in splits:
+            for video in ds.videos(split):
+                flow = ds.gt_flow(video)
+                h, w = flow.shape[2:]
+                attrs = {
+                    "model": "gt",
+                    "height": h,
+                    "width": w,
+                    "source_height": h,
+                    "source_width": w,
+                    "pixel_scale": [1.0, 1.0],
+                    "channel_order": "dx,dy",
+                    "frame_names": list(video.frames),
+                    "split": split,
+                }
+                with write_video(writer, FLOW_STORE, split, video.name, attrs) as group:
+                    frame_array(group, "forward", flow.shape, "float16")[:] = flow
+                    if backward:
+                        frame_array(group, "backward", flow.shape, "float16")[:] = -flow
+        return writer.complete()

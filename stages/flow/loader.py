@@ -9,8 +9,10 @@ fails the run or is skipped (``--skip-bad``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import cv2
 import numpy as np
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from stages.datasets import Dataset, Video
 from stages.errors import UserError
-from stages.hardware import usable_cores, worker_count
+from stages.hardware import die_with_parent, usable_cores, worker_count
 
 
 @dataclass
@@ -138,6 +140,12 @@ def frame_loader(
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
         # forked workers inherit the parent's threads' locks (zarr's event loop, OpenMP) and
-        # can deadlock; forkserver workers start clean
-        multiprocessing_context="forkserver" if workers else None,
+        # can deadlock; spawned ones start clean, and as children of this process they can
+        # die with it (a forkserver's children keep the forkserver, and it them, alive)
+        multiprocessing_context="spawn" if workers else None,
+        worker_init_fn=partial(_worker_init, parent=os.getpid()),
     )
+
+
+def _worker_init(_worker_id: int, parent: int) -> None:
+    die_with_parent(parent)  # a killed `diod flow` leaves no decoder behind

@@ -11,6 +11,7 @@ computed from the manifest over every video, resumed or not.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,7 +28,7 @@ from stages import zarrstore
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
-from stages.hardware import usable_cores, worker_count
+from stages.hardware import die_with_parent, usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
 from stages.masks.params import InstanceParams, MotionParams
@@ -156,7 +157,8 @@ class ZarrFlowPairs:
         return self._backward[t - self._first].astype(np.float32)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    die_with_parent(parent)  # a killed `diod masks` leaves no worker behind
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
 
 
@@ -193,7 +195,9 @@ def _execute(jobs: Sequence[Job], workers: int) -> Iterator[tuple[Job, tuple]]:
             yield job, run_job(job)
         return
     context = multiprocessing.get_context("spawn")  # zarr's event-loop thread must not be forked
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
+    )
     pending: deque[tuple[Job, Future]] = deque()
     queue = iter(jobs)
     try:

@@ -30,6 +30,7 @@ from stages.artifacts import Artifact
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.frames import FULL, Box, crop_resize_labels, crop_resize_rgb, region, within
+from stages.hardware import die_with_parent
 from stages.zarrstore import MASKS_STORE, open_video, video_names
 
 
@@ -151,9 +152,10 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
 
-def worker_init(_worker_id: int) -> None:
-    """Data workers share the cores with the training process: keep OpenCV single-threaded
-    (torch already is in workers) so they never oversubscribe the CPU."""
+def worker_init(_worker_id: int, parent: int) -> None:
+    """Data workers die with their parent (pid ``parent``), and share the cores with the
+    training process: OpenCV stays single-threaded (torch already is in workers)."""
+    die_with_parent(parent)
     cv2.setNumThreads(1)
 
 

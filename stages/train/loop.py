@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -225,11 +227,12 @@ def make_loader(
         batch_sampler=batches,
         collate_fn=collate,
         num_workers=num_workers,
-        worker_init_fn=worker_init,
+        worker_init_fn=partial(worker_init, parent=os.getpid()),
         pin_memory=device.type == "cuda",
         # forked workers inherit the parent's thread-pool state (OpenCV, OpenMP, zarr's event
-        # loop) and can deadlock in worker_init; forkserver workers start clean
-        multiprocessing_context="forkserver" if num_workers else None,
+        # loop) and can deadlock in worker_init; spawned ones start clean, and as children of
+        # this process they can die with it (a forkserver's children keep it alive, it them)
+        multiprocessing_context="spawn" if num_workers else None,
     )
 
 

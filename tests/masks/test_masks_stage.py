@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from helpers import write_gt_flow_artifact
 
 from diodcli.main import main
 from stages import zarrstore
@@ -24,35 +25,6 @@ from stages.masks.viz import render_masks
 from stages.synthgen import SynthConfig, generate
 
 TINY = SynthConfig(seed=0, train_videos=1, val_videos=2, frames=5, height=48, width=160)
-
-
-def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backward: bool = False):
-    """A flow artifact in the flow stage's format, holding the synth GT forward flow (and,
-    if asked, a backward flow: minus the forward flow, exact for the static background)."""
-    ds = open_dataset(dataset, root)
-    splits = ds.splits()
-    params = {"root": str(root.resolve()), "splits": splits, "model": "gt", "backward": backward}
-    with store.open(dataset, "flow", params) as writer:
-        for split in splits:
-            for video in ds.videos(split):
-                flow = ds.gt_flow(video)
-                h, w = flow.shape[2:]
-                attrs = {
-                    "model": "gt",
-                    "height": h,
-                    "width": w,
-                    "source_height": h,
-                    "source_width": w,
-                    "pixel_scale": [1.0, 1.0],
-                    "channel_order": "dx,dy",
-                    "frame_names": list(video.frames),
-                    "split": split,
-                }
-                with zarrstore.write_video(writer, "flow.zarr", split, video.name, attrs) as group:
-                    zarrstore.frame_array(group, "forward", flow.shape, "float16")[:] = flow
-                    if backward:
-                        zarrstore.frame_array(group, "backward", flow.shape, "float16")[:] = -flow
-        return writer.complete()
 
 
 @pytest.fixture(scope="module")
