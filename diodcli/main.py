@@ -15,6 +15,10 @@ from stages import __version__
 from stages.errors import UserError
 from stages.progress import configure
 
+# FFmpeg (inside OpenCV) prints its own complaint about a broken video to stderr; the
+# UserError that follows names the file, so the user reads one line, not two.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
