@@ -44,7 +44,6 @@ class StreetVideo:
     ids: np.ndarray  # (T, H, W) uint16, 0: not an object; actor k has id k + 1
     flow: np.ndarray  # (T-1, 2, H, W) float32
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32, as if every actor stood still
-    depth: np.ndarray  # (T, H, W) float32, m along the optical axis
 
 
 def pixel_rays(camera: StreetCamera, height: int, width: int) -> np.ndarray:
@@ -162,13 +161,15 @@ def flow(
     points = camera.centre[:, None, None] + seen.depth * rays
     moved = points + np.moveaxis(motion[seen.owner], -1, 0)
     u1, v1, _ = next_camera.project(moved)
-    v0, u0 = np.mgrid[0:height, 0:width]
+    # the point reprojected at t (the pixel, up to rounding): a still camera over a still
+    # surface then gives exactly zero flow
+    u0, v0, _ = camera.project(points)
     return np.stack([u1 - u0, v1 - v0]).astype(np.float32)
 
 
 def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float) -> StreetVideo:
     cameras = scene.rig.cameras
-    rgb, ids, flows, rigid, depths = [], [], [], [], []
+    rgb, ids, flows, rigid = [], [], [], []
     for t, camera in enumerate(cameras):
         frame = scene.frame(t)
         seen = cast(frame.shapes, frame.corners, camera, scene.height, scene.width)
@@ -177,10 +178,7 @@ def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         idents = np.array([s.ident for s in frame.shapes], np.uint16)
         ids.append(idents[seen.owner])
-        depths.append(seen.depth.astype(np.float32))
         if t + 1 < len(cameras):
             flows.append(flow(seen, camera, cameras[t + 1], frame.motion))
             rigid.append(flow(seen, camera, cameras[t + 1], frame.rigid_motion))
-    return StreetVideo(
-        np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid), np.stack(depths)
-    )
+    return StreetVideo(np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid))

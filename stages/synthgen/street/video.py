@@ -32,7 +32,7 @@ def make_street_video(
     seen = seen[seen > 0]
     lookup = np.zeros(len(scene.actors) + 1, np.uint16)
     lookup[seen] = np.arange(1, len(seen) + 1)
-    video = StreetVideo(video.rgb, lookup[video.ids], video.flow, video.rigid_flow, video.depth)
+    video = StreetVideo(video.rgb, lookup[video.ids], video.flow, video.rigid_flow)
     return scene, video, [int(i) - 1 for i in seen]
 
 
