@@ -35,13 +35,10 @@ BUILDING_DEPTH_M = (8.0, 16.0)
 CROSS_REACH_M = 120.0
 SKY_RADIUS_M = 5000.0
 #: facade designs per video, shared by its buildings (each drawn at the largest building
-#: size; a building shows the part of it that fits): making one per building is slow
-FACADES = 6
+#: size, mirrored beyond; a building shows the part that fits): one per building is slow
+FACADES = 4
 #: street furniture stands up to this far ahead, m: beyond, a tree is a few pixels
 FURNITURE_AHEAD_M = 150.0
-#: texel of buildings seen only from afar (along the cross street, closing the street), m:
-#: a pixel there covers tens of centimetres, finer texture would only cost memory
-FAR_TEXEL_M = 0.12
 UP = np.array([0.0, -1.0, 0.0])
 X, Z = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
 
@@ -186,13 +183,13 @@ def buildings(rng: np.random.Generator, config: StreetConfig, street: Street) ->
                 reach = (front + side * 2 * BUILDING_DEPTH_M[1], side * CROSS_REACH_M)
                 x0, x1 = sorted(reach)
                 height = _uniform(rng, config.building_height_m)
-                look = Look.of(*looks.facade(rng, x1 - x0, height, FAR_TEXEL_M))
+                look = fronts[rng.integers(FACADES)]
                 centre = np.array([(x0 + x1) / 2, -height / 2, face_z + facing * depth / 2])
                 half = np.array([depth / 2, height / 2, (x1 - x0) / 2])
                 shapes.append(Box(look, 0, True, centre, half, math.pi / 2))
     width = 2 * CROSS_REACH_M
     height = _uniform(rng, config.building_height_m)
-    look = Look.of(*looks.facade(rng, width, height, 2 * FAR_TEXEL_M))
+    look = fronts[rng.integers(FACADES)]
     centre = np.array([0.0, -height / 2, street.end_z + BUILDING_DEPTH_M[1] / 2])
     shapes.append(
         Box(look, 0, True, centre, np.array([width / 2, height / 2, BUILDING_DEPTH_M[1] / 2]), 0.0)
@@ -216,16 +213,31 @@ def _building(
     return Box(look, 0, True, centre, np.array([depth / 2, height / 2, length / 2]), 0.0)
 
 
-def _spots(rng: np.random.Generator, street: Street, per_100m: tuple[float, float]) -> list[float]:
-    """Where along a side things stand (Poisson, at a density drawn from the range), m."""
+def _spots(
+    rng: np.random.Generator,
+    street: Street,
+    per_100m: tuple[float, float],
+    clear: tuple[int, float, float] | None,
+    side: int,
+) -> list[float]:
+    """Where along a side things stand (Poisson, at a density drawn from the range), m;
+    none in the cross street, nor in the ``clear`` stretch of that side."""
     stop = min(street.end_z, FURNITURE_AHEAD_M)
     count = int(rng.poisson(_uniform(rng, per_100m) * (stop + BEHIND_M) / 100.0))
     zs = rng.uniform(-BEHIND_M, stop, count)
+    if clear is not None and clear[0] == side:
+        zs = zs[(zs < clear[1]) | (zs > clear[2])]
     return sorted(float(z) for z in zs if not street.in_cross_street(z, 1.0))
 
 
-def furniture(rng: np.random.Generator, config: StreetConfig, street: Street) -> list[Shape]:
-    """Trees, poles and signs in the strip by each curb: depth-varied clutter."""
+def furniture(
+    rng: np.random.Generator,
+    config: StreetConfig,
+    street: Street,
+    clear: tuple[int, float, float] | None = None,
+) -> list[Shape]:
+    """Trees, poles and signs in the strip by each curb: depth-varied clutter. ``clear``
+    (side, z from, z to) keeps a stretch free, so a still camera is not inside a crown."""
     shapes: list[Shape] = []
     bark = Look.of(*looks.plain(rng, "gravel", (0.3, 0.22, 0.15), 0.6, looks.OBJECT_TEXEL_M))
     leaves = Look.of(*looks.plain(rng, "grass", (0.2, 0.38, 0.15), 0.8, 0.05))
@@ -233,7 +245,7 @@ def furniture(rng: np.random.Generator, config: StreetConfig, street: Street) ->
     for side in (-1, 1):
         x = street.curb_x(side) + side * 0.6
         ground_y = -config.curb_height_m
-        for z in _spots(rng, street, config.trees_per_100m):
+        for z in _spots(rng, street, config.trees_per_100m, clear, side):
             trunk_h, crown = _uniform(rng, (2.2, 3.5)), _uniform(rng, (1.2, 2.6))
             base = np.array([x, ground_y, z])
             shapes.append(
@@ -242,14 +254,14 @@ def furniture(rng: np.random.Generator, config: StreetConfig, street: Street) ->
             radii = np.array([crown, _uniform(rng, (1.0, 1.4)) * crown, crown])
             centre = base + np.array([0.0, -(trunk_h + 0.8 * radii[1]), 0.0])
             shapes.append(Ellipsoid(leaves, 0, True, centre, radii))
-        for z in _spots(rng, street, config.poles_per_100m):
+        for z in _spots(rng, street, config.poles_per_100m, clear, side):
             base = np.array([x, ground_y, z])
             shapes.append(
                 Cylinder(
                     metal, 0, True, base, _uniform(rng, (0.05, 0.12)), _uniform(rng, (3.0, 8.0))
                 )
             )
-        for z in _spots(rng, street, config.signs_per_100m):
+        for z in _spots(rng, street, config.signs_per_100m, clear, side):
             base = np.array([x, ground_y, z])
             post = _uniform(rng, (2.0, 2.6))
             shapes.append(Cylinder(metal, 0, True, base, 0.04, post))

@@ -19,7 +19,7 @@ from stages.synthgen.textures import crop, luminance
 Image = np.ndarray
 #: road, sidewalk and facade detail, metres per texel (a few cm: finer than a pixel nearby)
 GROUND_TEXEL_M = 0.04
-FACADE_TEXEL_M = 0.05
+FACADE_TEXEL_M = 0.06
 OBJECT_TEXEL_M = 0.02
 SKIN = ((0.85, 0.65, 0.5), (0.6, 0.42, 0.3), (0.4, 0.28, 0.2), (0.95, 0.78, 0.65))
 WALLS = ((0.72, 0.45, 0.35), (0.8, 0.76, 0.66), (0.6, 0.6, 0.62), (0.85, 0.82, 0.75))
@@ -99,10 +99,9 @@ def plain(rng: np.random.Generator, photo: str, colour, contrast: float, texel: 
     return image * _stains(rng, (128, 128), 3, 0.1), texel
 
 
-def facade(
-    rng: np.random.Generator, width_m: float, height_m: float, texel: float = FACADE_TEXEL_M
-):
+def facade(rng: np.random.Generator, width_m: float, height_m: float):
     """A building front: wall texture, storeys of windows, a shop floor of big windows."""
+    texel = FACADE_TEXEL_M
     size = (_px(height_m, texel), _px(width_m, texel))
     wall = np.asarray(WALLS[rng.integers(len(WALLS))]) * rng.uniform(0.8, 1.1)
     photo = ("brick", "gravel", "moon")[rng.integers(3)]

@@ -17,6 +17,10 @@ from stages.synthgen.street.primitives import Dome, Shape
 from stages.synthgen.street.rig import Rig, driving_rig, static_rig
 from stages.synthgen.street.traffic import place_actors
 
+#: no street furniture on a still camera's side from this far behind it to this far ahead,
+#: m: it would sit inside a tree crown or look at a pole filling its view
+STILL_CAMERA_CLEAR_M = (6.0, 15.0)
+
 
 @dataclass(frozen=True)
 class FrameShapes:
@@ -82,16 +86,18 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
 
 def sample_street_scene(rng: np.random.Generator, config: StreetConfig) -> StreetScene:
     street = layout.draw_street(rng, config)
+    clear = None
     if rng.random() < config.static_camera_fraction:
         side = 1 if rng.random() < 0.5 else -1
         inset = _uniform(rng, (0.3, street.sidewalk - 0.3))
         rig = static_rig(rng, config, side * (street.curb[side > 0] + inset))
+        clear = (side, -STILL_CAMERA_CLEAR_M[0], STILL_CAMERA_CLEAR_M[1])
     else:
         rig = driving_rig(rng, config, street.lane_x(int(rng.integers(street.lanes)), 1))
     world = (
         layout.ground(rng, config, street)
         + layout.buildings(rng, config, street)
-        + layout.furniture(rng, config, street)
+        + layout.furniture(rng, config, street, clear)
     )
     sky = layout.sky(rng)
     actors = place_actors(rng, config, street, rig)
