@@ -61,7 +61,7 @@ class StreetScene:
     def frame(self, t: int) -> FrameShapes:
         """The shapes at frame t; motion to t + 1 (zero at the last frame)."""
         cameras = self.rig.cameras
-        ego = cameras[t + 1].centre - cameras[t].centre if t + 1 < len(cameras) else np.zeros(3)
+        ego = self.rig.displacement(t) if t + 1 < len(cameras) else np.zeros(3)
         shapes: list[Shape] = [self.sky.moved(cameras[t].centre - self.sky.centre)]
         shapes += self.world
         for actor in self.actors:
