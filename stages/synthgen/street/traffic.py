@@ -86,121 +86,133 @@ def _count(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def _per_frame(mps: float, direction: np.ndarray, fps: float) -> np.ndarray:
-    return direction * (mps / fps)
+def _sign(rng: np.random.Generator) -> int:
+    return 1 if rng.random() < 0.5 else -1
+
+
+ALONG_Z, ALONG_X = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+
+
+class Traffic:
+    """Draws of each kind of actor; each takes the id it would get and returns the actor
+    (None when the draw is impossible, e.g. a sidewalk walk into the cross street)."""
+
+    def __init__(self, rng: np.random.Generator, config: StreetConfig, street: Street, rig: Rig):
+        self.rng, self.config, self.street = rng, config, street
+        self.near, self.far = config.object_range_m
+        self.mean_speed = rig.mean_speed_mps
+
+    def _velocity(self, mps: float, direction: np.ndarray) -> np.ndarray:
+        """m/s along a direction -> m per frame."""
+        return direction * (mps / self.config.fps)
+
+    def _van(self) -> bool:
+        return bool(self.rng.random() < self.config.van_fraction)
+
+    def parked_spots(self) -> list[float]:
+        """Where cars stand along a parking lane, m: gaps drawn from the density."""
+        rng = self.rng
+        mean_gap = 100.0 / max(_uniform(rng, self.config.parked_cars_per_100m), 1e-6)
+        spots, z = [], self.near + rng.exponential(mean_gap)
+        while z < self.far:
+            if not self.street.in_cross_street(z, 6.0):
+                spots.append(z)
+            z += 5.0 + rng.exponential(mean_gap)
+        return spots
+
+    def parked(self, ident: int, side: int, z: float) -> Actor:
+        rng = self.rng
+        heading = (0.0 if side > 0 else math.pi) + rng.normal(0.0, 0.03)
+        start = np.array([self.street.parking_x(side) + rng.normal(0.0, 0.1), 0.0, z])
+        return vehicle(rng, ident, self._van(), start, heading, np.zeros(3), "parked")
+
+    def on_sidewalk(self, ident: int, role: str, speed: float) -> Actor | None:
+        rng, street = self.rng, self.street
+        side = _sign(rng)
+        x0, x1 = street.walk_zone(side)
+        z = _uniform(rng, (self.near, self.far))
+        direction = _sign(rng)
+        path = z + direction * speed / self.config.fps * np.array([0, self.config.frames - 1])
+        if any(street.in_cross_street(float(p), 0.5) for p in path):
+            return None  # no sidewalk there (the cross street)
+        start = np.array([_uniform(rng, (x0, x1)), -self.config.curb_height_m, z])
+        heading = 0.0 if direction > 0 else math.pi
+        return person(rng, ident, start, heading, self._velocity(speed, direction * ALONG_Z), role)
+
+    def crossing_walker(self, ident: int) -> Actor | None:
+        rng, street = self.rng, self.street
+        speed = _uniform(rng, self.config.walk_speed_mps)
+        direction = _sign(rng)
+        if street.cross_z is not None and rng.random() < 0.5:  # on the zebra
+            z = street.cross_z - street.cross_half + street.sidewalk - 2.0 + rng.normal(0, 0.4)
+        else:
+            z = _uniform(rng, (self.near, self.far))
+        low, high = -street.curb[0] + 0.3, street.curb[1] - 0.3
+        x = _uniform(rng, (low, high))
+        if not low <= x + direction * speed / self.config.fps * (self.config.frames - 1) <= high:
+            return None  # would step onto the curb within the clip: walkers stay on one level
+        velocity = self._velocity(speed, direction * ALONG_X)
+        return person(
+            rng, ident, np.array([x, 0.0, z]), direction * math.pi / 2, velocity, "crossing_walk"
+        )
+
+    def in_lane(self, ident: int, direction: int, speed: float, role: str) -> Actor:
+        """A vehicle in a lane of the main street driving towards ``direction`` (+1: +Z)."""
+        rng = self.rng
+        lane = int(rng.integers(self.street.lanes))
+        x = self.street.lane_x(lane, direction) + rng.normal(0.0, 0.15)
+        start = np.array([x, 0.0, _uniform(rng, (self.near, self.far))])
+        heading = 0.0 if direction > 0 else math.pi
+        velocity = self._velocity(speed, direction * ALONG_Z)
+        return vehicle(rng, ident, self._van(), start, heading, velocity, role)
+
+    def ahead(self, ident: int) -> Actor:
+        relative = _uniform(self.rng, self.config.ahead_relative_speed_mps)
+        return self.in_lane(ident, 1, max(0.0, self.mean_speed + relative), "ahead")
+
+    def oncoming(self, ident: int) -> Actor:
+        return self.in_lane(
+            ident, -1, _uniform(self.rng, self.config.oncoming_speed_mps), "oncoming"
+        )
+
+    def crossing(self, ident: int) -> Actor:
+        """A vehicle on the cross street, keeping right."""
+        rng, street = self.rng, self.street
+        direction = _sign(rng)
+        lane_w = street.cross_half - street.sidewalk - 0.5
+        z = street.cross_z - direction * lane_w / 2
+        speed = _uniform(rng, self.config.crossing_speed_mps)
+        start = np.array([_uniform(rng, (-40.0, 40.0)), 0.0, z])
+        velocity = self._velocity(speed, direction * ALONG_X)
+        return vehicle(
+            rng, ident, self._van(), start, direction * math.pi / 2, velocity, "crossing"
+        )
 
 
 def place_actors(
     rng: np.random.Generator, config: StreetConfig, street: Street, rig: Rig
 ) -> list[Actor]:
-    placer = Placer(config, rig)
-    near, far = config.object_range_m
-    fps = config.fps
-    along_z, along_x = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
-    curb_y = -config.curb_height_m
-
-    def is_van() -> bool:
-        return bool(rng.random() < config.van_fraction)
-
-    # parked cars: along each parking lane, gaps drawn from the density
+    """Every actor of a video, in placement order: parked cars, people standing, walkers,
+    traffic ahead, oncoming, crossing."""
+    placer, draw = Placer(config, rig), Traffic(rng, config, street, rig)
     for side, has_lane in zip((-1, 1), street.parking, strict=True):
-        if not has_lane:
-            continue
-        density = _uniform(rng, config.parked_cars_per_100m)
-        z = near + rng.exponential(100.0 / max(density, 1e-6))
-        while z < far:
-            if not street.in_cross_street(z, 6.0):
-                heading = (0.0 if side > 0 else math.pi) + rng.normal(0.0, 0.03)
-                start = np.array([street.parking_x(side) + rng.normal(0.0, 0.1), 0.0, z])
-                placer.add(
-                    lambda i, s=start, h=heading: vehicle(
-                        rng, i, is_van(), s, h, np.zeros(3), "parked"
-                    )
-                )
-            z += 5.0 + rng.exponential(100.0 / max(density, 1e-6))
-
-    def on_sidewalk(ident: int, role: str, speed: float) -> Actor | None:
-        side = 1 if rng.random() < 0.5 else -1
-        x0, x1 = street.walk_zone(side)
-        z = _uniform(rng, (near, far))
-        direction = 1 if rng.random() < 0.5 else -1
-        path = z + direction * speed / fps * np.array([0, config.frames - 1])
-        if any(street.in_cross_street(float(p), 0.5) for p in path):
-            return None  # no sidewalk there (the cross street)
-        start = np.array([_uniform(rng, (x0, x1)), curb_y, z])
-        heading = 0.0 if direction > 0 else math.pi
-        return person(rng, ident, start, heading, _per_frame(speed, direction * along_z, fps), role)
-
+        if has_lane:
+            for z in draw.parked_spots():
+                placer.add(lambda i, side=side, z=z: draw.parked(i, side, z))
     for _ in range(_count(rng, config.standing_people)):
-        placer.add(lambda i: on_sidewalk(i, "standing", 0.0))
-
-    def crossing_walker(ident: int) -> Actor | None:
-        speed = _uniform(rng, config.walk_speed_mps)
-        direction = 1 if rng.random() < 0.5 else -1
-        if street.cross_z is not None and rng.random() < 0.5:  # on the zebra
-            z = street.cross_z - street.cross_half + street.sidewalk - 2.0 + rng.normal(0, 0.4)
-        else:
-            z = _uniform(rng, (near, far))
-        x = _uniform(rng, (-street.curb[0] + 0.3, street.curb[1] - 0.3))
-        end = x + direction * speed / fps * (config.frames - 1)
-        if not -street.curb[0] + 0.3 <= end <= street.curb[1] - 0.3:
-            return None  # would step onto the curb within the clip: walkers stay on one level
-        start = np.array([x, 0.0, z])
-        heading = direction * math.pi / 2
-        return person(
-            rng, ident, start, heading, _per_frame(speed, direction * along_x, fps), "crossing_walk"
-        )
-
+        placer.add(lambda i: draw.on_sidewalk(i, "standing", 0.0))
     for _ in range(_count(rng, config.walkers)):
         if rng.random() < config.crossing_walker_fraction:
-            placer.add(crossing_walker)
+            placer.add(draw.crossing_walker)
         else:
-            placer.add(lambda i: on_sidewalk(i, "walking", _uniform(rng, config.walk_speed_mps)))
-
-    mean_speed = rig.mean_speed_mps
-
-    def in_lane(ident: int, direction: int, speed: float, role: str) -> Actor:
-        lane = int(rng.integers(street.lanes))
-        start = np.array(
-            [
-                street.lane_x(lane, direction) + rng.normal(0.0, 0.15),
-                0.0,
-                _uniform(rng, (near, far)),
-            ]
-        )
-        heading = 0.0 if direction > 0 else math.pi
-        return vehicle(
-            rng, ident, is_van(), start, heading, _per_frame(speed, direction * along_z, fps), role
-        )
-
+            placer.add(
+                lambda i: draw.on_sidewalk(i, "walking", _uniform(rng, config.walk_speed_mps))
+            )
     for _ in range(_count(rng, config.cars_ahead)):
-        placer.add(
-            lambda i: in_lane(
-                i, 1, max(0.0, mean_speed + _uniform(rng, config.ahead_relative_speed_mps)), "ahead"
-            )
-        )
+        placer.add(draw.ahead)
     for _ in range(_count(rng, config.cars_oncoming)):
-        placer.add(lambda i: in_lane(i, -1, _uniform(rng, config.oncoming_speed_mps), "oncoming"))
-
+        placer.add(draw.oncoming)
     if street.cross_z is not None:
-
-        def crossing(ident: int) -> Actor:
-            direction = 1 if rng.random() < 0.5 else -1
-            lane_w = street.cross_half - street.sidewalk - 0.5
-            z = street.cross_z - direction * lane_w / 2  # keeping right
-            speed = _uniform(rng, config.crossing_speed_mps)
-            start = np.array([_uniform(rng, (-40.0, 40.0)), 0.0, z])
-            heading = direction * math.pi / 2
-            return vehicle(
-                rng,
-                ident,
-                is_van(),
-                start,
-                heading,
-                _per_frame(speed, direction * along_x, fps),
-                "crossing",
-            )
-
         for _ in range(_count(rng, config.cars_crossing)):
-            placer.add(crossing)
+            placer.add(draw.crossing)
     return placer.actors
