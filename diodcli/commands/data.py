@@ -23,25 +23,52 @@ def COMMAND() -> None:
 @click.option("--frames", type=click.IntRange(2), default=12, help="Frames per video.")
 @click.option("--size", default="96x320", help="Frame size HxW.")
 @click.option(
+    "--world",
+    type=click.Choice(["flat", "street"]),
+    default="flat",
+    help="flat: billboards over a ground plane; street: a 3-D street, real driving's hard cases.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Frame rate of the street world (default 10); speeds are m/s, so motion follows.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace a different dataset at --out (one of the same settings is reused).",
 )
 @config_option
 def synth(
-    out: str, seed: int, train_videos: int, val_videos: int, frames: int, size: str, force: bool
+    out: str,
+    seed: int,
+    train_videos: int,
+    val_videos: int,
+    frames: int,
+    size: str,
+    world: str,
+    fps: float | None,
+    force: bool,
 ) -> None:
     """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
-    from stages.synthgen import SynthConfig, generate
+    from stages.errors import UserError
+    from stages.synthgen import WORLDS, generate
 
     h, w = parse_size(size)
-    config = SynthConfig(
+    extra = {}
+    if fps is not None:
+        if world != "street":
+            raise UserError(f"--fps {fps}: only the street world has a frame rate")
+        extra["fps"] = fps
+    config = WORLDS[world](
         seed=seed,
         train_videos=train_videos,
         val_videos=val_videos,
         frames=frames,
         height=h,
         width=w,
+        **extra,
     )
     root = generate(Path(out), config, force=force)
     click.echo(f"synth dataset ready at {root}")

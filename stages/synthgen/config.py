@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from stages.errors import UserError
 
@@ -17,7 +17,12 @@ FAMILY_NAMES = ("car", "pedestrian", "truck", "cyclist")
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class VideoSetConfig:
+    """What every world shares: the seed, how many videos, how long and how big.
+
+    Worlds subclass it, so these fields come first in every config (and in ``synth.json``).
+    """
+
     seed: int = 0
     #: 96, not fewer: burn-in on 24 videos memorised their motion masks' misses (docs/results.md)
     train_videos: int = 96
@@ -25,6 +30,27 @@ class SynthConfig:
     frames: int = 12
     height: int = 96
     width: int = 320
+
+    def __post_init__(self) -> None:
+        # TOML and JSON give lists; keep the dataclass hashable and its JSON stable
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        validate_video_set(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class SynthConfig(VideoSetConfig):
+    """The default ``flat`` world: a ground plane, a far backdrop, billboard objects."""
+
+    world: ClassVar[str] = "flat"
     #: objects per video (inclusive range)
     objects: tuple[int, int] = (3, 6)
     #: fraction of a video's objects that stay still in the world (at least ceil(low * n))
@@ -61,16 +87,8 @@ class SynthConfig:
     #: Gaussian sensor noise added to every frame, in 8-bit levels
     noise_std: float = 2.0
 
-    def __post_init__(self) -> None:
-        # TOML and JSON give lists; keep the dataclass hashable and its JSON stable
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
+    def validate(self) -> None:
         validate(self)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def min_static(n_objects: int, low_fraction: float) -> int:
@@ -78,15 +96,16 @@ def min_static(n_objects: int, low_fraction: float) -> int:
     return math.ceil(n_objects * low_fraction - 1e-9)
 
 
-def _range(config: SynthConfig, name: str, low: float, high: float | None = None) -> None:
+def check_range(config: VideoSetConfig, name: str, low: float, high: float | None = None) -> None:
+    """A ``(low, high)`` option must be ordered and within [low, high]; the error names it."""
     lo, hi = getattr(config, name)
     if not (lo <= hi) or lo < low or (high is not None and hi > high):
         bound = f"within [{low}, {high}]" if high is not None else f">= {low}"
         raise UserError(f"synth option {name}={[lo, hi]}: expected low <= high, {bound}")
 
 
-def validate(config: SynthConfig) -> None:
-    """Reject configs the generator cannot honour, naming the option."""
+def validate_video_set(config: VideoSetConfig) -> None:
+    """Reject counts and sizes no world can honour, naming the option."""
     if config.seed < 0:
         raise UserError(f"--seed {config.seed}: expected a non-negative integer")
     if config.train_videos < 0 or config.val_videos < 0:
@@ -97,8 +116,13 @@ def validate(config: SynthConfig) -> None:
         raise UserError(f"--frames {config.frames}: expected at least 2 (flow needs pairs)")
     if config.height < 16 or config.width < 32:
         raise UserError(f"--size {config.height}x{config.width}: expected at least 16x32 pixels")
-    _range(config, "objects", 2)
-    _range(config, "static_fraction", 0.0, 1.0)
+
+
+def validate(config: SynthConfig) -> None:
+    """Reject flat-world configs the generator cannot honour, naming the option."""
+    validate_video_set(config)
+    check_range(config, "objects", 2)
+    check_range(config, "static_fraction", 0.0, 1.0)
     n_lo = config.objects[0]
     if n_lo - min_static(n_lo, config.static_fraction[0]) < 1:
         raise UserError(
@@ -111,12 +135,12 @@ def validate(config: SynthConfig) -> None:
             f"synth option families={list(config.families)}: expected a non-empty subset of "
             f"{', '.join(FAMILY_NAMES)}"
         )
-    _range(config, "object_area", 1e-5, 0.5)
-    _range(config, "object_depth_m", 1.0)
-    _range(config, "moving_residual_px", 0.1)
-    _range(config, "camera_speed_m", 0.0)
-    _range(config, "yaw_rate_deg", -10.0, 10.0)
-    _range(config, "zoom_rate", -0.1, 0.1)
+    check_range(config, "object_area", 1e-5, 0.5)
+    check_range(config, "object_depth_m", 1.0)
+    check_range(config, "moving_residual_px", 0.1)
+    check_range(config, "camera_speed_m", 0.0)
+    check_range(config, "yaw_rate_deg", -10.0, 10.0)
+    check_range(config, "zoom_rate", -0.1, 0.1)
     if not 0 < config.near_m < config.object_depth_m[0]:
         raise UserError(f"synth option near_m={config.near_m}: expected 0 < near_m < depth low")
     if not 0 < config.min_in_view <= 1:

@@ -12,20 +12,29 @@ from pathlib import Path
 
 from stages.errors import UserError
 from stages.progress import log, track
-from stages.synthgen.config import SynthConfig
-from stages.synthgen.video import write_video
+from stages.synthgen.config import VideoSetConfig
+from stages.synthgen.street.config import StreetConfig
+from stages.synthgen.street.video import write_street_video
+from stages.synthgen.video import write_video as write_flat_video
 
 GENERATOR_VERSION = 1
 VIDEOS_PER_WORKER = 8
 
 
-def _jobs(config: SynthConfig) -> list[tuple[str, int]]:
+def write_video(root: Path, config: VideoSetConfig, split: str, index: int) -> str:
+    """Write one video with the generator of the config's world; returns its name."""
+    if isinstance(config, StreetConfig):
+        return write_street_video(root, config, split, index)
+    return write_flat_video(root, config, split, index)
+
+
+def _jobs(config: VideoSetConfig) -> list[tuple[str, int]]:
     return [("train", i) for i in range(config.train_videos)] + [
         ("val", i) for i in range(config.val_videos)
     ]
 
 
-def _write_all(root: Path, config: SynthConfig, workers: int) -> None:
+def _write_all(root: Path, config: VideoSetConfig, workers: int) -> None:
     jobs = _jobs(config)
     if workers <= 1:
         for split, index in track(jobs, "synth videos"):
@@ -51,9 +60,11 @@ def _recorded(out: Path) -> dict | None:
 
 
 def generate(
-    out: Path, config: SynthConfig, *, force: bool = False, workers: int | None = None
+    out: Path, config: VideoSetConfig, *, force: bool = False, workers: int | None = None
 ) -> Path:
     """Write the dataset to ``out`` in the folder layout and return ``out``.
+
+    ``config`` is a ``SynthConfig`` (the flat world) or a ``StreetConfig`` (the street world).
 
     A dataset already at ``out`` with the same generator version and settings is reused
     as it is, so scripts (``make demo``) can ask for it every time. Everything is generated
