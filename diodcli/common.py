@@ -158,6 +158,8 @@ class SizeType(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
         if isinstance(value, list | tuple):
             return tuple(value)
+        if value == "auto":  # a stage that knows its frames may resolve it (train)
+            return value
         try:
             return settings.parse_size(value)
         except ValueError as exc:

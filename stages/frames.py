@@ -4,6 +4,8 @@ crop, e.g. TRI-PD's top rows)."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -52,3 +54,18 @@ def crop_resize_labels(labels: np.ndarray, box: Box, size: tuple[int, int]) -> n
     rows = y0 + (2 * np.arange(size[0]) + 1) * h // (2 * size[0])
     cols = x0 + (2 * np.arange(size[1]) + 1) * w // (2 * size[1])
     return labels[..., rows[:, None], cols[None, :]]
+
+
+def size_at_area(
+    frame: tuple[int, int], reference: tuple[int, int], crop_top: float = 0.0, multiple: int = 4
+) -> tuple[int, int]:
+    """A model input for frames of size ``frame``: the aspect ratio of the part of the frame
+    the model sees (below ``crop_top``), at about the ``reference`` input's area (objects
+    keep about the pixel size the model knows), sides multiples of ``multiple`` (the
+    encoder's stride)."""
+    seen_h = frame[0] * (1.0 - crop_top)
+    scale = math.sqrt(reference[0] * reference[1] / (seen_h * frame[1]))
+    return (
+        max(multiple, round(seen_h * scale / multiple) * multiple),
+        max(multiple, round(frame[1] * scale / multiple) * multiple),
+    )

@@ -12,7 +12,7 @@ Per input (a video file or a folder of frames) it writes ``<out>/<name>/``:
 Geometry: the network is fully convolutional (docs/model.md), so a frame is not squashed
 into the training input's aspect ratio: the frame (below the model's cropped top, if any)
 is resized to about the training input's area with its own aspect ratio, sides multiples of
-4 (``inference_size``); ``size`` overrides it. The maps are upsampled bilinearly to the
+4 (``stages.frames.size_at_area``); ``size`` overrides it. The maps are upsampled bilinearly to the
 frame's size before the argmax, so objects keep smooth edges at any resolution.
 
 Object ids: slots within a clip, linked across clips on the frame they share
@@ -25,7 +25,6 @@ and renamed when done; a rerun skips complete inputs and redoes interrupted ones
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -46,6 +45,7 @@ from stages.artifacts import ArtifactStore
 from stages.datasets.imageio import write_png
 from stages.errors import UserError
 from stages.footage import Footage, open_inputs
+from stages.frames import size_at_area
 from stages.hardware import model_precision, resolve_device
 from stages.model.encoder import ResNet18Encoder
 from stages.overlays import overlay, palette
@@ -96,20 +96,6 @@ def resolve_model(store: ArtifactStore, ref: str, which: str) -> modelfile.Loade
     return modelfile.from_artifact(found[0], which)
 
 
-def inference_size(
-    frame: tuple[int, int], trained: tuple[int, int], crop_top: float
-) -> tuple[int, int]:
-    """The model input for frames of size ``frame``: the seen part of the frame's aspect
-    ratio at about the ``trained`` input's area, sides multiples of the encoder's stride."""
-    stride = ResNet18Encoder.STRIDE
-    seen_h = frame[0] * (1.0 - crop_top)
-    scale = math.sqrt(trained[0] * trained[1] / (seen_h * frame[1]))
-    return (
-        max(stride, round(seen_h * scale / stride) * stride),
-        max(stride, round(frame[1] * scale / stride) * stride),
-    )
-
-
 def predict(store: ArtifactStore, config: PredictConfig) -> list[Path]:
     """Predict every input; returns the output folders (complete ones are skipped)."""
     inputs = open_inputs(config.inputs)
@@ -141,7 +127,7 @@ def _predict_one(
     target: Path,
 ) -> Path:
     geometry = loaded.geometry
-    size = config.size or inference_size(footage.size, geometry.size, geometry.crop_top)
+    size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top)
     if any(side % ResNet18Encoder.STRIDE for side in size):
         raise UserError(f"--size {size[0]}x{size[1]}: both sides must be multiples of 4")
     staging = config.out / f".{footage.name}.partial"

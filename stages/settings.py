@@ -79,7 +79,10 @@ class Domain:
         if value is None:
             return None
         if self.kind == "size" and isinstance(value, str):
-            return parse_size(value)
+            try:
+                return parse_size(value)
+            except ValueError:
+                return value  # not accepted: the caller reports it
         if self.kind == "size" and isinstance(value, list | tuple):
             return tuple(value)
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):

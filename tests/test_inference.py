@@ -19,7 +19,7 @@ from helpers import tiny_request
 
 from stages import modelfile
 from stages.datasets.imageio import read_label_map
-from stages.inference import inference_size
+from stages.frames import size_at_area
 
 
 def _diod(*args: str) -> tuple[int, str]:
@@ -136,8 +136,8 @@ def test_bad_inputs_are_one_line_and_write_nothing(trained, tmp_path):
         assert not out.exists() or not any(out.iterdir()), args
 
 
-def test_inference_size_keeps_the_aspect_ratio_at_the_training_area():
-    assert inference_size((480, 640), (96, 320), 0.0) == (152, 204)
-    h, w = inference_size((1080, 1920), (96, 320), 0.0)
+def test_size_at_area_keeps_the_aspect_ratio_at_the_training_area():
+    assert size_at_area((480, 640), (96, 320), 0.0) == (152, 204)
+    h, w = size_at_area((1080, 1920), (96, 320), 0.0)
     assert h % 4 == 0 and w % 4 == 0 and abs(w / h - 16 / 9) < 0.05
     assert abs(h * w - 96 * 320) / (96 * 320) < 0.05

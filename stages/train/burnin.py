@@ -21,7 +21,13 @@ from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import losses
 from stages.train.config import LossConfig, resolve
-from stages.train.runner import TrainRequest, prepare_run, run_artifact, validator
+from stages.train.runner import (
+    TrainRequest,
+    prepare_run,
+    run_artifact,
+    validator,
+    with_concrete_size,
+)
 
 
 def flat_maps(out: DIODOutput) -> torch.Tensor:
@@ -73,9 +79,10 @@ class BurninObjective:
 
 def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
-    config = resolve("burnin", request.dataset, request.given, preset=request.preset)
     masks = store.resolve(request.dataset, "masks", request.masks)
     root = Path(request.root) if request.root else dataset_root(store, masks)
+    request = with_concrete_size(request, root)
+    config = resolve("burnin", request.dataset, request.given, preset=request.preset)
     setup = prepare_run(config, root, masks)
     torch.manual_seed(config.loop.seed)
     model = DIOD(config.model)

@@ -58,7 +58,11 @@ class DataConfig(Settings):
     split: str = Setting("train", TEXT, "Split trained on.").field()
     clip_length: int = Setting(5, ints(1), "T, frames per clip.").field()
     input_size: tuple[int, int] = Setting(
-        (368, 1248), SIZE, "Model input HxW, multiples of 4 (the maps are at 1/4).", flag="size"
+        (368, 1248),
+        SIZE,
+        "Model input HxW, multiples of 4 (the maps are at 1/4); auto: the training videos' "
+        "aspect ratio at about the preset's area.",
+        flag="size",
     ).field()
     crop_top: float = Setting(
         0.0,

@@ -42,7 +42,13 @@ from stages.progress import log
 from stages.train import checkpoint, losses
 from stages.train.burnin import flat_maps, flat_masks
 from stages.train.config import DistillSettings, LossConfig, resolve
-from stages.train.runner import TrainRequest, prepare_run, run_artifact, validator
+from stages.train.runner import (
+    TrainRequest,
+    prepare_run,
+    run_artifact,
+    validator,
+    with_concrete_size,
+)
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -127,12 +133,13 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Distil a burn-in artifact; returns the complete ``distill`` artifact."""
     burnin = store.resolve(request.dataset, "burnin", request.burnin)
     state = checkpoint.final(burnin)
+    root = Path(request.root) if request.root else Path(burnin.params["root"])
+    request = with_concrete_size(request, root, state["config"])
     config = resolve(
         "distill", request.dataset, request.given, preset=request.preset, burnin=state["config"]
     )
     settings: DistillSettings = config.distill
     masks = store.get(request.dataset, "masks", burnin.upstream["masks"])
-    root = Path(request.root) if request.root else Path(burnin.params["root"])
     setup = prepare_run(config, root, masks)
     student: DIOD = checkpoint.model_from(state, "model")
     teacher = EmaTeacher(student, keep_rate=settings.ema)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ from torch import nn
 from stages.artifacts import Artifact, ArtifactStore, artifact_id
 from stages.datasets import open_dataset
 from stages.errors import UserError
+from stages.frames import size_at_area
 from stages.hardware import Distributed, resolve_device, usable_cores, worker_count
 from stages.model.encoder import ResNet18Encoder
 from stages.progress import log
 from stages.train import checkpoint
-from stages.train.config import RunConfig
+from stages.train.config import RunConfig, resolve
 from stages.train.data import Augment, ClipDataset
 from stages.train.loop import Objective, Validate, run
 from stages.train.validate import make_validator
@@ -84,6 +85,31 @@ class RunSetup:
             "root": str(self.root.resolve()),
             "world_size": self.ranks.world,
         }
+
+
+AUTO_SIZE = "auto"
+
+
+def with_concrete_size(
+    request: TrainRequest, root: Path, burnin: Mapping[str, Any] | None = None
+) -> TrainRequest:
+    """``--size auto``: the training videos' aspect ratio at about the area of the input size
+    the run would otherwise have (the preset's, or the burn-in's), so footage of any shape
+    trains unsquashed at the preset's cost (``stages.frames.size_at_area``)."""
+    if request.given.get("input_size") != AUTO_SIZE:
+        return request
+    rest = {k: v for k, v in request.given.items() if k != "input_size"}
+    reference = resolve(
+        request.stage, request.dataset, rest, preset=request.preset, burnin=burnin
+    ).data
+    ds = open_dataset(request.dataset, root)
+    videos = ds.videos(reference.split)
+    if not videos:
+        raise UserError(f"--size auto: no videos in split '{reference.split}' of {root}")
+    frame = ds.frame_size(videos[0])
+    size = size_at_area(frame, reference.input_size, reference.crop_top)
+    log.info("--size auto: %dx%d frames -> input %dx%d", *frame, *size)
+    return replace(request, given={**rest, "input_size": size})
 
 
 def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:

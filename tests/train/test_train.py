@@ -260,3 +260,13 @@ def test_interrupted_run_needs_resume_or_force(tiny_masks, monkeypatch):
         train(store, config)
     art = train(store, tiny_request(steps=5, checkpoint_every=2, seed=7, force=True))
     assert art.is_complete and checkpoint.final(art)["step"] == 5
+
+
+def test_size_auto_keeps_the_videos_aspect_at_the_presets_area(tiny_masks):
+    from stages.frames import size_at_area
+    from stages.train.runner import with_concrete_size
+
+    root, _store, _masks = tiny_masks
+    request = with_concrete_size(tiny_request(input_size="auto"), root)
+    assert request.given["input_size"] == size_at_area((32, 64), (96, 320)) == (124, 248)
+    assert tiny_request().given == with_concrete_size(tiny_request(), root).given
