@@ -54,15 +54,24 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
             BarColumn,
             MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            """Items per second (frames, steps, videos)."""
+
+            def render(self, task) -> Text:
+                return Text(f"{task.speed:.1f}/s" if task.speed else "")
 
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            Rate(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
@@ -79,4 +88,5 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
         if now - last >= PLAIN_INTERVAL_S or count == total:
             last = now
             of = f"/{total}" if total else ""
-            log.info("%s: %d%s (%.0fs)", description, count, of, now - start)
+            rate = count / max(now - start, 1e-9)
+            log.info("%s: %d%s (%.0fs, %.1f/s)", description, count, of, now - start, rate)
