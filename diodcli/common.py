@@ -117,6 +117,17 @@ def root_option(required: bool = False):
     )
 
 
+def model_ref_option(**kwargs: Any) -> Callable:
+    """``--model``: a trained network by artifact or file (``stages.inference.resolve_model``)."""
+    return click.option(
+        "--model",
+        help="A model file (`diod export-model`; predict only), a burnin/distill artifact id "
+        "(prefix) of any dataset in the workspace, or `burnin` / `distill` for the newest "
+        "complete one.",
+        **kwargs,
+    )
+
+
 which_option = click.option(
     "--which",
     type=click.Choice(["teacher", "student"]),

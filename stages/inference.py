@@ -49,7 +49,7 @@ from stages.frames import size_at_area
 from stages.hardware import model_precision, resolve_device
 from stages.model.encoder import ResNet18Encoder
 from stages.overlays import overlay, palette
-from stages.predict import argmax_scores, predict_clips
+from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
 from stages.tracks import SlotTracks, TrackParams
 from stages.zarrstore import compressor
@@ -203,18 +203,10 @@ def _object_maps(
     previous: np.ndarray | None = None  # the last clip's slot ids (T, h, w)
     previous_start = 0
     height, width = footage.size
-    for start, first, maps in predict_clips(
-        model,
-        remember(),
-        len(footage),
-        size,
-        geometry.clip_length,
-        config.batch_size,
-        device,
-        precision,
-        geometry.crop_top,
-        overlap,
-    ):
+    predictor = Predictor(
+        model, size, geometry.crop_top, geometry.clip_length, config.batch_size, device, precision
+    )
+    for start, first, maps in predictor.clips(remember(), len(footage), overlap):
         slot_ids, scores = argmax_scores(maps)
         clip = slot_ids.cpu().numpy()
         anchor_prev = anchor_new = None

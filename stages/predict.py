@@ -79,26 +79,6 @@ def full_frame(maps: torch.Tensor, crop_top: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_video(
-    model: DIOD,
-    frames: Iterable[np.ndarray],
-    n_frames: int,
-    input_size: tuple[int, int],
-    clip_length: int,
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    crop_top: float = 0.0,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Stream (first frame index, attention maps (n, K, h, w) float32 on ``device``) over a
-    video, in frame order, each frame once (see ``predict_clips``)."""
-    for start, first, maps in predict_clips(
-        model, frames, n_frames, input_size, clip_length, batch_size, device, precision, crop_top
-    ):
-        yield first, maps[first - start :]
-
-
-@torch.no_grad()
 def predict_clips(
     model: DIOD,
     frames: Iterable[np.ndarray],
@@ -175,10 +155,11 @@ class Predictor:
     def map_size(self) -> tuple[int, int]:
         return frame_map_size(self.input_size, self.crop_top, self.model.stride)
 
-    def __call__(
-        self, frames: Iterable[np.ndarray], n_frames: int
-    ) -> Iterator[tuple[int, torch.Tensor]]:
-        return predict_video(
+    def clips(
+        self, frames: Iterable[np.ndarray], n_frames: int, overlap: int = 0
+    ) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(start, first new frame, maps (T, K, h, w)) of every clip (``predict_clips``)."""
+        return predict_clips(
             self.model,
             frames,
             n_frames,
@@ -188,4 +169,12 @@ class Predictor:
             self.device,
             self.precision,
             self.crop_top,
+            overlap,
         )
+
+    def __call__(
+        self, frames: Iterable[np.ndarray], n_frames: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first frame index, maps (n, K, h, w)) over a video, each frame once, in order."""
+        for start, first, maps in self.clips(frames, n_frames):
+            yield first, maps[first - start :]

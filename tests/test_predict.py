@@ -7,7 +7,7 @@ import torch
 
 from stages.evaluate import segment_mean
 from stages.model import DIOD, ModelConfig
-from stages.predict import argmax_scores, clip_windows, frame_map_size, predict_video
+from stages.predict import Predictor, argmax_scores, clip_windows, frame_map_size
 
 
 def test_clip_windows_cover_every_frame_once():
@@ -36,9 +36,8 @@ def test_streamed_prediction_equals_the_model_on_each_clip():
     ]
     got = torch.zeros(7, 4, 4, 8)
     seen = []
-    for first, maps in predict_video(
-        model, iter(frames), 7, (16, 32), 3, 2, torch.device("cpu"), "fp32"
-    ):
+    predictor = Predictor(model, (16, 32), 0.0, 3, 2, torch.device("cpu"), "fp32")
+    for first, maps in predictor(iter(frames), 7):
         got[first : first + len(maps)] = maps
         seen.extend(range(first, first + len(maps)))
     assert seen == list(range(7))
@@ -62,9 +61,8 @@ def test_cropped_top_rows_are_background_in_full_frame_maps():
     frames = [
         np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)
     ]
-    ((first, maps),) = predict_video(
-        model, iter(frames), 2, (16, 32), 2, 1, torch.device("cpu"), "fp32", 0.5
-    )
+    predictor = Predictor(model, (16, 32), 0.5, 2, 1, torch.device("cpu"), "fp32")
+    ((first, maps),) = predictor(iter(frames), 2)
     assert first == 0 and maps.shape == (2, 3, 8, 8)
     assert frame_map_size((16, 32), 0.5, 4) == (8, 8)
     assert torch.equal(
@@ -73,3 +71,15 @@ def test_cropped_top_rows_are_background_in_full_frame_maps():
     lower = torch.stack([torch.from_numpy(f[16:]).permute(2, 0, 1).float() / 255 for f in frames])
     with torch.no_grad():
         assert torch.allclose(maps[:, :, 4:], model(lower[None]).masks[0], atol=1e-5)
+
+
+def test_overlapping_clips_share_one_frame_and_cover_the_video():
+    """Clips for tracking (overlap 1): each new clip starts on its predecessor's last frame."""
+    assert clip_windows(10, 4, 1) == [(0, 4, 0), (3, 7, 4), (6, 10, 7)]
+    assert clip_windows(11, 4, 1) == [(0, 4, 0), (3, 7, 4), (6, 10, 7), (7, 11, 10)]
+    torch.manual_seed(0)
+    model = DIOD(ModelConfig(num_slots=3, encoder_width=0.125, decoder_channels=8)).eval()
+    frames = [np.random.default_rng(i).integers(0, 256, (16, 32, 3), np.uint8) for i in range(7)]
+    predictor = Predictor(model, (16, 32), 0.0, 3, 2, torch.device("cpu"), "fp32")
+    clips = list(predictor.clips(iter(frames), 7, overlap=1))
+    assert [(s, f, len(m)) for s, f, m in clips] == [(0, 0, 3), (2, 3, 3), (4, 5, 3)]

@@ -14,7 +14,7 @@ from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
 from stages.metrics import resize_nearest
 from stages.model import DIOD, ModelConfig
-from stages.predict import clip_windows, frame_map_size
+from stages.predict import Predictor, clip_windows, frame_map_size
 from stages.tracks import SlotTracks, TrackParams, slot_iou
 
 
@@ -61,9 +61,10 @@ def test_predicted_ids_follow_gt_objects_across_clips(video, tmp_path, monkeypat
     slots, clip_length = 8, 3
     rng = np.random.default_rng(0)
 
-    def oracle_clips(model, frames, n, size, t, batch, device, precision, crop_top, overlap):
+    def oracle_clips(self, frames, n, overlap):
         list(frames)  # consume the input as the real network would
-        h, w = frame_map_size(size, crop_top, 4)
+        t = self.clip_length
+        h, w = frame_map_size(self.input_size, self.crop_top, 4)
         small = resize_nearest(gt, (h, w))
         objects = sorted(set(np.unique(gt)) - {0})
         for start, stop, first in clip_windows(n, t, overlap):
@@ -73,7 +74,7 @@ def test_predicted_ids_follow_gt_objects_across_clips(video, tmp_path, monkeypat
             one_hot = np.eye(slots, dtype=np.float32)[slot_of[small[start:stop]]]
             yield start, first, torch.from_numpy(one_hot).permute(0, 3, 1, 2)
 
-    monkeypatch.setattr(inference, "predict_clips", oracle_clips)
+    monkeypatch.setattr(Predictor, "clips", oracle_clips)
     model = DIOD(ModelConfig(num_slots=slots, encoder_width=0.125, decoder_channels=8))
     geometry = modelfile.InputGeometry(size=gt.shape[1:], crop_top=0.0, clip_length=clip_length)
     path = modelfile.save(modelfile.LoadedModel(model, geometry, "model", {}), tmp_path / "m.pt")

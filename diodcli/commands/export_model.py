@@ -6,17 +6,11 @@ from pathlib import Path
 
 import click
 
-from diodcli.common import app, config_option, which_option
+from diodcli.common import app, config_option, model_ref_option, which_option
 
 
 @click.command("export-model")
-@click.option(
-    "--model",
-    default="distill",
-    show_default=True,
-    help="A burnin/distill artifact id (prefix) of any dataset in the workspace, or "
-    "`burnin` / `distill` for the newest complete one.",
-)
+@model_ref_option(default="distill", show_default=True)
 @which_option
 @click.option(
     "--out",

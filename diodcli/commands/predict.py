@@ -12,6 +12,7 @@ from diodcli.common import (
     config_option,
     device_option,
     flags_in_errors,
+    model_ref_option,
     parse_size,
     precision_option,
     setting_option,
@@ -22,12 +23,7 @@ from stages.tracks import MIN_IOU, TrackParams
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option(
-    "--model",
-    required=True,
-    help="A model file (`diod export-model`), a burnin/distill artifact id (prefix) of any "
-    "dataset in the workspace, or `burnin` / `distill` for the newest complete one.",
-)
+@model_ref_option(required=True)
 @which_option
 @click.option(
     "--out",

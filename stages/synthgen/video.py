@@ -115,13 +115,20 @@ def write_video(root: Path, config: SynthConfig, split: str, index: int) -> str:
     """Generate and write ``<root>/<split>/<name>/``; returns the name."""
     scene, video = make_video(config, split, index)
     name = video_name(split, index)
-    folder = root / split / name
+    meta = describe(config, split, index, scene, video)
+    write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
+    return name
+
+
+def write_video_files(
+    folder: Path, rgb: np.ndarray, ids: np.ndarray, flow: np.ndarray, meta: dict
+) -> None:
+    """A synthetic video in the dataset layout (every world writes this one):
+    ``rgb/`` and ``instances/`` PNGs, ``meta.json`` and the GT ``flow.npz``."""
     (folder / "rgb").mkdir(parents=True)
     (folder / "instances").mkdir()
-    for t in range(config.frames):
-        write_png(folder / "rgb" / f"{t:06d}.png", video.rgb[t])
-        write_png(folder / "instances" / f"{t:06d}.png", video.ids[t])
-    meta = describe(config, split, index, scene, video)
+    for t in range(len(rgb)):
+        write_png(folder / "rgb" / f"{t:06d}.png", rgb[t])
+        write_png(folder / "instances" / f"{t:06d}.png", ids[t])
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    write_npz(folder / "flow.npz", forward=video.flow)
-    return name
+    write_npz(folder / "flow.npz", forward=flow)

@@ -8,17 +8,15 @@ actors never seen are left out of ``meta.json``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from stages.datasets.imageio import write_png
 from stages.synthgen.street.config import StreetConfig
 from stages.synthgen.street.render import StreetVideo, render_street
 from stages.synthgen.street.scene import StreetScene, sample_street_scene
-from stages.synthgen.video import video_name, video_rng, write_npz
+from stages.synthgen.video import video_name, video_rng, write_video_files
 
 
 def make_street_video(
@@ -123,13 +121,6 @@ def write_street_video(root: Path, config: StreetConfig, split: str, index: int)
     """Generate and write ``<root>/<split>/<name>/``; returns the name."""
     scene, video, actor_of = make_street_video(config, split, index)
     name = video_name(split, index)
-    folder = root / split / name
-    (folder / "rgb").mkdir(parents=True)
-    (folder / "instances").mkdir()
-    for t in range(config.frames):
-        write_png(folder / "rgb" / f"{t:06d}.png", video.rgb[t])
-        write_png(folder / "instances" / f"{t:06d}.png", video.ids[t])
     meta = describe(config, split, index, scene, video, actor_of)
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    write_npz(folder / "flow.npz", forward=video.flow)
+    write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
     return name
