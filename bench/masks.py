@@ -7,7 +7,7 @@ backward), i.e. the real use case. Two figures per size:
   by the process's CPU time (what a dedicated core would give on a shared machine);
 - stage: frames/s of `compute_masks` end to end with one worker (plus GT quality and
   writing the artifact).
-Target (TARGETS.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
+Target (docs/masks.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
 the load average is printed; compare sizes within one run.
 
     .venv/bin/python bench/masks.py [--videos 2] [--frames 10]

@@ -4,7 +4,7 @@ step, fed by the real data loader (synth clips decoded from PNG, masks from Zarr
 Each case runs in its own process (so its peak RSS is its own) on a small synth dataset
 generated at the case's input size, with masks imported from the GT moving objects. The
 REF cases use the reference's architecture (ResNet-18 at width 1, ConvGRU 2x64, 45 slots,
-T=5) and batch, as in TARGETS.md, whose REF step times it prints beside ours.
+T=5) and batch as the reference figures in docs/training.md, which it prints beside ours.
 
     .venv/bin/python bench/train.py                      # synth-cpu, ref-96x320, ref-128x416
     .venv/bin/python bench/train.py --cases ref-368x1248 --steps 3
@@ -39,7 +39,7 @@ CASES = {
     "movi": ("movi", None, None, {}),
     "tripd-b1": ("tripd", None, 1, {}),
 }
-# TARGETS.md, the reference implementation on 2 Zen 4 cores: burn-in step (s), peak RSS (GiB)
+# The reference implementation on 2 Zen 4 cores (docs/training.md): burn-in step (s), peak RSS (GiB)
 REF = {"ref-96x320": (9.9, 3.1), "ref-128x416": (18.7, 3.7), "ref-368x1248": (97.0, 12.3)}
 DEFAULT_CASES = ("synth-cpu", "ref-96x320", "ref-128x416")
 
