@@ -15,7 +15,7 @@ is resized to about the training input's area with its own aspect ratio, sides m
 4 (``stages.frames.size_at_area``); ``size`` overrides it. The maps are upsampled bilinearly to the
 frame's size before the argmax, so objects keep smooth edges at any resolution.
 
-Object ids: slots within a clip, linked across clips on the frame they share
+Object ids: linked frame to frame and across clips on the frame they share
 (``stages.tracks``). ``moving`` is null: no motion estimate is made for a bare video.
 
 An input's folder appears complete or not at all: it is written as ``.<name>.partial``
@@ -51,7 +51,7 @@ from stages.model.encoder import ResNet18Encoder
 from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
-from stages.tracks import SlotTracks, TrackParams
+from stages.tracks import ObjectTracks, TrackParams
 from stages.zarrstore import compressor
 
 MODEL_STAGES = ("distill", "burnin")
@@ -199,9 +199,7 @@ def _object_maps(
             originals[i] = frame
             yield frame
 
-    tracks = SlotTracks(slots, config.tracks)
-    previous: np.ndarray | None = None  # the last clip's slot ids (T, h, w)
-    previous_start = 0
+    tracks = ObjectTracks(slots, config.tracks)
     height, width = footage.size
     predictor = Predictor(
         model, size, geometry.crop_top, geometry.clip_length, config.batch_size, device, precision
@@ -209,20 +207,13 @@ def _object_maps(
     for start, first, maps in predictor.clips(remember(), len(footage), overlap):
         slot_ids, scores = argmax_scores(maps)
         clip = slot_ids.cpu().numpy()
-        anchor_prev = anchor_new = None
-        if previous is not None:
-            if first > start:  # shared frames: the same pixels segmented twice
-                shared = slice(start - previous_start, first - previous_start)
-                anchor_prev, anchor_new = previous[shared], clip[: first - start]
-            else:  # adjacent frames
-                anchor_prev, anchor_new = previous[-1:], clip[:1]
-        lut = tracks.link(clip[first - start :], anchor_prev, anchor_new)
-        if tracks.next_id > np.iinfo(np.uint16).max:
-            raise UserError(f"{footage.path}: more than 65535 objects: uint16 ids overflow")
-        previous, previous_start = clip, start
+        tracks.start_clip(clip[first - start - 1] if first > start else None)
         score_rows = scores.cpu().numpy()
         for offset in range(first - start, maps.shape[0]):
             index = start + offset
+            lut = tracks.frame(clip[offset])
+            if tracks.next_id > np.iinfo(np.uint16).max:
+                raise UserError(f"{footage.path}: more than 65535 objects: uint16 ids overflow")
             full = F.interpolate(
                 maps[offset : offset + 1], size=(height, width), mode="bilinear"
             ).argmax(1)[0]
