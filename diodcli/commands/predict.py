@@ -15,10 +15,11 @@ from diodcli.common import (
     model_ref_option,
     parse_size,
     precision_option,
-    setting_option,
+    settings_options,
     which_option,
 )
-from stages.tracks import MIN_IOU, TrackParams
+from stages.settings import build, declared
+from stages.tracks import TrackParams
 
 
 @click.command("predict")
@@ -41,7 +42,7 @@ from stages.tracks import MIN_IOU, TrackParams
 @batch_size_option("Clips", 4)
 @device_option()
 @precision_option()
-@setting_option("min_iou", MIN_IOU, default=MIN_IOU.default)
+@settings_options(TrackParams)
 @click.option(
     "--overlay/--no-overlay",
     default=True,
@@ -57,16 +58,15 @@ from stages.tracks import MIN_IOU, TrackParams
 @click.option("--force", is_flag=True, help="Redo inputs whose output is already complete.")
 @config_option
 @click.pass_context
-def COMMAND(
-    ctx: click.Context, inputs: tuple[str, ...], size: str | None, min_iou: float, **options
-) -> None:
+def COMMAND(ctx: click.Context, inputs: tuple[str, ...], size: str | None, **options) -> None:
     """Discover objects in video files (mp4, avi, mov, mkv), folders of frames or globs:
     instance-id maps at the original size, an objects file with ids kept across the video,
     an overlay video and a contact sheet per input."""
     from stages.inference import PredictConfig, predict
 
     with flags_in_errors((TrackParams,)):
-        tracks = TrackParams(min_iou=min_iou)
+        tracks = build(TrackParams, options)
+    options = {k: v for k, v in options.items() if k not in {n for n, _ in declared(TrackParams)}}
     config = PredictConfig(
         inputs=inputs,
         size=parse_size(size),
