@@ -10,6 +10,8 @@ T=5) and batch as the reference figures in docs/training.md, which it prints bes
     .venv/bin/python bench/train.py --cases ref-368x1248 --steps 3
     .venv/bin/python bench/train.py --cases movi,tripd-b1 --steps 3
     .venv/bin/python bench/train.py --device cuda --cases synth-cpu,kitti,tripd,movi   # GPU
+    .venv/bin/python bench/train.py --set channels_last=false --set threads=1   # any setting
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/train.py --precision fp32    # an AVX2 CPU
 
 Timings on a shared machine are noisy: check `uptime` first and compare ratios from one run.
 """
@@ -74,7 +76,9 @@ def _dataset(workdir: Path, size: tuple[int, int], frames: int):
     )
 
 
-def run_case(name: str, steps: int, device: str, precision: str, workers: int) -> dict:
+def run_case(
+    name: str, steps: int, device: str, precision: str, workers: int, settings: dict
+) -> dict:
     import torch
 
     from stages.hardware import Distributed
@@ -129,7 +133,16 @@ def run_case(name: str, steps: int, device: str, precision: str, workers: int) -
         if trainer.device.type == "cuda"
         else None,
         "threads": torch.get_num_threads(),
+        "channels_last": config.runtime.channels_last,
     }
+
+
+def _setting(item: str) -> tuple[str, object]:
+    name, _, text = item.partition("=")
+    try:
+        return name, json.loads(text)
+    except json.JSONDecodeError:
+        return name, text
 
 
 def main() -> None:
@@ -145,11 +158,26 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--workers", type=int, default=1, help="data-loader processes")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a training setting for every case, as `resolve` takes it (e.g. channels_last=false, "
+        "threads=1); VALUE is read as JSON, else as a string",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    settings = dict(_setting(item) for item in args.set)
     if args.one:
-        print(json.dumps(run_case(args.one, args.steps, args.device, args.precision, args.workers)))
+        print(
+            json.dumps(
+                run_case(args.one, args.steps, args.device, args.precision, args.workers, settings)
+            )
+        )
         return
+    if settings:
+        print(f"settings: {settings}")
     print(
         f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, {os.cpu_count()} cores"
     )
@@ -171,6 +199,7 @@ def main() -> None:
             args.precision,
             "--workers",
             str(args.workers),
+            *[f"--set={item}" for item in args.set],
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
