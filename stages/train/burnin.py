@@ -20,13 +20,14 @@ from stages.evaluate import dataset_root
 from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import losses
-from stages.train.config import LossConfig, resolve
+from stages.train.config import LossConfig
 from stages.train.runner import (
     TrainRequest,
+    auto_size,
     prepare_run,
+    resolve_request,
     run_artifact,
     validator,
-    with_concrete_size,
 )
 
 
@@ -79,10 +80,10 @@ class BurninObjective:
 
 def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
     """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
+    config = resolve_request(request)
     masks = store.resolve(request.dataset, "masks", request.masks)
     root = Path(request.root) if request.root else dataset_root(store, masks)
-    request = with_concrete_size(request, root)
-    config = resolve("burnin", request.dataset, request.given, preset=request.preset)
+    config = auto_size(request, config, root)
     setup = prepare_run(config, root, masks)
     torch.manual_seed(config.loop.seed)
     model = DIOD(config.model)

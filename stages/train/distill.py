@@ -41,13 +41,14 @@ from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import checkpoint, losses
 from stages.train.burnin import flat_maps, flat_masks
-from stages.train.config import DistillSettings, LossConfig, resolve
+from stages.train.config import DistillSettings, LossConfig
 from stages.train.runner import (
     TrainRequest,
+    auto_size,
     prepare_run,
+    resolve_request,
     run_artifact,
     validator,
-    with_concrete_size,
 )
 
 
@@ -134,10 +135,7 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
     burnin = store.resolve(request.dataset, "burnin", request.burnin)
     state = checkpoint.final(burnin)
     root = Path(request.root) if request.root else Path(burnin.params["root"])
-    request = with_concrete_size(request, root, state["config"])
-    config = resolve(
-        "distill", request.dataset, request.given, preset=request.preset, burnin=state["config"]
-    )
+    config = auto_size(request, resolve_request(request, state["config"]), root, state["config"])
     settings: DistillSettings = config.distill
     masks = store.get(request.dataset, "masks", burnin.upstream["masks"])
     setup = prepare_run(config, root, masks)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,26 +90,33 @@ class RunSetup:
 AUTO_SIZE = "auto"
 
 
-def with_concrete_size(
-    request: TrainRequest, root: Path, burnin: Mapping[str, Any] | None = None
-) -> TrainRequest:
-    """``--size auto``: the training videos' aspect ratio at about the area of the input size
-    the run would otherwise have (the preset's, or the burn-in's), so footage of any shape
-    trains unsquashed at the preset's cost (``stages.frames.size_at_area``)."""
+def resolve_request(request: TrainRequest, burnin: Mapping[str, Any] | None = None) -> RunConfig:
+    """The run's configuration, every setting checked before any input is looked up; with
+    ``--size auto``, the configuration the run would have without it (see ``auto_size``)."""
+    given = {k: v for k, v in request.given.items() if not (k == "input_size" and v == AUTO_SIZE)}
+    return resolve(request.stage, request.dataset, given, preset=request.preset, burnin=burnin)
+
+
+def auto_size(
+    request: TrainRequest,
+    config: RunConfig,
+    root: Path,
+    burnin: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """``--size auto``: ``config`` at the training videos' aspect ratio and about the area of
+    its own input size (the preset's, or the burn-in's), so footage of any shape trains
+    unsquashed at the preset's cost (``stages.frames.size_at_area``); else ``config``."""
     if request.given.get("input_size") != AUTO_SIZE:
-        return request
-    rest = {k: v for k, v in request.given.items() if k != "input_size"}
-    reference = resolve(
-        request.stage, request.dataset, rest, preset=request.preset, burnin=burnin
-    ).data
+        return config
     ds = open_dataset(request.dataset, root)
-    videos = ds.videos(reference.split)
+    videos = ds.videos(config.data.split)
     if not videos:
-        raise UserError(f"--size auto: no videos in split '{reference.split}' of {root}")
+        raise UserError(f"--size auto: no videos in split '{config.data.split}' of {root}")
     frame = ds.frame_size(videos[0])
-    size = size_at_area(frame, reference.input_size, reference.crop_top)
+    size = size_at_area(frame, config.data.input_size, config.data.crop_top)
     log.info("--size auto: %dx%d frames -> input %dx%d", *frame, *size)
-    return replace(request, given={**rest, "input_size": size})
+    given = {**request.given, "input_size": size}
+    return resolve(request.stage, request.dataset, given, preset=request.preset, burnin=burnin)
 
 
 def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:

@@ -264,9 +264,11 @@ def test_interrupted_run_needs_resume_or_force(tiny_masks, monkeypatch):
 
 def test_size_auto_keeps_the_videos_aspect_at_the_presets_area(tiny_masks):
     from stages.frames import size_at_area
-    from stages.train.runner import with_concrete_size
+    from stages.train.runner import auto_size, resolve_request
 
     root, _store, _masks = tiny_masks
-    request = with_concrete_size(tiny_request(input_size="auto"), root)
-    assert request.given["input_size"] == size_at_area((32, 64), (96, 320)) == (124, 248)
-    assert tiny_request().given == with_concrete_size(tiny_request(), root).given
+    request = tiny_request(input_size="auto")
+    config = auto_size(request, resolve_request(request), root)
+    assert config.data.input_size == size_at_area((32, 64), (96, 320)) == (124, 248)
+    plain = resolve_request(tiny_request())
+    assert auto_size(tiny_request(), plain, root) == plain
