@@ -15,7 +15,7 @@ files and the command line stay flat.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,12 +225,13 @@ def section(cls: type) -> Any:
     return dataclasses.field(default_factory=cls)
 
 
-def flatten(values: Mapping[str, Any], keep: Callable[[str], bool] = lambda _: True) -> dict:
-    """Nested dicts (a saved configuration) -> one flat {name: value} mapping."""
+def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dicts (a saved configuration) -> one flat {name: value} mapping (setting
+    names are unique across sections)."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, Mapping):
-            out.update(flatten(value, keep))
-        elif keep(key):
+            out.update(flatten(value))
+        else:
             out[key] = value
     return out
