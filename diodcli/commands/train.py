@@ -85,6 +85,9 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
         request = to_request(options, params)
         with flags_in_errors(sections.values()):
             art = train(app(ctx).store, request)
+        if art is None:
+            click.echo("dry run: the plan is above; nothing was trained")
+            return
         stage = "burn-in" if request.stage == "burnin" else request.stage
         click.echo(f"{stage} artifact: {art} ({art.path})")
 
@@ -122,6 +125,12 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
                 help="Continue an interrupted run of this configuration from its last checkpoint.",
             ),
             force_option,
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Resolve the configuration, print the run's plan (steps, epochs, LR at "
+                "the last step) and exit.",
+            ),
             *decorators,
             config_option,
             click.pass_context,

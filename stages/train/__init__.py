@@ -9,8 +9,9 @@ from stages.train.distill import train_distill
 from stages.train.runner import TrainRequest
 
 
-def train(store: ArtifactStore, request: TrainRequest) -> Artifact:
-    """Run (or reuse, or resume) the training artifact ``request`` determines."""
+def train(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
+    """Run (or reuse, or resume) the training artifact ``request`` determines; with
+    ``dry_run``, log its plan and return None."""
     return (train_distill if request.stage == "distill" else train_burnin)(store, request)
 
 

@@ -78,13 +78,16 @@ class BurninObjective:
         return None
 
 
-def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact:
+def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
     """Burn-in on a masks artifact; returns the complete ``burnin`` artifact."""
     config = resolve_request(request)
     masks = store.resolve(request.dataset, "masks", request.masks)
     root = Path(request.root) if request.root else dataset_root(store, masks)
     config = auto_size(request, config, root)
     setup = prepare_run(config, root, masks)
+    log.info("%s", setup.plan())
+    if request.dry_run:
+        return None
     torch.manual_seed(config.loop.seed)
     model = DIOD(config.model)
     log.info(

@@ -45,6 +45,7 @@ from stages.settings import (
     section,
     show,
 )
+from stages.train.data import EPOCHS
 from stages.train.losses import REGIONS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
@@ -71,6 +72,13 @@ class DataConfig(Settings):
     ).field()
     augment: bool = Setting(
         True, FLAG, "Weak-view augmentation of the clips: random resized crop and flip."
+    ).field()
+    epoch: str = Setting(
+        "windows",
+        choice(*EPOCHS),
+        "What one epoch is: every T-frame window of every training video (windows), or one "
+        "random window per video (videos, as the authors' code: 200-frame TRI-PD videos make "
+        "an epoch 196x shorter).",
     ).field()
 
     def check(self) -> None:

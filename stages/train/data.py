@@ -61,6 +61,9 @@ def one_hot(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return masks, masks.any(axis=(2, 3))
 
 
+EPOCHS = ("windows", "videos")
+
+
 @dataclass(frozen=True)
 class Clip:
     video: int
@@ -68,7 +71,9 @@ class Clip:
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Every window of T consecutive frames of the split's videos present in the masks store."""
+    """T-frame clips of the split's videos present in the masks store. ``epoch`` says what
+    an item is: a window (``windows``: every window of every video is one item), or a video
+    (``videos``: each item is a window drawn at random, per epoch, from one video)."""
 
     def __init__(
         self,
@@ -82,8 +87,10 @@ class ClipDataset(torch.utils.data.Dataset):
         augment: Augment | None,
         seed: int,
         crop_top: float = 0.0,
+        epoch: str = "windows",
     ):
         self.dataset_name, self.root = dataset, Path(root)
+        self.epoch = epoch
         self.crop_top = crop_top
         self.masks_artifact, self.split = masks, split
         self.clip_length, self.input_size, self.map_size = clip_length, input_size, map_size
@@ -106,11 +113,20 @@ class ClipDataset(torch.utils.data.Dataset):
             raise UserError(
                 f"split '{split}': no video has {clip_length} frames (clip length T); lower T"
             )
+        self.long_enough = sorted({clip.video for clip in self.clips})
         self._dataset: Dataset | None = None
         self._mask_arrays: dict[int, Any] = {}
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.clips) if self.epoch == "windows" else len(self.long_enough)
+
+    def clip(self, index: int, rng: np.random.Generator) -> Clip:
+        """Item ``index``: a fixed window, or a window drawn by ``rng`` from one video."""
+        if self.epoch == "windows":
+            return self.clips[index]
+        video = self.long_enough[index]
+        starts = len(self.videos[video]) - self.clip_length + 1
+        return Clip(video, int(rng.integers(starts)))
 
     def __getstate__(self) -> dict[str, Any]:  # workers reopen their own handles
         return {**self.__dict__, "_dataset": None, "_mask_arrays": {}}
@@ -132,9 +148,9 @@ class ClipDataset(torch.utils.data.Dataset):
         """frames (T, 3, H, W) uint8 (made float on the training device, see ``to_device``),
         masks (T, M, h, w) bool, valid (T, M) bool."""
         index, epoch = key
-        clip = self.clips[index]
-        video = self.videos[clip.video]
         rng = np.random.default_rng((self.seed, epoch, index))
+        clip = self.clip(index, rng)
+        video = self.videos[clip.video]
         box, flip = draw_geometry(rng, self.augment)
         box = within(region(self.crop_top), box)
         rgb = np.stack(

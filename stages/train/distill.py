@@ -130,7 +130,7 @@ class DistillObjective:
             self.teacher.update(model)
 
 
-def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
+def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
     """Distil a burn-in artifact; returns the complete ``distill`` artifact."""
     burnin = store.resolve(request.dataset, "burnin", request.burnin)
     state = checkpoint.final(burnin)
@@ -139,6 +139,9 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact:
     settings: DistillSettings = config.distill
     masks = store.get(request.dataset, "masks", burnin.upstream["masks"])
     setup = prepare_run(config, root, masks)
+    log.info("%s", setup.plan())
+    if request.dry_run:
+        return None
     student: DIOD = checkpoint.model_from(state, "model")
     teacher = EmaTeacher(student, keep_rate=settings.ema)
     objective = DistillObjective(

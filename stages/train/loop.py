@@ -333,6 +333,9 @@ def run(
                     window["steps"] / window["time"],
                     clips,
                 )
+                if "clips_per_s" not in summary:  # the first row: the rest of the run's ETA
+                    eta = (steps - step) * window["time"] / window["steps"]
+                    log.info("ETA %s for %d more steps", _duration(eta), steps - step)
                 summary.update(final={k: row[k] for k in terms_sum}, clips_per_s=clips)
                 terms_sum, window = {}, {"time": 0.0, "steps": 0}
             if validate is not None and (
@@ -349,6 +352,12 @@ def run(
             logs.close()
     summary["steps"] = step
     return summary
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def _validate(validate: Validate, model: nn.Module, step: int) -> dict[str, float]:

@@ -29,6 +29,7 @@ from stages.train import checkpoint
 from stages.train.config import RunConfig, resolve
 from stages.train.data import Augment, ClipDataset
 from stages.train.loop import Objective, Validate, run
+from stages.train.schedule import lr_factor
 from stages.train.validate import make_validator
 
 FORMAT_VERSION = 1
@@ -51,6 +52,7 @@ class TrainRequest:
     root: str | None = None
     resume: bool = False
     force: bool = False
+    dry_run: bool = False
 
 
 @dataclass
@@ -76,6 +78,20 @@ class RunSetup:
                 "world_size": self.ranks.world,
             },
         }
+
+    def plan(self) -> str:
+        """The run's length in words: steps, what an epoch is here, the LR at the last step."""
+        loop, data = self.config.loop, self.config.data
+        items = len(self.data)
+        per = "window" if data.epoch == "windows" else "video (one random window each)"
+        last_lr = loop.lr * lr_factor(self.steps, loop.warmup, loop.decay)
+        length = f"{loop.epochs} epochs" if loop.epochs is not None else f"{loop.steps} steps"
+        return (
+            f"{self.config.stage} plan: {length} = {self.steps} steps of batch "
+            f"{loop.batch_size} x {self.ranks.world} process(es); an epoch is {items} "
+            f"item(s), one per {per}, {self.steps_per_epoch} steps; LR {loop.lr:g} after "
+            f"{loop.warmup} warm-up steps, {last_lr:.3g} at the last step"
+        )
 
     def params(self) -> dict[str, Any]:
         """What the artifact id hashes: the whole configuration but its runtime section,
@@ -136,6 +152,7 @@ def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
         Augment() if data_cfg.augment else None,
         config.loop.seed,
         data_cfg.crop_top,
+        data_cfg.epoch,
     )
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // config.loop.batch_size

@@ -1,4 +1,5 @@
-"""Learning-rate schedule of paper 3.2, docs/training.md: linear warm-up, then halving every ``decay`` steps.
+"""Learning-rate schedule (paper 3.2, docs/training.md): linear warm-up, then halving every
+``decay`` steps.
 
 lr(step) = base * min(1, step / warmup) * 0.5 ** (step / decay), the decay continuous (not
 a staircase), as in the reference. Used as a ``LambdaLR`` factor so the optimizer's state

@@ -103,6 +103,7 @@ def test_presets_resolve_for_both_stages_and_their_models_run():
         assert distill.distill is not None and burnin.distill is None
         if name != "synth-cpu":
             assert (burnin.model.encoder_width, burnin.model.slot_dim) == (1.0, 64)
+            assert burnin.data.epoch == distill.data.epoch == "videos"  # the authors' epoch
             assert distill.loop.epochs == 500 and distill.loop.steps is None
         torch.manual_seed(0)
         with torch.no_grad():

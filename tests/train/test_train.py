@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_CLI_OPTIONS, tiny_request
+from helpers import TINY_CLI_OPTIONS, gt_masks_artifact, tiny_request, tiny_synth
 
+from stages.artifacts import ArtifactStore
 from stages.errors import UserError
 from stages.train import checkpoint
 from stages.train.data import (
@@ -35,6 +36,20 @@ def _dataset(tiny_masks, augment=WEAK, seed=0):
 
 
 # -- data -----------------------------------------------------------------------------------
+def test_an_epoch_of_videos_draws_one_window_per_video_per_epoch(tiny_masks):
+    root, _store, masks = tiny_masks
+    ds = ClipDataset("synth", root, masks, "train", 3, (32, 64), (8, 16), None, 0, epoch="videos")
+    assert len(ds) == len(ds.videos) == 2
+    starts = {
+        epoch: [ds.clip(i, np.random.default_rng((0, epoch, i))).start for i in range(2)]
+        for epoch in range(12)
+    }
+    assert all(0 <= s <= 6 - 3 for row in starts.values() for s in row)
+    assert len({tuple(row) for row in starts.values()}) > 1  # a new window each epoch
+    item = ds[(1, 5)]
+    assert torch.equal(item["frames"], ds[(1, 5)]["frames"])  # seeded by (seed, epoch, item)
+
+
 def test_clips_are_every_window_of_t_frames(tiny_masks):
     ds = _dataset(tiny_masks)
     assert len(ds) == 2 * (6 - 3 + 1)
@@ -272,3 +287,23 @@ def test_size_auto_keeps_the_videos_aspect_at_the_presets_area(tiny_masks):
     assert config.data.input_size == size_at_area((32, 64), (96, 320)) == (124, 248)
     plain = resolve_request(tiny_request())
     assert auto_size(tiny_request(), plain, root) == plain
+
+
+def test_dry_run_plans_the_authors_epochs_and_writes_nothing(tmp_path):
+    """The full presets count an epoch as one random window per video (the authors' code):
+    16 videos at batch 8 make 2 steps per epoch, 400 epochs 800 steps; every window per epoch
+    (8-frame videos, T = 5: 4 windows each) would be 4x that."""
+    import re
+
+    root = tiny_synth(tmp_path / "synth", train_videos=16, val_videos=0, frames=8)
+    store = ArtifactStore(tmp_path / "runs")
+    gt_masks_artifact(store, root)
+    base = ["--workspace", str(store.workspace), "train", "--stage", "burnin", "--dataset"]
+    base += ["synth", "--preset", "tripd", "--dry-run"]
+    for extra, steps in (([], 800), (["--epoch", "windows"], 3200)):
+        code, out = _diod(*base, *extra)
+        assert code == 0 and "dry run" in out, out
+        assert f"400 epochs = {steps} steps of batch 8" in out, out
+        last_lr = float(re.search(r"([0-9.e-]+) at the last step", out).group(1))
+        assert 0 < last_lr < 5e-4
+    assert store.list("synth", "burnin") == []
