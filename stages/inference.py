@@ -66,7 +66,7 @@ class PredictConfig:
     model: str  # a model file, an artifact id (prefix) of any dataset, or burnin/distill
     out: Path = Path("predictions")
     which: str = "teacher"
-    size: tuple[int, int] | None = None  # model input HxW; None: inference_size
+    size: tuple[int, int] | None = None  # model input HxW; None: frames.size_at_area
     batch_size: int = 4
     device: str = "auto"
     precision: str = "auto"
