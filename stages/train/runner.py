@@ -85,9 +85,9 @@ class RunSetup:
         items = len(self.data)
         per = "window" if data.epoch == "windows" else "video (one random window each)"
         last_lr = loop.lr * lr_factor(self.steps, loop.warmup, loop.decay)
-        length = f"{loop.epochs} epochs" if loop.epochs is not None else f"{loop.steps} steps"
+        length = f"{loop.epochs} epochs = " if loop.epochs is not None else ""
         return (
-            f"{self.config.stage} plan: {length} = {self.steps} steps of batch "
+            f"{self.config.stage} plan: {length}{self.steps} steps of batch "
             f"{loop.batch_size} x {self.ranks.world} process(es); an epoch is {items} "
             f"item(s), one per {per}, {self.steps_per_epoch} steps; LR {loop.lr:g} after "
             f"{loop.warmup} warm-up steps, {last_lr:.3g} at the last step"
