@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,26 +60,31 @@ class Look:
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What every shape carries: its look, and which GT instance it belongs to (0: none)."""
+class Shape(ABC):
+    """What every shape carries: its look, and which GT instance it belongs to (0: none);
+    what every shape answers: where a ray meets it, and its texture and normal there."""
 
     look: Look
     ident: int
     #: whether the sun shades it (the sky is not shaded)
     lit: bool
 
+    @abstractmethod
     def moved(self, delta: Array) -> Shape:
-        raise NotImplementedError
+        """The same shape translated by ``delta`` (3,) metres."""
 
+    @abstractmethod
     def corners(self) -> Array | None:
         """Bounding corners (3, 8); None: unbounded, test every ray."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hit(self, origin: Array, rays: Array) -> Array:
-        raise NotImplementedError
+        """Distance along each ray (3, N) to the shape (inf where it misses)."""
 
+    @abstractmethod
     def surface(self, points: Array) -> tuple[Array, Array, Array]:
-        raise NotImplementedError
+        """Texture coordinates (texels along the look's two axes) and normals (3, N) at
+        points (3, N) on the shape."""
 
 
 @dataclass(frozen=True)
