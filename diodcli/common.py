@@ -276,13 +276,13 @@ def precision_option(**kwargs: Any) -> Callable:
     return setting_option("precision", PRECISION, default=PRECISION.default, check=True, **kwargs)
 
 
-def workers_option(default_rule: str, check: bool = True) -> Callable:
+def workers_option(default_rule: str) -> Callable:
     """``--workers``: N processes, 0 for none, unset for the command's ``default_rule``."""
     return setting_option(
         "num_workers",
         WORKERS,
         help=WORKERS.help.replace("from the cores", default_rule),
-        check=check,
+        check=True,
     )
 
 

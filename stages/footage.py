@@ -31,6 +31,7 @@ class Footage:
     frame_names: tuple[str, ...]
     size: tuple[int, int]  # (H, W) of every frame
     fps: float | None  # the file's frame rate; None for a folder of frames
+    images: tuple[Path, ...] = ()  # a folder's frame files, in order; () for a video file
 
     @property
     def name(self) -> str:
@@ -41,15 +42,12 @@ class Footage:
 
     def frames(self) -> Iterator[np.ndarray]:
         """(H, W, 3) uint8 RGB frames in order; a frame of another size is a UserError."""
-        if self.path.is_file():
-            source = VideoFile(self.path).frames()
-            names = self.frame_names
+        if self.images:
+            source = (read_rgb(p) for p in self.images)
         else:
-            images = list_images(self.path)
-            source = (read_rgb(p) for p in images)
-            names = tuple(p.name for p in images)
+            source = VideoFile(self.path).frames()
         count = 0
-        for name, frame in zip(names, source, strict=False):
+        for name, frame in zip(self.frame_names, source, strict=False):
             if frame.shape[:2] != self.size:
                 raise UserError(
                     f"{self.path}: frame {name} is {frame.shape[0]}x{frame.shape[1]}, the "
@@ -88,7 +86,11 @@ def _folder(path: Path) -> Footage:
             f"{path}: no frames in this folder (expected {', '.join(IMAGE_SUFFIXES)} files)"
         )
     return Footage(
-        path=path, frame_names=tuple(p.stem for p in images), size=image_size(images[0]), fps=None
+        path=path,
+        frame_names=tuple(p.stem for p in images),
+        size=image_size(images[0]),
+        fps=None,
+        images=tuple(images),
     )
 
 

@@ -219,9 +219,7 @@ def _object_maps(
             ).argmax(1)[0]
             ids = lut[full.cpu().numpy()].astype(np.uint16)
             frame_scores = {int(lut[k]): float(score_rows[offset, k]) for k in range(slots)}
-            yield index, ids, frame_scores, originals.pop(index)
-        for old in [i for i in originals if i < start + maps.shape[0]]:
-            del originals[old]
+            yield index, ids, frame_scores, originals.pop(index)  # each frame output once
 
 
 class _Outputs:

@@ -107,9 +107,7 @@ class ObjectTracks:
         gone = [int(ids[r]) for r in rows if int(ids[r]) not in matched.values()]
         if not free or not gone:
             return matched
-        known, index = np.unique(self.previous, return_inverse=True)
-        before = centroids(index.reshape(self.previous.shape), len(known))
-        before = before[np.searchsorted(known, gone)]
+        before = centroids(self.previous, int(self.previous.max()) + 1)[gone]
         after = centroids(slot_map, self.slots)[free]
         distance = np.linalg.norm(before[:, None] - after[None], axis=2)
         r_idx, c_idx = linear_sum_assignment(distance)

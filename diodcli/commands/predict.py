@@ -66,7 +66,8 @@ def COMMAND(ctx: click.Context, inputs: tuple[str, ...], size: str | None, **opt
 
     with flags_in_errors((TrackParams,)):
         tracks = build(TrackParams, options)
-    options = {k: v for k, v in options.items() if k not in {n for n, _ in declared(TrackParams)}}
+    tracking = {name for name, _ in declared(TrackParams)}
+    options = {k: v for k, v in options.items() if k not in tracking}
     config = PredictConfig(
         inputs=inputs,
         size=parse_size(size),

@@ -289,11 +289,7 @@ def resolve(
     else:
         if burnin is None:
             raise UserError("distillation needs its burn-in's configuration")
-        inherited = flatten(
-            {k: v for k, v in burnin.items() if k != RUNTIME and isinstance(v, Mapping)}
-        )
-        flat_record = {k: v for k, v in burnin.items() if not isinstance(v, Mapping)}
-        base = {**{k: v for k, v in flat_record.items() if k in names}, **inherited}
+        base = flatten(burnin)  # nested by section; older records are flat already
         name = _preset_name(preset or burnin.get("preset"), dataset)
         model = dict(declared(ModelConfig))
         for key in given.keys() & model.keys():
