@@ -132,6 +132,7 @@ def choice(*names: str) -> Domain:
 TEXT = Domain(str)
 FLAG = Domain(bool)
 SIZE = Domain("size")
+SIZE_OR_NONE = Domain("size", optional=True)
 
 
 def show(value: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from stages.errors import UserError
@@ -85,6 +86,13 @@ def sample_strong_params(
     grayscale = torch.rand(clips, generator=generator) < config.p_grayscale
     solarize = torch.rand(clips, generator=generator) < config.p_solarize
     return StrongAugParams(jitter, factors, order, grayscale, solarize)
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The generator of the strong views at optimizer ``step`` on DDP ``rank``: a function of
+    the three only, so a resumed run draws the views it would have drawn."""
+    state = np.random.SeedSequence((seed, step, rank)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> 1))
 
 
 def strong_view(

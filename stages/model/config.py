@@ -6,9 +6,21 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from stages.errors import UserError
-from stages.settings import Setting, Settings, choice, floats, ints
+from stages.settings import (
+    FLAG,
+    SIZE_OR_NONE,
+    Setting,
+    SettingError,
+    Settings,
+    choice,
+    floats,
+    ints,
+)
 
 ENCODERS = ("resnet18",)
+TOKEN_NORMS = ("token", "map")
+DECODER_LAYERS = ("4", "6")
+SLOT_INITS = ("standard", "shared")
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,34 @@ class ModelConfig(Settings):
     decoder_channels: int = Setting(
         64, ints(1), "Channels of the spatial broadcast decoder."
     ).field()
+    decoder_layers: str = Setting(
+        "4",
+        choice(*DECODER_LAYERS),
+        "Transposed convolutions of the decoder: 4 (5x5/2, 5x5/2, 5x5/1, 3x3/1; 30 % fewer "
+        "decoder FLOPs) or the authors' 6 (4x4/2, 5x5/1, 5x5/1, 4x4/2, 5x5/1, 3x3/1).",
+    ).field()
+    token_norm: str = Setting(
+        "token",
+        choice(*TOKEN_NORMS),
+        "LayerNorm of the tokens: per token over its channels (the model runs at any "
+        "resolution), or the authors' over the whole map, [h*w, D] (a learned per-position "
+        "affine: 3.7 M parameters at KITTI size, and the model runs at its training size only).",
+    ).field()
+    map_size: tuple[int, int] | None = Setting(
+        None,
+        SIZE_OR_NONE,
+        "h x w of the maps the 'map' token norm is built for: the input size / 4, set from it.",
+        cli=False,
+    ).field()
+    slot_init: str = Setting(
+        "standard",
+        choice(*SLOT_INITS),
+        "The fixed initial slots: every entry N(0, 1), or the authors' per-dimension "
+        "N(mu_d, sigma_d) shared by all slots, mu_d ~ N(0, 1), sigma_d = |N(0, 1)|.",
+    ).field()
+    qkv_bias: bool = Setting(
+        False, FLAG, "Biases in the slot-attention q, k, v projections (the authors': on)."
+    ).field()
     iters_per_frame: int = Setting(
         1, ints(1), "Slot-attention iterations on each frame (the reference: 1)."
     ).field()
@@ -41,6 +81,13 @@ class ModelConfig(Settings):
     ).field()
     slot_seed: int = Setting(0, ints(), "Seed of the fixed random initial slots.").field()
     eps: float = Setting(1e-8, floats(0, low_open=True), "Attention epsilon.", cli=False).field()
+
+    def check(self) -> None:
+        if (self.token_norm == "map") != (self.map_size is not None):
+            raise SettingError(
+                "map_size",
+                f" {self.map_size}: the 'map' token norm needs the map size and only it uses one",
+            )
 
     @property
     def background_slot(self) -> int:

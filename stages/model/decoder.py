@@ -10,21 +10,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# (kernel, stride) of each transposed convolution, the last one to RGB; both upsample x4.
+LAYERS: dict[str, tuple[tuple[int, int], ...]] = {
+    "4": ((5, 2), (5, 2), (5, 1), (3, 1)),
+    "6": ((4, 2), (5, 1), (5, 1), (4, 2), (5, 1), (3, 1)),  # the authors'
+}
+
+
+def _upconv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.ConvTranspose2d:
+    """A transposed convolution that multiplies the map size by ``stride`` exactly."""
+    padding = (kernel - stride + 1) // 2
+    output_padding = stride - kernel + 2 * padding
+    return nn.ConvTranspose2d(
+        c_in, c_out, kernel, stride=stride, padding=padding, output_padding=output_padding
+    )
+
 
 class SlotDecoder(nn.Module):
-    """Four transposed convolutions: 5x5/2, 5x5/2 (x4 in all), 5x5/1, then 3x3/1 to RGB."""
+    """Transposed convolutions (``LAYERS[layers]``) with ReLUs between them."""
 
-    def __init__(self, dim: int, channels: int):
+    def __init__(self, dim: int, channels: int, layers: str = "4"):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(dim, channels, 5, stride=2, padding=2, output_padding=1),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, channels, 5, stride=2, padding=2, output_padding=1),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, channels, 5, stride=1, padding=2),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(channels, 3, 3, stride=1, padding=1),
-        )
+        spec = LAYERS[layers]
+        modules: list[nn.Module] = []
+        c_in = dim
+        for i, (kernel, stride) in enumerate(spec):
+            last = i == len(spec) - 1
+            modules.append(_upconv(c_in, 3 if last else channels, kernel, stride))
+            if not last:
+                modules.append(nn.ReLU(inplace=True))
+            c_in = channels
+        self.net = nn.Sequential(*modules)
 
     @staticmethod
     def canvas(attn: torch.Tensor, slots: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -45,20 +45,31 @@ def fg_map(masks: torch.Tensor) -> torch.Tensor:
     return 1 - masks[:, :, -1]
 
 
+def initial_slots(config: ModelConfig) -> torch.Tensor:
+    """The fixed initial slots (K, D), drawn once from ``slot_seed`` and never learned (as the
+    reference); saved in the state dict. ``standard``: every entry N(0, 1); ``shared`` (the
+    authors'): slot k, dimension d ~ N(mu_d, sigma_d), mu_d ~ N(0, 1), sigma_d = |N(0, 1)|."""
+    generator = torch.Generator().manual_seed(config.slot_seed)
+    shape = (config.num_slots, config.slot_dim)
+    if config.slot_init == "standard":
+        return torch.randn(*shape, generator=generator)
+    mu = torch.randn(config.slot_dim, generator=generator)
+    sigma = torch.randn(config.slot_dim, generator=generator).abs()
+    return mu + sigma * torch.randn(*shape, generator=generator)
+
+
 class DIOD(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.encoder = ResNet18Encoder(config.encoder_width)
         self.temporal = ConvGRU(self.encoder.out_channels, config.gru_hidden, config.gru_layers)
-        self.tokenizer = Tokenizer(config.gru_hidden, config.slot_dim)
-        self.slot_attention = SlotAttention(config.slot_dim, config.mlp_hidden, config.eps)
-        self.decoder = SlotDecoder(config.slot_dim, config.decoder_channels)
-        # Fixed random initial slots (ref: sampled once, not learned); saved in the state dict.
-        generator = torch.Generator().manual_seed(config.slot_seed)
-        self.register_buffer(
-            "initial_slots", torch.randn(config.num_slots, config.slot_dim, generator=generator)
+        self.tokenizer = Tokenizer(config.gru_hidden, config.slot_dim, config.map_size)
+        self.slot_attention = SlotAttention(
+            config.slot_dim, config.mlp_hidden, config.eps, config.qkv_bias
         )
+        self.decoder = SlotDecoder(config.slot_dim, config.decoder_channels, config.decoder_layers)
+        self.register_buffer("initial_slots", initial_slots(config))
         self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
         self.channels_last = False

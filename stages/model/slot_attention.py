@@ -15,16 +15,16 @@ from torch import nn
 
 
 class SlotAttention(nn.Module):
-    def __init__(self, dim: int, mlp_hidden: int, eps: float):
+    def __init__(self, dim: int, mlp_hidden: int, eps: float, qkv_bias: bool = False):
         super().__init__()
         self.dim = dim
         self.eps = eps
         self.scale = 1.0 / math.sqrt(dim)
         self.norm_tokens = nn.LayerNorm(dim)
-        self.to_k = nn.Linear(dim, dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.to_v = nn.Linear(dim, dim, bias=qkv_bias)
         self.norm_slots = nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_q = nn.Linear(dim, dim, bias=qkv_bias)
         self.gru = nn.GRUCell(dim, dim)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from stages.artifacts import Artifact, ArtifactStore
+from stages.distill.augment import step_generator, strong_view
 from stages.evaluate import dataset_root
 from stages.model import DIOD, DIODOutput
 from stages.progress import log
@@ -43,17 +44,25 @@ def flat_masks(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return masks & valid.unsqueeze(-1), valid
 
 
-def motion_terms(maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over frames that have masks of the size-weighted matched BCE (0 if none has)."""
+def motion_terms(
+    maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, clips: int, frames: str
+) -> torch.Tensor:
+    """The size-weighted matched BCE of the motion masks, combined over frames as
+    ``losses.over_frames``."""
     assign = losses.match_slots(maps, targets, valid)
     per_frame = losses.matched_bce(maps, targets, assign, losses.size_weight(targets))
-    has = valid.any(dim=1)
-    return per_frame[has].mean() if bool(has.any()) else per_frame.sum() * 0
+    return losses.over_frames(per_frame, valid.any(dim=1), clips, frames)
 
 
 @dataclass
 class BurninObjective:
+    """Burn-in's loss; with ``strong`` the model sees (and reconstructs) the strong colour
+    view of each clip, drawn from (seed, step, rank) as distillation's student views."""
+
     losses: LossConfig
+    strong: bool = False
+    seed: int = 0
+    rank: int = 0
     name: str = "burnin"
 
     def extra_state(self) -> dict[str, nn.Module]:
@@ -62,11 +71,14 @@ class BurninObjective:
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        out: DIODOutput = model(batch["frames"])
+        frames = batch["frames"]
+        if self.strong:
+            frames = strong_view(frames, step_generator(self.seed, step, self.rank))
+        out: DIODOutput = model(frames)
         maps = flat_maps(out)
         targets, valid = flat_masks(batch)
-        mse = losses.reconstruction_loss(out.recon, batch["frames"])
-        bce = motion_terms(maps, targets, valid)
+        mse = losses.reconstruction_loss(out.recon, frames, self.losses.mse_range)
+        bce = motion_terms(maps, targets, valid, frames.shape[0], self.losses.bce_frames)
         m_fg = targets.any(dim=1)
         fg = losses.fg_bg_loss(
             1 - maps[:, -1], m_fg, self.losses.alpha, self.losses.reg_region
@@ -108,6 +120,11 @@ def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact | None
         {"masks": masks},
         request,
         model=model,
-        objective=BurninObjective(config.losses),
+        objective=BurninObjective(
+            config.losses,
+            strong=config.data.strong_view,
+            seed=config.loop.seed,
+            rank=setup.ranks.rank,
+        ),
         validate=validator(setup),
     )

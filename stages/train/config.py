@@ -46,7 +46,7 @@ from stages.settings import (
     show,
 )
 from stages.train.data import EPOCHS
-from stages.train.losses import REGIONS
+from stages.train.losses import COLOUR_RANGES, FRAME_REDUCTIONS, REGIONS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
 STAGES = ("burnin", "distill")
@@ -72,6 +72,12 @@ class DataConfig(Settings):
     ).field()
     augment: bool = Setting(
         True, FLAG, "Weak-view augmentation of the clips: random resized crop and flip."
+    ).field()
+    strong_view: bool = Setting(
+        False,
+        FLAG,
+        "Burn-in: the model sees and reconstructs the strong colour view of each clip (jitter, "
+        "grayscale, solarize), as the authors' burn-in; distillation's student always does.",
     ).field()
     epoch: str = Setting(
         "windows",
@@ -128,6 +134,19 @@ class LossConfig(Settings):
         choice(*REGIONS),
         "Where W_fg is regularised: the whole map (DIOD) or outside the masks (BMOD).",
     ).field()
+    bce_frames: str = Setting(
+        "mean",
+        choice(*FRAME_REDUCTIONS),
+        "How a clip's frames combine in the matched-mask BCE terms: the mean over frames with "
+        "masks (a term's weight does not grow with T), or the authors' sum over the T frames, "
+        "averaged over clips (frames without masks count 0: about T times stronger).",
+    ).field()
+    mse_range: str = Setting(
+        "unit",
+        choice(*COLOUR_RANGES),
+        "Colour range of the reconstruction MSE: [0, 1] (unit), or the authors' [-1, 1] "
+        "(signed: 4 times the loss).",
+    ).field()
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,9 @@ class RuntimeConfig(Settings):
     val_split: str = Setting("val", TEXT, "Split scored during training ('' for none).").field()
     val_videos: int = Setting(8, ints(1), "Videos of val_split scored.").field()
 
+
+MODEL_DEFAULTS = dict(declared(ModelConfig))
+DATA_DEFAULTS = dict(declared(DataConfig))
 
 # Every section by name; ``distill`` exists in distillation runs only.
 SECTIONS: dict[str, type] = {
@@ -283,6 +305,7 @@ def resolve(
             )
     if "steps" in given and "epochs" in given:
         raise SettingError("steps", " and epochs are exclusive: give one")
+    base: dict[str, Any] = {}
     if stage == "burnin":
         name = _preset_name(preset, dataset)
         values = preset_values(name, stage)
@@ -291,8 +314,7 @@ def resolve(
             raise UserError("distillation needs its burn-in's configuration")
         base = flatten(burnin)  # nested by section; older records are flat already
         name = _preset_name(preset or burnin.get("preset"), dataset)
-        model = dict(declared(ModelConfig))
-        for key in given.keys() & model.keys():
+        for key in given.keys() & MODEL_DEFAULTS.keys():
             if key in base and given[key] != base[key]:
                 raise SettingError(
                     key,
@@ -303,11 +325,34 @@ def resolve(
         values = {k: v for k, v in base.items() if k in names and k not in runtime}
         values = _layer(values, preset_values(name, stage))
     values = _layer(values, given)
+    values["map_size"] = _map_size(values)
+    if stage == "distill" and values["map_size"] != _size_or_none(base.get("map_size")):
+        raise SettingError(
+            "input_size",
+            f" {show(values.get('input_size'))}: the burn-in's network norms its tokens over "
+            f"{show(base.get('map_size'))} maps (token_norm map); train at its input size",
+        )
     values["precision"] = model_precision(
         values.get("precision", PRECISION.default), _planned_device(values.get("device", "auto"))
     )
     sections = {key: build(cls, values) for key, cls in stage_sections(stage).items()}
     return RunConfig(stage, dataset, name, **sections)
+
+
+def _size_or_none(value: Any) -> tuple[int, int] | None:
+    return None if value is None else tuple(value)
+
+
+def _map_size(values: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The map size a ``token_norm map`` network is built for (input size / stride); None
+    for the per-token norm. A malformed input size is left to DataConfig to report."""
+    if values.get("token_norm", MODEL_DEFAULTS["token_norm"].default) != "map":
+        return None
+    size = SIZE.coerce(values.get("input_size", DATA_DEFAULTS["input_size"].default))
+    if not SIZE.accepts(size):
+        return None
+    stride = ResNet18Encoder.STRIDE
+    return (size[0] // stride, size[1] // stride)
 
 
 def _planned_device(name: str) -> torch.device:

@@ -28,12 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from stages.artifacts import Artifact, ArtifactStore
-from stages.distill.augment import StrongAugConfig, strong_view
+from stages.distill.augment import StrongAugConfig, step_generator, strong_view
 from stages.distill.ema import EmaTeacher
 from stages.distill.motion_filter import filter_motion_masks
 from stages.distill.pseudolabels import teacher_candidates
@@ -52,20 +51,19 @@ from stages.train.runner import (
 )
 
 
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    """Seed of the strong view at ``step``: a resumed run draws the same views."""
-    return int(np.random.SeedSequence((seed, step, rank)).generate_state(1, np.uint64)[0] >> 1)
-
-
 def _matched_term(
-    maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, scores: torch.Tensor
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    scores: torch.Tensor,
+    clips: int,
+    frames: str,
 ) -> torch.Tensor:
-    """Mean over frames that have targets of the (1 + score)-weighted matched BCE, each frame
-    normalised by its number of matched masks (eqs. 3-4); 0 when no frame has any."""
+    """The (1 + score)-weighted matched BCE (eqs. 3-4), each frame normalised by its number
+    of matched masks, combined over frames as ``losses.over_frames``."""
     assign = losses.match_slots(maps, targets, valid)
     per_frame = losses.matched_bce(maps, targets, assign, 1.0 + scores)
-    has = valid.any(dim=1)
-    return per_frame[has].mean() if bool(has.any()) else per_frame.sum() * 0
+    return losses.over_frames(per_frame, valid.any(dim=1), clips, frames)
 
 
 @dataclass
@@ -93,19 +91,19 @@ class DistillObjective:
         t_fg = 1.0 - t_maps[:, -1]
         candidates = teacher_candidates(t_maps, self.settings.labels)
 
-        generator = torch.Generator().manual_seed(_step_seed(self.seed, step, self.rank))
-        strong = strong_view(weak, generator, self.strong)
+        strong = strong_view(weak, step_generator(self.seed, step, self.rank), self.strong)
         out: DIODOutput = model(strong)
         maps = flat_maps(out)  # (F, K, N)
         w_fg = 1.0 - maps[:, -1]
 
         c_targets = candidates.masks.flatten(2)
-        l_t = _matched_term(maps, c_targets, candidates.valid, candidates.scores)
+        clips, frames_how = weak.shape[0], self.losses.bce_frames
+        l_t = _matched_term(maps, c_targets, candidates.valid, candidates.scores, clips, frames_how)
         if self.settings.motion_masks:
             targets, valid = flat_masks(batch)
             frame_masks = targets.view(targets.shape[0], targets.shape[1], *t_fg.shape[1:])
             kept = filter_motion_masks(frame_masks, valid, t_fg, self.settings.labels.threshold)
-            l_s = _matched_term(maps, targets, kept.valid, kept.scores)
+            l_s = _matched_term(maps, targets, kept.valid, kept.scores, clips, frames_how)
             m_fg = kept.fg.flatten(1)
             kept_masks = kept.valid.sum().item()
         else:
@@ -113,7 +111,8 @@ class DistillObjective:
             m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
             kept_masks = 0
         l_fg = losses.fg_bg_loss(w_fg, m_fg, self.losses.alpha, self.losses.reg_region).mean()
-        mse = losses.reconstruction_loss(out.recon, strong)  # the student's own input (eq. 5)
+        # the student's own input (eq. 5)
+        mse = losses.reconstruction_loss(out.recon, strong, self.losses.mse_range)
         total = l_s + l_t + l_fg + mse
         frames = t_maps.shape[0]
         return total, {

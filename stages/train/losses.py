@@ -14,6 +14,8 @@ from scipy.optimize import linear_sum_assignment
 
 EPS = 1e-6
 REGIONS = ("all", "nonobject")
+FRAME_REDUCTIONS = ("mean", "sum")
+COLOUR_RANGES = ("unit", "signed")
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +73,19 @@ def matched_bce(
     return bce.sum(1) / matched.sum(1).clamp(min=1)
 
 
+def over_frames(per_frame: torch.Tensor, has: torch.Tensor, clips: int, how: str) -> torch.Tensor:
+    """A clip batch's matched-BCE term from its per-frame values (F,) (0 where a frame has
+    no matched mask; ``has`` marks the frames with targets).
+
+    ``mean``: the mean over frames with targets (0 when none has); ``sum``: the sum over all
+    frames divided by the number of clips, i.e. a clip's frames add up (the authors')."""
+    if how == "sum":
+        return per_frame.sum() / clips
+    if how != "mean":
+        raise ValueError(f"how must be one of {FRAME_REDUCTIONS}, got {how!r}")
+    return per_frame[has].mean() if bool(has.any()) else per_frame.sum() * 0
+
+
 def size_weight(targets: torch.Tensor) -> torch.Tensor:
     """(F, M): 2 - area(m) / area(frame), so small objects weigh more."""
     return 2 - targets.float().mean(-1)
@@ -98,6 +113,13 @@ def fg_bg_loss(
     return attract + alpha * penalty
 
 
-def reconstruction_loss(recon: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between reconstruction and input frames (both RGB in [0, 1])."""
-    return torch.mean((recon.float() - frames.float()) ** 2)
+def reconstruction_loss(
+    recon: torch.Tensor, frames: torch.Tensor, colour_range: str = "unit"
+) -> torch.Tensor:
+    """Mean squared error between reconstruction and input frames (both RGB in [0, 1]),
+    measured in ``unit`` [0, 1] colours or in ``signed`` [-1, 1] ones (x2, so 4 times the
+    error: the authors' normalisation)."""
+    if colour_range not in COLOUR_RANGES:
+        raise ValueError(f"colour_range must be one of {COLOUR_RANGES}, got {colour_range!r}")
+    scale = 4.0 if colour_range == "signed" else 1.0
+    return scale * torch.mean((recon.float() - frames.float()) ** 2)

@@ -97,7 +97,8 @@ def test_presets_resolve_for_both_stages_and_their_models_run():
     """Every preset, burn-in and distillation from its own burn-in: valid sections, the
     paper's architecture on the full presets, a model that runs at a tiny size."""
     for name in PRESETS:
-        burnin = resolve("burnin", "folder", preset=name)
+        # at a tiny size: the paper-mode presets' token norm is built for one map size
+        burnin = resolve("burnin", "folder", {"input_size": (16, 24)}, preset=name)
         distill = resolve("distill", "folder", burnin=burnin.to_dict())
         assert distill.model == burnin.model and distill.preset == name
         assert distill.distill is not None and burnin.distill is None
@@ -105,6 +106,7 @@ def test_presets_resolve_for_both_stages_and_their_models_run():
             assert (burnin.model.encoder_width, burnin.model.slot_dim) == (1.0, 64)
             assert burnin.data.epoch == distill.data.epoch == "videos"  # the authors' epoch
             assert distill.loop.epochs == 500 and distill.loop.steps is None
+            assert burnin.model.map_size == (4, 6) and burnin.data.strong_view
         torch.manual_seed(0)
         with torch.no_grad():
             out = DIOD(burnin.model).eval()(torch.rand(1, 2, 3, 16, 24))
@@ -193,3 +195,26 @@ def test_a_new_setting_is_one_declaration_and_changes_the_artifact_id(monkeypatc
     a = resolve("burnin", "synth", {"log_every": 1}).identity()
     b = resolve("burnin", "synth", {"log_every": 7}).identity()
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("preset", "authors"),
+    [("kitti", 16.57e6), ("tripd", 16.61e6)],
+)
+def test_paper_mode_has_the_authors_parameter_count(preset, authors):
+    """Their model: 16.57 M parameters at KITTI size, 16.61 M at TRI-PD's (the per-position
+    token norm makes the count depend on the map size)."""
+    model = DIOD(resolve("burnin", "folder", preset=preset).model)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - authors) / authors < 0.005
+
+
+def test_distillation_cannot_change_the_map_size_of_a_map_norm_network():
+    burnin = resolve("burnin", "folder", {"input_size": (16, 24)}, preset="kitti")
+    with pytest.raises(SettingError, match="input_size 32x24"):
+        resolve("distill", "folder", {"input_size": (32, 24)}, burnin=burnin.to_dict())
+
+
+def test_the_per_token_norm_has_no_map_size():
+    config = resolve("burnin", "folder", {"token_norm": "token"}, preset="kitti")
+    assert config.model.map_size is None and config.model.decoder_layers == "6"

@@ -140,8 +140,8 @@ def test_motion_terms_average_only_over_frames_with_masks():
     targets = torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]]])
     valid = torch.tensor([[True], [False]])
     expected = -(1.5 * math.log(0.9) + math.log(0.9)) / 2  # weight 2 - 1/2
-    assert motion_terms(maps, targets, valid).item() == pytest.approx(expected, rel=1e-6)
-    none = motion_terms(maps, targets, torch.zeros(2, 1, dtype=torch.bool))
+    assert motion_terms(maps, targets, valid, 1, "mean").item() == pytest.approx(expected, rel=1e-6)
+    none = motion_terms(maps, targets, torch.zeros(2, 1, dtype=torch.bool), 1, "mean")
     assert none.item() == 0.0
 
 
