@@ -28,11 +28,11 @@ from stages.hardware import model_precision, resolve_device
 from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
+from stages.train import checkpoint
 from stages.zarrstore import PREDICTIONS_STORE, frame_array, has_video, write_video
 
 STAGE = "export"
 FORMAT_VERSION = 1
-MODEL_STAGES = ("distill", "burnin")
 
 
 @dataclass
@@ -59,26 +59,15 @@ class ExportConfig:
 def model_artifact(store: ArtifactStore, dataset: str, ref: str | None) -> Artifact:
     """A complete burn-in or distill artifact: ``ref`` = an id (prefix), or a stage name
     (its newest complete artifact), or None (the newest distill, else the newest burn-in)."""
-    if ref in MODEL_STAGES:
-        return store.latest(dataset, ref)
     if ref is None:
-        for stage in MODEL_STAGES:
+        for stage in checkpoint.MODEL_STAGES:
             if any(a.is_complete for a in store.list(dataset, stage)):
                 return store.latest(dataset, stage)
         raise UserError(
             f"no complete burnin or distill artifact for dataset '{dataset}' in {store.workspace}: "
             "run `diod train` first"
         )
-    found = [
-        a for stage in MODEL_STAGES for a in store.list(dataset, stage) if a.id.startswith(ref)
-    ]
-    if not found:
-        raise UserError(
-            f"--model {ref}: no burnin or distill artifact with this id for dataset '{dataset}'"
-        )
-    if len(found) > 1:
-        raise UserError(f"--model {ref}: ambiguous prefix ({', '.join(str(a) for a in found)})")
-    return store.get(dataset, found[0].stage, found[0].id)
+    return checkpoint.find_trained(store, ref, dataset)
 
 
 # -- overlays -------------------------------------------------------------------------------

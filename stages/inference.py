@@ -52,9 +52,9 @@ from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
 from stages.tracks import ObjectTracks, TrackParams
+from stages.train import checkpoint
 from stages.zarrstore import compressor
 
-MODEL_STAGES = ("distill", "burnin")
 SHEET_FRAMES = 12
 SHEET_COLUMNS = 4
 SHEET_WIDTH = 1600  # px of the contact sheet
@@ -82,18 +82,7 @@ def resolve_model(store: ArtifactStore, ref: str, which: str) -> modelfile.Loade
     path = Path(ref)
     if path.suffix or path.exists():
         return modelfile.load(path)
-    complete = [a for stage in MODEL_STAGES for a in store.list(stage=stage) if a.is_complete]
-    if ref in MODEL_STAGES:
-        found = [a for a in complete if a.stage == ref]
-        if not found:
-            raise UserError(f"--model {ref}: no complete {ref} artifact in {store.workspace}")
-        newest = max(found, key=lambda a: (a.manifest.get("finished", ""), a.id))
-        return modelfile.from_artifact(newest, which)
-    found = [a for a in complete if a.id.startswith(ref)]
-    if len(found) != 1:
-        what = "is ambiguous" if found else "is no model file and no complete artifact id"
-        raise UserError(f"--model {ref}: {what} (in {store.workspace})")
-    return modelfile.from_artifact(found[0], which)
+    return modelfile.from_artifact(checkpoint.find_trained(store, ref), which)
 
 
 def predict(store: ArtifactStore, config: PredictConfig) -> list[Path]:

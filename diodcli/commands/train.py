@@ -110,13 +110,24 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
             click.option(
                 "--masks",
                 default=None,
-                help="burnin: masks artifact id (prefix) [default: the newest complete one].",
+                help="burnin, or distill with --init: masks artifact id (prefix) [default: "
+                "the newest complete one].",
             ),
             click.option(
                 "--burnin",
                 default=None,
                 help="distill: burn-in artifact id (prefix) to start from [default: the newest "
                 "complete one].",
+            ),
+            click.option(
+                "--init",
+                default=None,
+                metavar="MODEL",
+                help="Start from a trained model's weights: a model file (diod export-model), "
+                "a training checkpoint, or a burnin/distill artifact id of any dataset; "
+                "tensors of matching name and shape load, the rest stay freshly initialised "
+                "(listed in the log and the manifest). distill: instead of a burn-in, on "
+                "--masks (the authors' KITTI recipe, from their TRI-PD model).",
             ),
             root_option(),
             click.option(
@@ -149,8 +160,8 @@ def to_request(options: Mapping[str, Any], setting_of: Mapping[str, str]) -> Tra
 
     given = {setting_of[p]: v for p, v in options.items() if p in setting_of and v is not None}
     inputs = {p: v for p, v in options.items() if p not in setting_of}
-    if inputs["stage"] == "distill" and inputs["masks"] is not None:
-        raise UserError("--masks: distillation uses its burn-in's masks; give --burnin")
+    if inputs["stage"] == "distill" and inputs["masks"] is not None and inputs["init"] is None:
+        raise UserError("--masks: distillation uses its burn-in's masks (or give --init)")
     if inputs["stage"] == "burnin" and inputs["burnin"] is not None:
         raise UserError("--burnin: only for --stage distill")
     return TrainRequest(given=given, **inputs)

@@ -102,6 +102,7 @@ def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact | None
         return None
     torch.manual_seed(config.loop.seed)
     model = DIOD(config.model)
+    setup.initialise(store, request.init, model)
     log.info(
         "burn-in: preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
         config.preset,

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.artifacts import Artifact
+from stages.artifacts import Artifact, ArtifactStore
 from stages.errors import UserError
 from stages.model import DIOD, ModelConfig
 
 DIRECTORY = "checkpoints"
+MODEL_STAGES = ("distill", "burnin")  # the stages whose artifacts hold a trained network
 PATTERN = re.compile(r"step_(\d{8})\.pt$")
 
 
@@ -93,3 +94,26 @@ def model_from(state: dict[str, Any], which: str = "model") -> DIOD:
         raise UserError(f"checkpoint has no '{which}' weights (it has: {have})")
     model.load_state_dict(weights)
     return model
+
+
+def find_trained(
+    store: ArtifactStore, ref: str, dataset: str | None = None, option: str = "--model"
+) -> Artifact:
+    """A complete burn-in or distill artifact of ``dataset`` (None: of any dataset in the
+    workspace): ``ref`` = ``burnin`` or ``distill`` (the newest complete one) or an id prefix
+    naming exactly one. Errors name ``option``."""
+    where = f"dataset '{dataset}'" if dataset else str(store.workspace)
+    complete = [a for stage in MODEL_STAGES for a in store.list(dataset, stage) if a.is_complete]
+    if ref in MODEL_STAGES:
+        found = [a for a in complete if a.stage == ref]
+        if not found:
+            raise UserError(f"{option} {ref}: no complete {ref} artifact in {where}")
+        return max(found, key=lambda a: (a.manifest.get("finished", ""), a.id))
+    found = [a for a in complete if a.id.startswith(ref)]
+    if not found:
+        raise UserError(
+            f"{option} {ref}: no complete burnin or distill artifact with this id in {where}"
+        )
+    if len(found) > 1:
+        raise UserError(f"{option} {ref}: ambiguous prefix ({', '.join(str(a) for a in found)})")
+    return found[0]

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 
 from stages.distill.pseudolabels import PseudoLabelConfig
-from stages.errors import UserError
 from stages.hardware import DEVICE, PRECISION, WORKERS, model_precision
 from stages.model import ModelConfig
 from stages.model.encoder import ResNet18Encoder
@@ -291,7 +290,8 @@ def resolve(
 
     ``given``: flat {setting name: value} of what the user set (config file, command line);
     ``burnin``: for distillation, the burn-in's saved configuration (``RunConfig.to_dict``;
-    a flat record of older versions works too). Raises SettingError naming the setting."""
+    a flat record of older versions works too); None: the preset's burn-in configuration
+    (a distillation started from another model). Raises SettingError naming the setting."""
     if stage not in STAGES:
         raise SettingError("stage", f" {stage}: expected one of {', '.join(STAGES)}")
     given = {k: v for k, v in (given or {}).items() if v is not None}
@@ -310,11 +310,11 @@ def resolve(
         name = _preset_name(preset, dataset)
         values = preset_values(name, stage)
     else:
-        if burnin is None:
-            raise UserError("distillation needs its burn-in's configuration")
-        base = flatten(burnin)  # nested by section; older records are flat already
-        name = _preset_name(preset or burnin.get("preset"), dataset)
-        for key in given.keys() & MODEL_DEFAULTS.keys():
+        # from a burn-in: its record (nested by section; older records are flat already);
+        # straight from another model (--init): the preset's burn-in configuration
+        name = _preset_name(preset or (burnin or {}).get("preset"), dataset)
+        base = flatten(burnin) if burnin is not None else preset_values(name, "burnin")
+        for key in given.keys() & MODEL_DEFAULTS.keys() if burnin is not None else ():
             if key in base and given[key] != base[key]:
                 raise SettingError(
                     key,
@@ -326,7 +326,7 @@ def resolve(
         values = _layer(values, preset_values(name, stage))
     values = _layer(values, given)
     values["map_size"] = _map_size(values)
-    if stage == "distill" and values["map_size"] != _size_or_none(base.get("map_size")):
+    if burnin is not None and values["map_size"] != _size_or_none(base.get("map_size")):
         raise SettingError(
             "input_size",
             f" {show(values.get('input_size'))}: the burn-in's network norms its tokens over "

@@ -1,6 +1,8 @@
 """`diod train --stage distill`: teacher-student self-distillation (DIOD phase 2, paper 3.3).
 
-Student and teacher both start from a burn-in artifact's final checkpoint. Each step the
+Student and teacher both start from a burn-in artifact's final checkpoint, or (``--init``)
+from another trained model's weights on this dataset's motion masks, as the authors' KITTI
+recipe distils their TRI-PD model without a KITTI burn-in. Each step the
 teacher (an ``EmaTeacher``, always in eval mode so its BatchNorm uses averaged running
 statistics, never the statistics of the batch it labels) sees the weak view the data loader
 made; the student sees a strong, colour-only view of the same clip, so their maps align
@@ -36,6 +38,8 @@ from stages.distill.augment import StrongAugConfig, step_generator, strong_view
 from stages.distill.ema import EmaTeacher
 from stages.distill.motion_filter import filter_motion_masks
 from stages.distill.pseudolabels import teacher_candidates
+from stages.errors import UserError
+from stages.evaluate import dataset_root
 from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import checkpoint, losses
@@ -131,17 +135,34 @@ class DistillObjective:
 
 def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
     """Distil a burn-in artifact; returns the complete ``distill`` artifact."""
-    burnin = store.resolve(request.dataset, "burnin", request.burnin)
-    state = checkpoint.final(burnin)
-    root = Path(request.root) if request.root else Path(burnin.params["root"])
-    config = auto_size(request, resolve_request(request, state["config"]), root, state["config"])
+    if request.init is None:
+        burnin = store.resolve(request.dataset, "burnin", request.burnin)
+        state = checkpoint.final(burnin)
+        record = state["config"]
+        masks = store.get(request.dataset, "masks", burnin.upstream["masks"])
+        root = Path(request.root) if request.root else Path(burnin.params["root"])
+        upstream = {"burnin": burnin}
+        origin = f"burnin/{burnin.id}"
+    else:  # straight from another model, on this dataset's masks (the authors' KITTI recipe)
+        if request.burnin is not None:
+            raise UserError("--init and --burnin: a distillation starts from one of them")
+        record = None
+        masks = store.resolve(request.dataset, "masks", request.masks)
+        root = Path(request.root) if request.root else dataset_root(store, masks)
+        upstream = {"masks": masks}
+        origin = request.init
+    config = auto_size(request, resolve_request(request, record), root, record)
     settings: DistillSettings = config.distill
-    masks = store.get(request.dataset, "masks", burnin.upstream["masks"])
     setup = prepare_run(config, root, masks)
     log.info("%s", setup.plan())
     if request.dry_run:
         return None
-    student: DIOD = checkpoint.model_from(state, "model")
+    if record is None:
+        torch.manual_seed(config.loop.seed)
+        student = DIOD(config.model)
+        setup.initialise(store, request.init, student)
+    else:
+        student = checkpoint.model_from(state, "model")
     teacher = EmaTeacher(student, keep_rate=settings.ema)
     objective = DistillObjective(
         teacher=teacher,
@@ -158,9 +179,8 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact | Non
             return scored(model if settings.offline else teacher.module, step)
 
     log.info(
-        "distill from burnin/%s: %d steps (%d per epoch), batch %d x T=%d at %dx%d, %s%s%s, "
-        "%s on %s",
-        burnin.id,
+        "distill from %s: %d steps (%d per epoch), batch %d x T=%d at %dx%d, %s%s%s, %s on %s",
+        origin,
         setup.steps,
         setup.steps_per_epoch,
         config.loop.batch_size,
@@ -175,7 +195,7 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact | Non
     return run_artifact(
         store,
         setup,
-        {"burnin": burnin},
+        upstream,
         request,
         model=student,
         objective=objective,

@@ -28,6 +28,7 @@ from stages.progress import log
 from stages.train import checkpoint
 from stages.train.config import RunConfig, resolve
 from stages.train.data import Augment, ClipDataset
+from stages.train.initialise import init_source, load_matching
 from stages.train.loop import Objective, Validate, run
 from stages.train.schedule import lr_factor
 from stages.train.validate import make_validator
@@ -41,7 +42,8 @@ class TrainRequest:
     name; the rest comes from the preset), and the inputs, which are not settings: the
     upstream artifact (masks for burn-in, a burn-in for distillation; None: the newest
     complete one), the dataset root (None: the one recorded upstream) and what to do with
-    an existing run of the same configuration."""
+    an existing run of the same configuration. ``init``: weights to start from
+    (``stages.train.initialise``); a distillation given one starts from it, not a burn-in."""
 
     stage: str
     dataset: str
@@ -50,6 +52,7 @@ class TrainRequest:
     masks: str | None = None
     burnin: str | None = None
     root: str | None = None
+    init: str | None = None
     resume: bool = False
     force: bool = False
     dry_run: bool = False
@@ -66,6 +69,7 @@ class RunSetup:
     steps: int
     steps_per_epoch: int
     device: torch.device
+    init: dict[str, Any] | None = None  # --init: its source and what loaded
 
     def record(self) -> dict[str, Any]:
         """What every checkpoint keeps of the run: its configuration and derived sizes."""
@@ -96,11 +100,29 @@ class RunSetup:
     def params(self) -> dict[str, Any]:
         """What the artifact id hashes: the whole configuration but its runtime section,
         the dataset root and the number of processes (it sets the data each step sees)."""
-        return {
+        params = {
             "config": self.config.identity(),
             "root": str(self.root.resolve()),
             "world_size": self.ranks.world,
         }
+        if self.init is not None:
+            params["init"] = self.init["source"]
+        return params
+
+    def initialise(self, store: ArtifactStore, ref: str | None, model: nn.Module) -> None:
+        """``--init ref``: load its matching tensors into ``model`` and remember what."""
+        if ref is None:
+            return
+        source = init_source(store, ref)
+        report = load_matching(model, source.weights)
+        log.info(
+            "--init %s: %d of %d tensors loaded; re-initialised: %s",
+            ref,
+            report["loaded"],
+            report["tensors"],
+            ", ".join(report["reinitialised"]) or "none",
+        )
+        self.init = {"source": source.identity, **report}
 
 
 AUTO_SIZE = "auto"
@@ -264,6 +286,7 @@ def run_artifact(
             validate=validate,
         )
         if writer is not None:
-            writer.complete({"objective": objective.name, **summary})
+            init = {"init": setup.init} if setup.init is not None else {}
+            writer.complete({"objective": objective.name, **summary, **init})
     ranks.barrier()  # the other ranks return the artifact once rank 0 has published it
     return store.get(config.dataset, config.stage, art_id)

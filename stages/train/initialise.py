@@ -1,0 +1,95 @@
+"""``diod train --init``: start a run from the weights of another trained model.
+
+The source is a model file (``diod export-model``), a training checkpoint file, or a
+complete burn-in/distill artifact of any dataset in the workspace (its teacher for a
+distillation, as export). Every tensor whose name and shape match is copied; the others
+keep the new network's fresh initialisation and are listed, as the authors' KITTI recipe
+does when it starts from their TRI-PD model (the map token norm and anything sized by the
+input differ there). The source's identity (artifact path, or file path and sha256) is part
+of the run's artifact id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stages.artifacts import ArtifactStore
+from stages.errors import UserError
+from stages.train import checkpoint
+
+MODEL_FILE_FORMAT = "diod-model"  # stages.modelfile.FORMAT, read here without importing it
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """Weights to start from and what identifies them."""
+
+    weights: dict[str, torch.Tensor]
+    identity: dict[str, str]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The network of a model file, or of a training checkpoint (its teacher if it has one,
+    else its model)."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"--init {path}: unreadable ({reason[:120]})") from None
+    if isinstance(content, dict) and content.get("format") == MODEL_FILE_FORMAT:
+        return content["weights"]
+    if isinstance(content, dict) and isinstance(content.get("model"), dict):
+        return content.get("extra", {}).get("teacher", content["model"])
+    raise UserError(
+        f"--init {path}: expected a diod model file (diod export-model) or a diod training "
+        "checkpoint (a dict with 'model' weights)"
+    )
+
+
+def init_source(store: ArtifactStore, ref: str) -> InitSource:
+    """The weights ``ref`` names: a file path, else an artifact (see the module)."""
+    path = Path(ref)
+    if path.suffix or path.exists():
+        if not path.is_file():
+            raise UserError(f"--init {path}: file not found")
+        return InitSource(
+            _file_weights(path), {"file": str(path.resolve()), "sha256": _sha256(path)}
+        )
+    artifact = checkpoint.find_trained(store, ref, option="--init")
+    state = checkpoint.final(artifact)
+    network = "teacher" if "teacher" in state.get("extra", {}) else "model"
+    weights = state["model"] if network == "model" else state["extra"]["teacher"]
+    return InitSource(
+        weights,
+        {"artifact": f"{artifact.dataset}/{artifact.stage}/{artifact.id}", "network": network},
+    )
+
+
+def load_matching(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Copy into ``model`` every tensor of ``weights`` with its name and shape; returns the
+    counts and the names left at their fresh initialisation."""
+    own = model.state_dict()
+    fits = {k: v for k, v in weights.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not fits:
+        raise UserError("--init: no tensor of the source fits this network (another model?)")
+    model.load_state_dict({**own, **fits})
+    return {
+        "loaded": len(fits),
+        "tensors": len(own),
+        "reinitialised": sorted(set(own) - set(fits)),
+        "unused": sorted(set(weights) - set(fits)),
+    }
