@@ -117,6 +117,13 @@ def _predict_one(
 ) -> Path:
     geometry = loaded.geometry
     size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top)
+    if loaded.model.config.map_size is not None:  # a map token norm: its training size only
+        if config.size not in (None, geometry.size):
+            raise UserError(
+                f"--size {size[0]}x{size[1]}: this model (token_norm map) runs at its training "
+                f"input size {geometry.size[0]}x{geometry.size[1]} only"
+            )
+        size = geometry.size
     if any(side % ResNet18Encoder.STRIDE for side in size):
         raise UserError(f"--size {size[0]}x{size[1]}: both sides must be multiples of 4")
     staging = config.out / f".{footage.name}.partial"

@@ -141,3 +141,26 @@ def test_size_at_area_keeps_the_aspect_ratio_at_the_training_area():
     h, w = size_at_area((1080, 1920), (96, 320), 0.0)
     assert h % 4 == 0 and w % 4 == 0 and abs(w / h - 16 / 9) < 0.05
     assert abs(h * w - 96 * 320) / (96 * 320) < 0.05
+
+
+def test_a_map_norm_model_predicts_at_its_training_size_only(trained, tmp_path):
+    """The authors' [h*w, D] token norm fixes the map size: footage of any shape runs at the
+    training input size, and another --size is a one-line error."""
+    from stages.errors import UserError
+    from stages.inference import PredictConfig, predict
+    from stages.model import DIOD, ModelConfig
+
+    store, _art, base = trained
+    config = ModelConfig(num_slots=4, encoder_width=0.125, token_norm="map", map_size=(8, 16))
+    loaded = modelfile.LoadedModel(
+        model=DIOD(config),
+        geometry=modelfile.InputGeometry(size=(32, 64), crop_top=0.0, clip_length=3),
+        network="model",
+        lineage={},
+    )
+    path = modelfile.save(loaded, tmp_path / "map.pt")
+    run = PredictConfig(inputs=(str(base / "jpg"),), model=str(path), out=tmp_path / "out")
+    (folder,) = predict(store, run)
+    _check_output(folder, 4, (1080, 1920))
+    with pytest.raises(UserError, match="runs at its training input size 32x64 only"):
+        predict(store, PredictConfig(**{**run.__dict__, "size": (64, 128), "force": True}))
