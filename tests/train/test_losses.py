@@ -158,3 +158,61 @@ def test_burnin_loss_is_the_sum_of_its_terms():
     assert total.item() == pytest.approx(terms["mse"] + terms["bce"] + terms["fg_bg"], rel=1e-5)
     total.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def _authors_clip_bce(maps: np.ndarray, masks: np.ndarray, clips: int) -> float:
+    """Their burn-in slot BCE from the formula, one foreground slot (K = 2) so the matching is
+    trivial: per frame, the mean over its masks of mean_pixels[-(2 - area) m log W - (1 - m)
+    log(1 - W)]; frames without masks add 0; the sum over all frames divided by the clips."""
+    total = 0.0
+    for frame_maps, frame_masks in zip(maps, masks, strict=True):
+        w = frame_maps[0]
+        terms = [
+            float(np.mean(-(2 - m.mean()) * m * np.log(w) - (1 - m) * np.log(1 - w)))
+            for m in frame_masks
+            if m.any()
+        ]
+        total += sum(terms) / len(terms) if terms else 0.0
+    return total / clips
+
+
+def test_the_authors_clip_sum_of_the_bce_against_the_formula():
+    """2 clips of T = 2 frames, 4 pixels; one frame has no mask. ``sum`` gives their value,
+    ``mean`` our mean over the 3 frames with masks."""
+    rng = np.random.default_rng(0)
+    fg = rng.uniform(0.05, 0.95, size=(4, 1, 4))
+    maps = np.concatenate([fg, 1 - fg], axis=1)  # (F, K = 2, N)
+    masks = np.zeros((4, 1, 4))
+    masks[0, 0, :2] = masks[1, 0, 3] = masks[3, 0, 1:] = 1  # frame 2: no mask
+    t_maps, t_masks = torch.tensor(maps, dtype=torch.float32), torch.tensor(masks, dtype=torch.bool)
+    valid = t_masks.any(-1)
+    paper = motion_terms(t_maps, t_masks, valid, clips=2, frames="sum").item()
+    assert paper == pytest.approx(_authors_clip_bce(maps, masks, clips=2), rel=1e-5)
+    ours = motion_terms(t_maps, t_masks, valid, clips=2, frames="mean").item()
+    assert ours == pytest.approx(paper * 2 / 3, rel=1e-5)  # 4 frames / 2 clips vs 3 frames
+
+
+def test_the_signed_reconstruction_is_the_mse_of_images_in_minus_one_one():
+    a, b = torch.rand(1, 2, 3, 4, 4), torch.rand(1, 2, 3, 4, 4)
+    signed = torch.mean(((2 * a - 1) - (2 * b - 1)) ** 2).item()
+    assert losses.reconstruction_loss(a, b, "signed").item() == pytest.approx(signed, rel=1e-6)
+
+
+def test_burnin_with_the_strong_view_reconstructs_the_augmented_frames():
+    """Their burn-in: the model's input and the MSE target are the strong view of the clip,
+    drawn from (seed, step, rank) so a resumed run draws the same."""
+    from stages.distill.augment import step_generator, strong_view
+    from stages.model import DIOD, ModelConfig
+
+    torch.manual_seed(0)
+    model = DIOD(ModelConfig(num_slots=3, encoder_width=0.125, decoder_channels=8)).eval()
+    frames = torch.rand(2, 2, 3, 16, 32)
+    masks = torch.zeros(2, 2, 1, 4, 8, dtype=torch.bool)
+    batch = {"frames": frames, "masks": masks, "valid": masks.flatten(3).any(-1)}
+    objective = BurninObjective(LossConfig(), strong=True, seed=3)
+    _, terms = objective.loss(model, batch, 7)
+    strong = strong_view(frames, step_generator(3, 7, 0))
+    assert not torch.equal(strong, frames)
+    with torch.no_grad():
+        expected = losses.reconstruction_loss(model(strong).recon, strong).item()
+    assert terms["mse"] == pytest.approx(expected, rel=1e-5)
