@@ -314,13 +314,8 @@ def resolve(
         # straight from another model (--init): the preset's burn-in configuration
         name = _preset_name(preset or (burnin or {}).get("preset"), dataset)
         base = flatten(burnin) if burnin is not None else preset_values(name, "burnin")
-        for key in given.keys() & MODEL_DEFAULTS.keys() if burnin is not None else ():
-            if key in base and given[key] != base[key]:
-                raise SettingError(
-                    key,
-                    f" {show(given[key])}: distillation keeps the burn-in's network ({key} = "
-                    f"{base[key]}); drop the option",
-                )
+        if burnin is not None:
+            _keep_network(given, base)
         runtime = dict(declared(RuntimeConfig))
         values = {k: v for k, v in base.items() if k in names and k not in runtime}
         values = _layer(values, preset_values(name, stage))
@@ -337,6 +332,17 @@ def resolve(
     )
     sections = {key: build(cls, values) for key, cls in stage_sections(stage).items()}
     return RunConfig(stage, dataset, name, **sections)
+
+
+def _keep_network(given: Mapping[str, Any], burnin: Mapping[str, Any]) -> None:
+    """Distillation trains its burn-in's network: a model setting given must equal it."""
+    for key in given.keys() & MODEL_DEFAULTS.keys():
+        if key in burnin and given[key] != burnin[key]:
+            raise SettingError(
+                key,
+                f" {show(given[key])}: distillation keeps the burn-in's network ({key} = "
+                f"{burnin[key]}); drop the option",
+            )
 
 
 def _size_or_none(value: Any) -> tuple[int, int] | None:
