@@ -217,6 +217,26 @@ def test_flow_stage_reads_movi_and_scores_against_its_gt_flow(converted, tmp_pat
     assert summary["epe"]["zero_flow_epe"] > 0  # scored against the converted GT flow
 
 
+def test_gt_flow_artifact_feeds_the_masks_stage(converted, tmp_path):
+    """The GT flow as a flow artifact (what a perfect flow stage would give), backward
+    included, and the masks stage on it."""
+    from helpers import write_gt_flow_artifact
+
+    from stages.artifacts import ArtifactStore
+    from stages.masks.stage import MasksConfig, compute_masks
+    from stages.zarrstore import FLOW_STORE, open_video
+
+    store = ArtifactStore(tmp_path / "runs")
+    flow = write_gt_flow_artifact(store, "movi", converted, backward=True)
+    ds = open_dataset("movi", converted)
+    expected = ds.gt_backward_flow(ds.video("validation", "90")).astype(np.float16)
+    stored = open_video(flow, FLOW_STORE, "validation", "90")["backward"][:]
+    assert np.array_equal(stored, expected)
+    art = compute_masks(store, MasksConfig(dataset="movi", workers=1))
+    assert art.is_complete and art.upstream == {"flow": flow.id}
+    assert art.manifest["summary"]["videos"] == 4
+
+
 # -- bad input: one line on stderr, exit 2 ----------------------------------------------------
 def _cli_error(capsys, src: Path, out: Path, *extra: str) -> str:
     code, _, err = run(
