@@ -27,10 +27,18 @@ from stages.artifacts import atomic_write_json, publish
 from stages.datasets.arrays import write_npz
 from stages.datasets.base import safe_name
 from stages.datasets.imageio import write_png
-from stages.datasets.movi import GT_FILE, META_FILE, RECORD_FILE, SPLITS
+from stages.datasets.movi import GT_FILE, META_FILE, RECORD_FILE, SPLITS, dequantize
 from stages.errors import UserError
+from stages.movi.checks import backward_direction_errors, doubts_documented_direction
 from stages.movi.example import MalformedExample, parse_example
-from stages.movi.schema import NAME, MoviRecord, SchemaError, decode_record
+from stages.movi.schema import (
+    BACKWARD_FLOW,
+    FORWARD_FLOW,
+    NAME,
+    MoviRecord,
+    SchemaError,
+    decode_record,
+)
 from stages.movi.tfrecord import count_records, iter_records
 from stages.progress import log, track
 
@@ -180,6 +188,17 @@ def _check_size(record: MoviRecord, resolution: str) -> None:
         )
 
 
+def _check_backward(record: MoviRecord) -> bool:
+    """Measure backward_flow's direction (``stages.movi.checks``) into the record's meta;
+    True when the documented direction is doubted."""
+    if BACKWARD_FLOW not in record.extras:
+        return False
+    forward, backward = (dequantize(*record.extras[k]) for k in (FORWARD_FLOW, BACKWARD_FLOW))
+    errors = backward_direction_errors(forward, backward)
+    record.meta["backward_flow_check"] = errors
+    return doubts_documented_direction(errors)
+
+
 def _where(shard: Path | str, index: int) -> str:
     return f"{shard}: record {index}"
 
@@ -205,6 +224,7 @@ def convert_split(config: MoviConfig, folder: Path, split: str) -> dict[str, Any
     for stale in split_dir.glob(".*.partial-*"):  # a killed run's half video (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     seen: dict[str, str] = {}
+    doubtful: list[str] = []
     written = 0
     for shard, index, data in track(_records(shards, config.limit), f"movi {split}", todo):
         try:
@@ -228,6 +248,8 @@ def convert_split(config: MoviConfig, folder: Path, split: str) -> dict[str, Any
             _check_size(record, config.resolution)
         except SchemaError as exc:
             raise UserError(f"{_where(shard, index)}: {exc}") from None
+        if _check_backward(record):
+            doubtful.append(name)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=split_dir))
         try:
             write_video_folder(staging / name, record, {"shard": shard.name, "record": index})
@@ -237,6 +259,16 @@ def convert_split(config: MoviConfig, folder: Path, split: str) -> dict[str, Any
             shutil.rmtree(staging, ignore_errors=True)
         written += 1
     log.info("movi %s: %d videos written, %d already there", split, written, len(seen) - written)
+    if doubtful:
+        log.warning(
+            "movi %s: in %d of %d videos written (first: %s) backward_flow fits the direction "
+            "opposite to kubric's documented one better (meta.json 'backward_flow_check'): "
+            "the GT backward flow's sign is then wrong; see docs/datasets.md",
+            split,
+            len(doubtful),
+            written,
+            doubtful[0],
+        )
     return {"shards": len(shards), "videos": len(seen), "complete": len(seen) == total}
 
 

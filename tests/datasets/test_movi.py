@@ -13,6 +13,7 @@ from movi_shards import (
     encode_example,
     fake_video,
     movi_features,
+    quantise,
     tfrecord,
     write_shards,
 )
@@ -196,6 +197,34 @@ def test_flow_as_gray_alpha_pngs_decodes_like_int64(tmp_path):
     with np.load(out / "test" / "5" / "gt_codes.npz") as data:
         assert np.array_equal(data["forward_flow"], video.codes["forward"][0])
         assert "depth" not in data.files
+
+
+def test_backward_flow_direction_is_measured_on_every_video(tmp_path, caplog):
+    """A constant motion in kubric's documented convention (forward and backward flow equal)
+    and one in the opposite convention: the second is flagged, the first gives the
+    pipeline's backward flow = -forward flow."""
+    videos = []
+    for name, sign in (("documented", 1.0), ("opposite", -1.0)):
+        video = fake_video(name, seed=5)
+        video.forward[:] = (2.0, -3.0)  # (delta_row, delta_col)
+        video.backward[:] = (2.0 * sign, -3.0 * sign)
+        for key in ("forward", "backward"):
+            video.codes[key] = quantise(getattr(video, key))
+        videos.append(encode_example(movi_features(video)))
+    write_shards(tmp_path / "src", "train", [videos])
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="diod"):
+        convert_movi(MoviConfig(src=tmp_path / "src", out=out, resolution="128x128"))
+    ds = open_dataset("movi", out)
+    documented, opposite = ds.video("train", "documented"), ds.video("train", "opposite")
+    check = ds.meta(documented)["backward_flow_check"]
+    assert check["same_direction"] < 1e-3 and check["opposite_direction"] > 7
+    flipped = ds.meta(opposite)["backward_flow_check"]
+    assert flipped["opposite_direction"] < 1e-3 and flipped["same_direction"] > 7
+    assert np.allclose(ds.gt_backward_flow(documented), -ds.gt_flow(documented), atol=1e-3)
+    assert np.allclose(ds.gt_flow(documented)[:, 0], -3.0, atol=1e-3)  # dx = delta_col
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 of 2 videos" in warning and "opposite" in warning
 
 
 def test_flow_stage_reads_movi_and_scores_against_its_gt_flow(converted, tmp_path):
