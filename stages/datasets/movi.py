@@ -25,6 +25,7 @@ documented by kubric but not checked against a real shard here (none offline).
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -55,15 +56,19 @@ def kubric_to_pairs(flow: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
+def _load_codes(path: Path, _mtime_ns: int) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
 def _read_codes(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a gt_codes.npz (a few MB), cached: eval asks forward and backward flow
-    and depth of the same video one after the other."""
+    """Every array of a gt_codes.npz (a few MB), cached by path and modification time: eval
+    asks forward and backward flow and depth of the same video one after the other."""
     try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        return _load_codes(path, path.stat().st_mtime_ns)
     except FileNotFoundError:
         raise UserError(f"{path}: missing (not converted by `diod data movi`?)") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
 
 

@@ -208,10 +208,10 @@ def _records(shards: list[Path], limit: int | None) -> Iterator[tuple[Path, int,
     n = 0
     for shard in shards:
         for index, data in enumerate(iter_records(shard)):
-            if limit is not None and n >= limit:
-                return
             yield shard, index, data
             n += 1
+            if limit is not None and n >= limit:
+                return
 
 
 def convert_split(config: MoviConfig, folder: Path, split: str) -> dict[str, Any]:
@@ -250,13 +250,15 @@ def convert_split(config: MoviConfig, folder: Path, split: str) -> dict[str, Any
             raise UserError(f"{_where(shard, index)}: {exc}") from None
         if _check_backward(record):
             doubtful.append(name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=split_dir))
         try:
-            write_video_folder(staging / name, record, {"shard": shard.name, "record": index})
-            (staging / name).chmod(0o755)
-            publish(staging / name, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=split_dir))
+            try:
+                write_video_folder(staging / name, record, {"shard": shard.name, "record": index})
+                publish(staging / name, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError as exc:  # a full disk, a read-only --out: the user's to fix
+            raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
         written += 1
     log.info("movi %s: %d videos written, %d already there", split, written, len(seen) - written)
     if doubtful:

@@ -1,34 +1,32 @@
 """MOVi-E's features in a TFDS record, decoded into arrays: what the converter reads.
 
-Keys read (TFDS flattens nested features with "/"; schema of kubric's ``movi_e`` builder,
-TFDS version 1.0.0, and TFDS's serializer, both read in their public source):
+Keys read, with their kind (TFDS flattens nested features with "/"; the schema is that of
+kubric's ``movi_e`` builder, TFDS version 1.0.0, and of TFDS's serializer, both read in
+their public source):
 
-==============================  ==========  ===================================================
-key                             stored as   meaning
-==============================  ==========  ===================================================
-``video``                       bytes_list  T PNGs (H, W, 3) uint8, the RGB frames
-``segmentations``               bytes_list  T PNGs (H, W, 1) uint8, instance id per pixel,
-                                            0 = background, id = index in ``instances`` + 1
-``forward_flow``                int64_list  T*H*W*2 uint16 codes, (T, H, W, 2) row-major,
-                                            channels (delta_row, delta_col): frame t -> t+1
-``backward_flow``               int64_list  the same for the motion from t-1 to t (optional)
-``metadata/forward_flow_range`` float_list  (min, max) in pixels at this resolution
-``metadata/backward_flow_range`` float_list (min, max) (with ``backward_flow``)
-``depth``                       bytes_list  T PNGs (H, W, 1) uint16 (read with ``--depth``)
-``metadata/depth_range``        float_list  (min, max) of the distance to the camera centre
-``metadata/video_name``         bytes_list  the scene's name (the output folder's name)
-``metadata/num_frames``         int64_list  T (checked against the lists above)
-``metadata/height``, ``/width`` int64_list  H, W (checked against the frames)
-``instances/positions``         float_list  (N, T, 3) world positions (moving objects)
-``instances/is_dynamic``        int64_list  (N,) tossed (1) or resting (0) at the start
-==============================  ==========  ===================================================
+- ``video`` (bytes_list): T PNGs (H, W, 3) uint8, the RGB frames.
+- ``segmentations`` (bytes_list): T PNGs (H, W, 1) uint8, instance id per pixel,
+  0 = background, id = index in ``instances`` + 1.
+- ``forward_flow`` (int64_list): T*H*W*2 uint16 codes, (T, H, W, 2) row-major, channels
+  (delta_row, delta_col), the motion from frame t to t+1.
+- ``backward_flow`` (int64_list, optional): the same for the motion from t-1 to t.
+- ``metadata/forward_flow_range``, ``metadata/backward_flow_range`` (float_list): (min, max)
+  in pixels at this resolution.
+- ``depth`` (bytes_list, read with ``--depth``): T PNGs (H, W, 1) uint16, distance to the
+  camera centre; ``metadata/depth_range`` (float_list) its (min, max).
+- ``metadata/video_name`` (bytes_list): the scene's name, the output folder's name.
+- ``metadata/num_frames``, ``metadata/height``, ``metadata/width`` (int64_list): T, H, W,
+  checked against every per-frame feature.
+- ``instances/positions`` (float_list): (N, T, 3) world positions (which objects move);
+  ``instances/is_dynamic`` (int64_list): (N,) tossed (1) or resting (0) at the start.
 
-A flow, depth value is ``code / 65535 * (max - min) + min`` (kubric's documented formula);
-the codes are kept as they are and rescaled on reading (``stages.datasets.movi``), so the conversion is
-lossless. Kubric's ``Sequence(Tensor(uint16))`` flow is serialized by TFDS as an int64_list
-of every value, not as PNGs; a bytes_list of per-frame PNGs (2 channels: gray + alpha) is
-accepted as well in case another export wrote it that way. Everything else in a record
-(normals, object coordinates, camera, events, other instance fields) is ignored.
+A flow or depth value is ``code / 65535 * (max - min) + min`` (kubric's documented
+formula); the codes are kept as they are and rescaled on reading (``stages.datasets.movi``),
+so the conversion is lossless. Kubric's ``Sequence(Tensor(uint16))`` flow is serialized by
+TFDS as an int64_list of every value, not as PNGs; a bytes_list of per-frame PNGs
+(2 channels: gray + alpha) is accepted as well, in case another export wrote it that way.
+Everything else in a record (normals, object coordinates, camera, events, other instance
+fields) is ignored.
 
 Unverified without a real shard (none can be downloaded here): the byte-level layout is
 taken from kubric's and TFDS's source, and exercised only on fixtures the tests write in it.

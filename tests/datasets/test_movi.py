@@ -334,3 +334,13 @@ def test_out_of_another_conversion_is_refused(source, converted, capsys):
 def test_library_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="--resolution 64x64"):
         convert_movi(MoviConfig(src=tmp_path, out=tmp_path / "o", resolution="64x64"))
+
+
+def test_damaged_gt_file_is_named(source, tmp_path):
+    src, _ = source
+    out = tmp_path / "out"
+    convert_movi(MoviConfig(src=src, out=out, resolution="128x128", splits=("validation",)))
+    (out / "validation" / "90" / "gt_codes.npz").write_bytes(b"not a zip file")
+    ds = open_dataset("movi", out)
+    with pytest.raises(UserError, match=r"gt_codes\.npz: unreadable"):
+        ds.gt_flow(ds.video("validation", "90"))
