@@ -90,6 +90,24 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     )
 
 
+def publish(tmp: Path, target: Path) -> None:
+    """Rename a finished file or directory into place, so a reader sees all of it or none.
+
+    A directory replaces an older one at ``target`` by two renames (the old one aside, the
+    new one in), the only moment without either being the instant between them.
+    """
+    if not tmp.is_dir():
+        os.replace(tmp, target)
+        return
+    if target.exists():  # replace an older version: move it aside first, then swap in
+        trash = target.with_name(f".{target.name}.old.{os.getpid()}")
+        os.rename(target, trash)
+        os.rename(tmp, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -465,20 +483,7 @@ class ArtifactWriter:
                 tmp.unlink(missing_ok=True)
             raise
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._publish(tmp, target)
-
-    @staticmethod
-    def _publish(tmp: Path, target: Path) -> None:
-        if not tmp.is_dir():
-            os.replace(tmp, target)
-            return
-        if target.exists():  # replace an older version: move it aside first, then swap in
-            trash = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.rename(target, trash)
-            os.rename(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        publish(tmp, target)
 
     def record(self, key: str, info: Any = True) -> None:
         """Note progress on one item (e.g. a video) in the manifest."""

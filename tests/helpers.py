@@ -120,8 +120,9 @@ def as_torchrun_rank(rank: int, world: int, port: int) -> None:
 
 
 def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backward: bool = False):
-    """A flow artifact in the flow stage's format, holding the synth GT forward flow (and,
-    if asked, a backward flow: minus the forward flow, exact for the static background)."""
+    """A flow artifact in the flow stage's format, holding the dataset's GT forward flow (and,
+    if asked, its GT backward flow; synth has none: minus the forward flow then, exact for the
+    static background)."""
     ds = open_dataset(dataset, root)
     splits = ds.splits()
     params = {"root": str(root.resolve()), "splits": splits, "model": "gt", "backward": backward}
@@ -144,5 +145,7 @@ def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backw
                 with write_video(writer, FLOW_STORE, split, video.name, attrs) as group:
                     frame_array(group, "forward", flow.shape, "float16")[:] = flow
                     if backward:
-                        frame_array(group, "backward", flow.shape, "float16")[:] = -flow
+                        back = ds.gt_backward_flow(video)
+                        back = -flow if back is None else back
+                        frame_array(group, "backward", flow.shape, "float16")[:] = back
         return writer.complete()

@@ -1,4 +1,4 @@
-"""`diod data`: generate the synthetic dataset, validate a dataset layout."""
+"""`diod data`: generate the synthetic dataset, convert MOVi-E, validate a dataset layout."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from stages.progress import track
 
 @click.group("data")
 def COMMAND() -> None:
-    """Datasets: generate the built-in synthetic one, check a layout."""
+    """Datasets: generate the built-in synthetic one, convert MOVi-E, check a layout."""
 
 
 @COMMAND.command("synth")
@@ -72,6 +72,55 @@ def synth(
     )
     root = generate(Path(out), config, force=force)
     click.echo(f"synth dataset ready at {root}")
+
+
+@COMMAND.command("movi")
+@click.option(
+    "--src",
+    type=click.Path(),
+    required=True,
+    help="MOVi-E's TFDS folder: movi_e/<resolution>/<version>/ or any folder above it.",
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output root.")
+@click.option("--resolution", default="256x256", show_default=True, help="256x256 or 128x128.")
+@click.option(
+    "--split",
+    "--splits",
+    "splits",
+    multiple=True,
+    help="train, validation, test; repeat or comma-separate (default: every split found).",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=None, help="At most this many videos per split."
+)
+@click.option("--depth", is_flag=True, help="Also keep MOVi-E's depth maps (in gt_codes.npz).")
+@config_option
+def movi(
+    src: str, out: str, resolution: str, splits: tuple[str, ...], limit: int | None, depth: bool
+) -> None:
+    """Convert MOVi-E's TFRecord shards to the `movi` layout (no TensorFlow needed).
+
+    Resumable: rerun the same command after an interruption; videos already written are
+    skipped.
+    """
+    from stages.movi import MoviConfig, convert_movi
+
+    names = tuple(s.strip() for value in splits for s in value.split(",") if s.strip())
+    record = convert_movi(
+        MoviConfig(
+            src=Path(src),
+            out=Path(out),
+            resolution=resolution,
+            splits=names,
+            limit=limit,
+            depth=depth,
+        )
+    )
+    done = ", ".join(
+        f"{split} {s['videos']} videos{'' if s['complete'] else ' (not all: --limit)'}"
+        for split, s in record["splits"].items()
+    )
+    click.echo(f"movi dataset ready at {out}: {done}")
 
 
 @COMMAND.command("check")

@@ -7,12 +7,13 @@ from pathlib import Path
 from stages.datasets.base import Dataset, Video
 from stages.datasets.folder import FolderDataset
 from stages.datasets.kitti import KittiDataset
+from stages.datasets.movi import MoviDataset
 from stages.datasets.synth import SynthDataset
 from stages.datasets.tripd import TripdDataset
 from stages.errors import UserError
 
 ADAPTERS: dict[str, type[Dataset]] = {
-    cls.name: cls for cls in (FolderDataset, SynthDataset, KittiDataset, TripdDataset)
+    cls.name: cls for cls in (FolderDataset, SynthDataset, KittiDataset, TripdDataset, MoviDataset)
 }
 
 

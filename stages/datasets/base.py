@@ -122,6 +122,12 @@ class Dataset(ABC):
         """Ground-truth forward flow (T-1, 2, H, W) float32, channels (dx, dy), if known."""
         return None
 
+    def gt_backward_flow(self, video: Video) -> np.ndarray | None:
+        """Ground-truth backward flow (T-1, 2, H, W) float32, channels (dx, dy): pair t is
+        the flow from frame t+1 back to frame t, as the flow stage stores it; None if unknown
+        (synth has none: its forward flow is exact, its backward flow was never rendered)."""
+        return None
+
     # -- validation ----------------------------------------------------------------------
     def check(self, split: str, *, decode: bool = True, progress=None) -> dict[str, Any]:
         """Validate a split; raise UserError naming the first bad file."""

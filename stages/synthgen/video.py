@@ -6,22 +6,19 @@ not depend on how many others are generated, nor on the order or process that ma
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from stages.datasets.arrays import write_npz
 from stages.datasets.imageio import write_png
 from stages.synthgen.config import SynthConfig
 from stages.synthgen.render import RenderedVideo, render_video
 from stages.synthgen.scene import Scene, sample_scene
 
 SPLITS = ("train", "val")
-#: fixed zip member time: numpy's savez stamps the current time, breaking byte identity
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def video_name(split: str, index: int) -> str:
@@ -36,17 +33,6 @@ def make_video(config: SynthConfig, split: str, index: int) -> tuple[Scene, Rend
     rng = video_rng(config.seed, split, index)
     scene = sample_scene(rng, config)
     return scene, render_video(scene, rng, config.noise_std)
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` with fixed member timestamps, so equal arrays give equal bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for key, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue())
 
 
 def _r(value: float) -> float:

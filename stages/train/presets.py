@@ -74,4 +74,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "distill": {"steps": 500, "warmup": 50, "checkpoint_every": 250, "val_every": 0},
     },
 }
-DEFAULT_FOR_DATASET = {"synth": "synth-cpu", "kitti": "kitti", "tripd": "tripd"}
+DEFAULT_FOR_DATASET = {
+    "synth": "synth-cpu",
+    "kitti": "kitti",
+    "tripd": "tripd",
+    "movi": "movi",
+}
