@@ -68,7 +68,7 @@ def floor_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def cv2_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) -> (h, w) by OpenCV's INTER_NEAREST, as the authors resize label maps: source
     index floor(i * (1 / (h / H))) in double precision, which is not always floor(i * H / h)
-    (370 x 1224 -> 92 x 312 differs in some columns), hence OpenCV itself."""
+    (370 x 1224 -> 92 x 312: row 46 samples 184, not 185), hence OpenCV itself."""
     if labels.size and (labels.min() < 0 or labels.max() >= 2**31):
         raise UserError(f"GT ids outside [0, 2^31): {labels.min()}..{labels.max()}")
     out = cv2.resize(labels.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)

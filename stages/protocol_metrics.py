@@ -52,16 +52,14 @@ def paper_ari(tables: np.ndarray, gt_ids: np.ndarray) -> tuple[np.ndarray, np.nd
     """(fg-ARI, all-ARI, kept) per sample of (S, G, P) tables whose row g counts GT id
     ``gt_ids[g]`` (row 0 is id 0, the background), as the authors' scripts compute them.
 
-    "One cluster" is judged the way their code does, over every pixel of the sample: the GT
-    side of the fg-ARI takes the argmax of one-hot rows whose background column was dropped,
-    so background pixels fall in the group of id 1 (an all-zero row's argmax is 0).
+    "One cluster" is judged as their code does, over every pixel of the sample, for the
+    fg-ARI too: one GT id and one predicted id in the whole sample. (Their fg GT side puts
+    background pixels in the group of id 1, the argmax of an all-zero one-hot row; that
+    matters only for samples made of ids 0 and 1, which the skip rule drops.)
     """
     present = tables.sum(-1) > 0  # (S, G)
-    pred_single = (tables.sum(-2) > 0).sum(-1) == 1
-    n_ids = present.sum(-1)
-    one = np.flatnonzero(gt_ids == 1)
-    shared = present[:, 0] & present[:, one[0]] if len(one) else np.zeros(len(tables), bool)
-    fg = kubric_ari(tables[:, 1:, :], pred_single & (n_ids - shared == 1))
-    full = kubric_ari(tables, pred_single & (n_ids == 1))
+    single = ((tables.sum(-2) > 0).sum(-1) == 1) & (present.sum(-1) == 1)
+    fg = kubric_ari(tables[:, 1:, :], single)
+    full = kubric_ari(tables, single)
     top = np.where(present, gt_ids[None, :], -1).max(-1)
     return fg, full, (top >= MIN_TOP_ID) & ~np.isnan(fg)
