@@ -49,4 +49,4 @@ def COMMAND(ctx: click.Context, dataset: str, split: str, every: bool, as_json: 
     for r in rows:
         cells = ["-" if r[k] is None else f"{100 * r[k]:.1f}" for k, _ in COLUMNS]
         table.add_row(r["label"], r["protocol"], r["source"], *cells)
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(table)
