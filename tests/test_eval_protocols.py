@@ -13,6 +13,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from diodcli.main import main
+from stages import protocols
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets.imageio import write_png
 from stages.errors import UserError
@@ -241,3 +242,19 @@ def test_kitti_paper_counts_stuff_as_objects(tmp_path):
     # ours: the car alone is an object (the road segment is a false positive), ARI skipped
     assert (diod["n_gt"], diod["n_pred"], diod["tp_50"]) == (1, 2, 1)
     assert diod["fg_ari"] is None and diod["n_skipped"] == 1
+
+
+def test_movi_paper_adds_the_video_level_scores(synth, monkeypatch, capsys):
+    """The MOVi entry (its adapter is not here yet) applied to the synth fixture."""
+    assert protocols.protocol("paper", "movi").video_scores
+    assert not protocols.protocol("diod", "movi").video_scores
+    monkeypatch.setitem(protocols.PAPER, "synth", protocols.PAPER["movi"])
+    scores = read_scores(evaluate(synth, EvalConfig(dataset="synth", protocol="paper")))
+    # one video, predicted exactly: every object found over the whole video
+    assert scores["video_fg_ari"] == pytest.approx(1.0) and scores["mbo"] == pytest.approx(1.0)
+    assert "mbo" not in read_scores(evaluate(synth, EvalConfig(dataset="synth")))
+    code, out, _ = run(
+        ["--workspace", str(synth.workspace), "eval", "--dataset", "synth", "--protocol", "paper"],
+        capsys,
+    )
+    assert code == 0 and "video fg-ARI" in out and "mBO" in out
