@@ -201,23 +201,25 @@ def _samples(proto: protocols.Protocol, config: EvalConfig) -> tuple[str, int | 
         raise UserError(f"--clip-len {config.clip_len}: expected a positive number of frames")
     if proto.sample is not None:
         granularity, clip_len = proto.sample
-        asked = (config.granularity or granularity, config.clip_len or clip_len)
-        if asked[0] != granularity or (granularity == "clip" and asked[1] != clip_len):
-            fixed = f"clips of {clip_len} frames" if granularity == "clip" else "single frames"
-            flag = "--granularity" if asked[0] != granularity else "--clip-len"
-            raise UserError(
-                f"{flag} {config.granularity if flag == '--granularity' else config.clip_len}: "
-                f"the {proto.name} protocol for {config.dataset} scores the ARI on {fixed}; "
-                "leave the option out or use --protocol diod"
-            )
+        fixed = f"clips of {clip_len} frames" if granularity == "clip" else "single frames"
+        for flag, given, wanted in (
+            ("--granularity", config.granularity, granularity),
+            ("--clip-len", config.clip_len, clip_len),
+        ):
+            if None not in (given, wanted) and given != wanted:
+                raise UserError(
+                    f"{flag} {given}: the {proto.name} protocol for {config.dataset} scores the "
+                    f"ARI on {fixed}; leave the option out or use --protocol diod"
+                )
         return granularity, clip_len
     granularity = config.granularity or DEFAULT_GRANULARITY
     return granularity, (config.clip_len or DEFAULT_CLIP_LEN) if granularity == "clip" else None
 
 
-def _deviations(proto: protocols.Protocol, source: Artifact) -> list[str]:
+def _check_source(proto: protocols.Protocol, source: Artifact) -> list[str]:
     """How the scored predictions were not made as the protocol runs the model (each
-    difference logged as a warning): the scores are then not the protocol's."""
+    difference logged as a warning: the scores are then not the protocol's). A protocol
+    that scores a model's run refuses motion masks."""
     if not proto.model_run:
         return []
     if source.stage != "export":
@@ -260,7 +262,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
     proto = protocols.protocol(config.protocol, config.dataset)
     granularity, clip_len = _samples(proto, config)
     source = _source(store, config)
-    deviations = _deviations(proto, source)
+    deviations = _check_source(proto, source)
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     names = video_names(source, SOURCES[source.stage][0], config.split)
@@ -314,17 +316,17 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
             where = f"{source.path / SOURCES[source.stage][0] / config.split / name}"
             labels = _scored_maps(proto, maps, where)
             indices = _frame_indices(video, maps.frame_names, len(labels), where)
-            kept = [k for k, i in enumerate(indices) if proto.frames is None or i < proto.frames]
-            if not kept:
+            scored = [k for k, i in enumerate(indices) if proto.frames is None or i < proto.frames]
+            if not scored:
                 continue
-            indices, labels = [indices[k] for k in kept], labels[kept]
+            indices, labels = [indices[k] for k in scored], labels[scored]
             gt = proto.ground_truth(ds, video, indices, labels.shape[1:])
             evaluation.add_video(
                 name,
                 gt.maps,
                 labels,
                 background=maps.background,
-                scores=None if maps.scores is None else maps.scores[kept],
+                scores=None if maps.scores is None else maps.scores[scored],
                 moving_ids=gt.moving_ids,
                 frame_names=[video.frames[i] for i in indices],
             )
