@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -128,12 +129,29 @@ def model_ref_option(**kwargs: Any) -> Callable:
     )
 
 
-which_option = click.option(
-    "--which",
-    type=click.Choice(["teacher", "student"]),
-    default="teacher",
-    help="Network of a distill artifact (the EMA teacher is the steadier one).",
-)
+def which_option(default: str | None = "teacher", extra: str = "") -> Callable:
+    """``--which``: the network of a distill artifact; ``default=None`` leaves it to the
+    command (``extra`` says what it then is)."""
+    return click.option(
+        "--which",
+        type=click.Choice(["teacher", "student"]),
+        default=default,
+        show_default=default is not None,
+        help="Network of a distill artifact (the EMA teacher is the steadier one)." + extra,
+    )
+
+
+def protocol_option(what: str) -> Callable:
+    """``--protocol``: ours (``diod``) or the authors' (``paper``), see ``stages.protocols``."""
+    from stages.protocols import PROTOCOLS
+
+    return click.option(
+        "--protocol",
+        type=click.Choice(PROTOCOLS),
+        default=PROTOCOLS[0],
+        show_default=True,
+        help=what,
+    )
 
 
 def splits_option(what: str) -> Callable:
@@ -272,8 +290,11 @@ def device_option(**kwargs: Any) -> Callable:
     return setting_option("device", DEVICE, default=DEVICE.default, check=True, **kwargs)
 
 
-def precision_option(**kwargs: Any) -> Callable:
-    return setting_option("precision", PRECISION, default=PRECISION.default, check=True, **kwargs)
+def precision_option(default: str | None = PRECISION.default, **kwargs: Any) -> Callable:
+    """``--precision``; ``default=None`` leaves it to the command (an ``extra`` help says
+    what it then is)."""
+    spec = PRECISION if default is not None else dataclasses.replace(PRECISION, default=None)
+    return setting_option("precision", spec, default=default, check=True, **kwargs)
 
 
 def workers_option(default_rule: str) -> Callable:
@@ -286,11 +307,12 @@ def workers_option(default_rule: str) -> Callable:
     )
 
 
-def batch_size_option(what: str, default: int | None) -> Callable:
+def batch_size_option(what: str, default: int | None, extra: str = "") -> Callable:
     """``--batch-size``: how many ``what`` go through the network at once."""
     return setting_option(
         "batch_size",
         Setting(default, ints(1), f"{what} per network call."),
         default=default,
+        extra=extra,
         check=True,
     )

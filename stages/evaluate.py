@@ -1,9 +1,10 @@
 """The `eval` stage: score a predictions artifact (or motion masks) against the dataset's GT.
 
 Reads the prediction maps of one split from Zarr, the GT instances through the dataset
-adapter (resized with nearest to the prediction resolution, see ``metrics.resize_nearest``),
-scores them with ``stages.metrics`` and writes an ``eval`` artifact: ``scores.json`` (every
-dataset-level number), ``per_frame.csv`` (and ``per_clip.csv`` at clip granularity).
+adapter (prepared at the prediction resolution as the protocol says, ``stages.groundtruth``),
+scores them with ``stages.metrics`` under the protocol's rules (``stages.protocols``) and
+writes an ``eval`` artifact: ``scores.json`` (every dataset-level number, and the protocol
+that made them), ``per_frame.csv`` (and ``per_clip.csv`` at clip granularity).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stages import metrics
+from stages import metrics, protocols
 from stages.artifacts import (
     Artifact,
     ArtifactStore,
@@ -25,7 +26,7 @@ from stages.artifacts import (
     atomic_write_json,
     read_json,
 )
-from stages.datasets import Dataset, Video, open_dataset
+from stages.datasets import Video, open_dataset
 from stages.errors import UserError
 from stages.progress import log, track
 from stages.zarrstore import MASKS_STORE, PREDICTIONS_STORE, open_video, video_names
@@ -33,6 +34,8 @@ from stages.zarrstore import MASKS_STORE, PREDICTIONS_STORE, open_video, video_n
 STAGE = "eval"
 FORMAT_VERSION = 1
 GRANULARITIES = ("frame", "clip")
+#: ARI samples when neither the options nor the protocol fix them: frames; clips of 5
+DEFAULT_GRANULARITY, DEFAULT_CLIP_LEN = "frame", 5
 #: ``--predictions`` / ``--masks`` value that means "the newest complete artifact"
 LATEST = "latest"
 #: where each scorable source stage keeps its maps
@@ -42,14 +45,16 @@ SOURCES = {"export": (PREDICTIONS_STORE, "slots"), "masks": (MASKS_STORE, "masks
 @dataclass
 class EvalConfig:
     """What to score and how. ``predictions`` / ``masks``: an artifact id (prefix) or
-    ``latest``; neither means the newest complete export artifact."""
+    ``latest``; neither means the newest complete export artifact. ``granularity`` and
+    ``clip_len`` None: the protocol's samples where it fixes them, else the defaults."""
 
     dataset: str
     split: str = "val"
     predictions: str | None = None
     masks: str | None = None
-    granularity: str = "frame"
-    clip_len: int = 5
+    protocol: str = "diod"
+    granularity: str | None = None
+    clip_len: int | None = None
     root: Path | str | None = None
     force: bool = False
 
@@ -62,6 +67,7 @@ class _VideoMaps:
     background: int | None
     scores: np.ndarray | None  # (T, K) or None for "score 1"
     frame_names: list[str]
+    cropped_rows: int | None = None  # map rows standing for the frame's cropped top
 
 
 def _source(store: ArtifactStore, config: EvalConfig) -> Artifact:
@@ -107,6 +113,7 @@ def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
         raise UserError(f"{where}: {len(names)} frame_names for {frames} frames of '{array}'")
     if art.stage == "masks":
         return _VideoMaps(labels, 0, None, names)
+    cropped = group.attrs.get("cropped_rows")
 
     num_slots = int(_attr(group, "num_slots", where))
     background = int(group.attrs.get("background_slot", num_slots - 1))
@@ -130,7 +137,7 @@ def _read_maps(art: Artifact, split: str, name: str) -> _VideoMaps:
         scores = np.zeros((frames, num_slots))
         for t in range(frames):  # frame by frame: a video's soft maps can be gigabytes
             scores[t] = segment_mean(np.asarray(soft[t : t + 1], np.float32), labels[t : t + 1])[0]
-    return _VideoMaps(labels, background, scores, names)
+    return _VideoMaps(labels, background, scores, names, None if cropped is None else int(cropped))
 
 
 def segment_mean(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -163,21 +170,6 @@ def _frame_indices(video: Video, names: list[str], frames: int, where: str) -> l
     return [index[n] for n in names]
 
 
-def _ground_truth(
-    ds: Dataset, video: Video, indices: list[int], size: tuple[int, int]
-) -> np.ndarray:
-    maps = []
-    for i in indices:
-        gt = ds.instances(video, i)
-        if gt is None:
-            raise UserError(
-                f"{ds.name} dataset at {ds.root}: video '{video.split}/{video.name}' has no GT "
-                "instances, so it cannot be scored"
-            )
-        maps.append(metrics.resize_nearest(gt, size))
-    return np.stack(maps)
-
-
 def _csv(rows: list[dict]) -> bytes:
     buf = io.StringIO()
     if rows:
@@ -198,15 +190,79 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
-    """Score the source artifact's ``config.split`` and publish the ``eval`` artifact."""
-    if config.granularity not in GRANULARITIES:
+def _samples(proto: protocols.Protocol, config: EvalConfig) -> tuple[str, int | None]:
+    """(granularity, clip length or None) of the ARI samples: the protocol's where it fixes
+    them (an option asking for others is an error), else the options or the defaults."""
+    if config.granularity is not None and config.granularity not in GRANULARITIES:
         raise UserError(
             f"--granularity {config.granularity}: expected one of {', '.join(GRANULARITIES)}"
         )
-    if config.granularity == "clip" and config.clip_len < 1:
+    if config.clip_len is not None and config.clip_len < 1:
         raise UserError(f"--clip-len {config.clip_len}: expected a positive number of frames")
+    if proto.sample is not None:
+        granularity, clip_len = proto.sample
+        fixed = f"clips of {clip_len} frames" if granularity == "clip" else "single frames"
+        for flag, given, wanted in (
+            ("--granularity", config.granularity, granularity),
+            ("--clip-len", config.clip_len, clip_len),
+        ):
+            if None not in (given, wanted) and given != wanted:
+                raise UserError(
+                    f"{flag} {given}: the {proto.name} protocol for {config.dataset} scores the "
+                    f"ARI on {fixed}; leave the option out or use --protocol diod"
+                )
+        return granularity, clip_len
+    granularity = config.granularity or DEFAULT_GRANULARITY
+    return granularity, (config.clip_len or DEFAULT_CLIP_LEN) if granularity == "clip" else None
+
+
+def _check_source(proto: protocols.Protocol, source: Artifact) -> list[str]:
+    """How the scored predictions were not made as the protocol runs the model (each
+    difference logged as a warning: the scores are then not the protocol's). A protocol
+    that scores a model's run refuses motion masks."""
+    if not proto.model_run:
+        return []
+    if source.stage != "export":
+        raise UserError(
+            f"--masks: the {proto.name} protocol scores a model's predictions (segments ranked "
+            "by the model's confidence); score motion masks with --protocol diod"
+        )
+    found = proto.export.deviations(source.params, proto.name)
+    if found:
+        log.warning(
+            "predictions %s were not made as the %s protocol runs the model: %s; the scores "
+            "are not the protocol's (re-run `diod export --protocol %s`)",
+            source,
+            proto.name,
+            ", ".join(found),
+            proto.name,
+        )
+    return found
+
+
+def _scored_maps(proto: protocols.Protocol, maps: _VideoMaps, where: str) -> np.ndarray:
+    """The prediction maps the protocol scores (the model's input region, if it says so)."""
+    if proto.model_run and maps.scores is None:
+        raise UserError(
+            f"{where}: no 'scores' or 'soft' array: the {proto.name} protocol ranks segments by "
+            "the model's confidence; re-run `diod export`"
+        )
+    if not proto.input_region:
+        return maps.labels
+    if maps.cropped_rows is None:
+        raise UserError(
+            f"{where}: no 'cropped_rows' attribute (an export older than --protocol); re-run "
+            f"`diod export --protocol {proto.name}`"
+        )
+    return maps.labels[:, maps.cropped_rows :]
+
+
+def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
+    """Score the source artifact's ``config.split`` and publish the ``eval`` artifact."""
+    proto = protocols.protocol(config.protocol, config.dataset)
+    granularity, clip_len = _samples(proto, config)
     source = _source(store, config)
+    deviations = _check_source(proto, source)
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     names = video_names(source, SOURCES[source.stage][0], config.split)
@@ -215,15 +271,25 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
             f"--split {config.split}: {source.stage} artifact {source.id} has no videos in it"
         )
     dataset_videos = {v.name for v in ds.videos(config.split)}
-    clip_len = config.clip_len if config.granularity == "clip" else None
+    outside = sorted(
+        n for n in names if n in dataset_videos and not proto.videos(ds.video(config.split, n))
+    )
+    if outside:
+        log.info(
+            "%d video(s) are not scored by the %s protocol (first: %s)",
+            len(outside),
+            proto.name,
+            outside[0],
+        )
     params = {
+        "protocol": proto.name,
         "split": config.split,
-        "granularity": config.granularity,
+        "granularity": granularity,
         "clip_len": clip_len,
         "root": str(root.resolve()),
         "iou_thresholds": list(metrics.IOU_THRESHOLDS),
         "size_edges": list(metrics.SIZE_EDGES),
-        "min_objects": metrics.MIN_OBJECTS,
+        **proto.params,
     }
     with store.open(
         config.dataset,
@@ -235,7 +301,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
     ) as writer:
         if writer.was_complete:
             return writer.artifact()
-        evaluation = metrics.Evaluation(clip_len)
+        evaluation = metrics.Evaluation(clip_len, ari=proto.ari, video_scores=proto.video_scores)
         missing = sorted(dataset_videos - set(names))
         if missing:
             log.warning(
@@ -244,27 +310,35 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
                 config.split,
                 missing[0],
             )
-        for name in track(names, f"eval {config.split}"):
+        for name in track([n for n in names if n not in outside], f"eval {config.split}"):
             video = ds.video(config.split, name)
             maps = _read_maps(source, config.split, name)
             where = f"{source.path / SOURCES[source.stage][0] / config.split / name}"
-            indices = _frame_indices(video, maps.frame_names, len(maps.labels), where)
-            gt = _ground_truth(ds, video, indices, maps.labels.shape[1:])
+            labels = _scored_maps(proto, maps, where)
+            indices = _frame_indices(video, maps.frame_names, len(labels), where)
+            scored = [k for k, i in enumerate(indices) if proto.frames is None or i < proto.frames]
+            if not scored:
+                continue
+            indices, labels = [indices[k] for k in scored], labels[scored]
+            gt = proto.ground_truth(ds, video, indices, labels.shape[1:])
             evaluation.add_video(
                 name,
-                gt,
-                maps.labels,
+                gt.maps,
+                labels,
                 background=maps.background,
-                scores=maps.scores,
-                moving_ids=ds.moving_ids(video),
+                scores=None if maps.scores is None else maps.scores[scored],
+                moving_ids=gt.moving_ids,
                 frame_names=[video.frames[i] for i in indices],
             )
         scores = _json_safe(
             {
                 **evaluation.summary(),
+                "protocol": proto.name,
+                "export_deviations": deviations,
                 "split": config.split,
                 "source": {"stage": source.stage, "id": source.id},
                 "videos_without_predictions": missing,
+                "videos_outside_protocol": outside,
             }
         )
         atomic_write_json(writer.path / "scores.json", scores)
@@ -272,7 +346,8 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
         if clip_len is not None:
             atomic_write_bytes(writer.path / "per_clip.csv", _csv(evaluation.per_clip()))
         headline = {
-            k: scores[k] for k in ("fg_ari", "all_ari", "f1_50", "n_samples", "n_gt", "n_pred")
+            k: scores[k]
+            for k in ("protocol", "fg_ari", "all_ari", "f1_50", "n_samples", "n_gt", "n_pred")
         }
         log.info("scored %s: %s", source, headline)
         return writer.complete(headline)

@@ -1,32 +1,37 @@
 """The `export` stage: run a trained model over whole videos and write its predictions.
 
-Videos are run as ``stages.predict`` says (clips of T, each from a fresh state).
+Videos are run as ``stages.predict`` says (clips of T, each from a fresh state), with the
+model-run settings of a protocol (``stages.protocols``: which network, BatchNorm mode, clip
+length, batch, precision; ``--protocol paper`` runs the model as the authors' evaluation did).
 
 Output (stage ``export``, upstream {"burnin" | "distill": id}), ``predictions.zarr`` with a
 group per ``<split>/<video>``: ``slots`` (T, h, w) uint8 argmax slot id, ``scores`` (T, K)
 float32 mean soft attention of slot k inside its argmax segment (0 where empty), optional
 ``soft`` (T, K, h, w) float16; attrs num_slots, background_slot, height, width,
-source_height, source_width, frame_names, split. Optional colour overlays of the slots on
-the frames: ``overlays/<split>/<video>/<frame>.png`` and ``overlays/<split>/<video>.mp4``.
+source_height, source_width, frame_names, split, clip_length, cropped_rows (top map rows
+standing for the frame's cropped top). Optional colour overlays of the slots on the frames:
+``overlays/<split>/<video>/<frame>.png`` and ``overlays/<split>/<video>.mp4``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-from stages import modelfile
+from stages import modelfile, protocols
 from stages.artifacts import Artifact, ArtifactStore, ArtifactWriter
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.evaluate import dataset_root
 from stages.frames import FULL, crop_resize_rgb
-from stages.hardware import model_precision, resolve_device
+from stages.hardware import PRECISION, model_precision, resolve_device
 from stages.overlays import overlay, palette
-from stages.predict import Predictor, argmax_scores
+from stages.predict import Predictor, argmax_scores, use_batch_statistics
 from stages.progress import log, track
 from stages.train import checkpoint
 from stages.zarrstore import PREDICTIONS_STORE, frame_array, has_video, write_video
@@ -37,22 +42,52 @@ FORMAT_VERSION = 1
 
 @dataclass
 class ExportConfig:
+    """What to predict and how. The fields that default to None are the model-run settings
+    of ``protocols.ExportSettings``: None takes the protocol's (``diod``: the export's own
+    defaults); under a protocol that fixes them (``paper``) a different value is an error."""
+
     dataset: str
     split: str = "val"
     model: str | None = (
         None  # burnin/distill artifact id (prefix); None: newest distill, else burnin
     )
-    which: str = "teacher"  # for distill artifacts; burn-in has one network
+    protocol: str = "diod"
+    which: str | None = None  # for distill artifacts; burn-in has one network
+    batchnorm: str | None = None  # "eval": running statistics; "train": each batch's
     root: Path | str | None = None
-    clip_length: int | None = None  # None: the training T; 1: every frame alone
-    batch_size: int = 4  # clips per forward pass
+    clip_length: int | None = None  # 1: every frame alone; unset by the protocol: training T
+    batch_size: int | None = None  # clips per forward pass
     device: str = "auto"
-    precision: str = "auto"
+    precision: str | None = None
     soft: bool = False
     png: bool = False
     mp4: bool = False
     fps: float = 10.0
     force: bool = False
+
+
+def run_settings(config: ExportConfig) -> protocols.ExportSettings:
+    """The settings the model runs with: the options given, the protocol's for the others."""
+    proto = protocols.protocol(config.protocol, config.dataset)
+    chosen = {}
+    for key, wanted in vars(proto.export).items():
+        given = getattr(config, key)
+        if proto.model_run and None not in (given, wanted) and given != wanted:
+            flag = f"--{key.replace('_', '-')}"
+            raise UserError(
+                f"{flag} {given}: the {proto.name} protocol runs the model with {flag} "
+                f"{wanted}; leave the option out, or drop --protocol {proto.name}"
+            )
+        chosen[key] = wanted if given is None else given
+    settings = protocols.ExportSettings(**chosen)
+    if settings.batchnorm not in protocols.BATCHNORM_MODES:
+        raise UserError(
+            f"--batchnorm {settings.batchnorm}: expected one of "
+            f"{', '.join(protocols.BATCHNORM_MODES)}"
+        )
+    if (settings.clip_length is not None and settings.clip_length < 1) or settings.batch_size < 1:
+        raise UserError("--clip-length and --batch-size: expected positive integers")
+    return settings
 
 
 # -- model ----------------------------------------------------------------------------------
@@ -101,34 +136,39 @@ def _write_overlays(
 
 def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
+    run = run_settings(config)
     source = model_artifact(store, config.dataset, config.model)
-    loaded = modelfile.from_artifact(source, config.which)
+    loaded = modelfile.from_artifact(source, run.which)
     model, geometry = loaded.model, loaded.geometry
-    if (config.clip_length is not None and config.clip_length < 1) or config.batch_size < 1:
-        raise UserError("--clip-length and --batch-size: expected positive integers")
     if model.config.num_slots > 256:
         raise UserError(
             f"model {source} has {model.config.num_slots} slots: the uint8 'slots' array holds at most 256"
         )
     device = resolve_device(config.device)
+    model.to(device).eval()
+    if run.batchnorm == "train":
+        use_batch_statistics(model)
     predictor = Predictor(
-        model=model.to(device).eval(),
+        model=model,
         input_size=geometry.size,
         crop_top=geometry.crop_top,
-        clip_length=config.clip_length or geometry.clip_length,
-        batch_size=config.batch_size,
+        clip_length=run.clip_length or geometry.clip_length,
+        batch_size=run.batch_size,
         device=device,
-        precision=model_precision(config.precision, device),
+        precision=model_precision(run.precision or PRECISION.default, device),
     )
     if device.type == "cuda":
         model.use_channels_last()
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     videos = ds.videos(config.split)
-    which = config.which if source.stage == "distill" else "model"
+    which = run.which if source.stage == "distill" else "model"
     params = {
         "split": config.split,
         "which": which,
+        "batchnorm": run.batchnorm,
+        # in eval mode the batch does not change a prediction, so it is no part of the id
+        "batch_size": run.batch_size if run.batchnorm == "train" else None,
         "root": str(Path(root).resolve()),
         "clip_length": predictor.clip_length,
         "input_size": list(predictor.input_size),
@@ -149,16 +189,25 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     ) as writer:
         if writer.was_complete:
             return writer.artifact()
-        done = 0
-        for video in track(videos, f"export {config.split}"):
+
+        def need_overlays(video: Video) -> bool:
             base = f"overlays/{video.split}/{video.name}"
-            need_overlays = (config.png and not writer.has_item(base)) or (
+            return (config.png and not writer.has_item(base)) or (
                 config.mp4 and not writer.has_item(f"{base}.mp4")
             )
-            if has_video(writer, PREDICTIONS_STORE, config.split, video.name) and not need_overlays:
-                continue
-            slots = _export_video(writer, ds, video, predictor, config.soft)
-            if need_overlays:
+
+        todo = [
+            v
+            for v in videos
+            if need_overlays(v) or not has_video(writer, PREDICTIONS_STORE, config.split, v.name)
+        ]
+        streams = predictor.each_video([(ds.iter_frames(v), len(v)) for v in todo])
+        done = 0
+        for video, stream in track(
+            zip(todo, streams, strict=True), f"export {config.split}", total=len(todo)
+        ):
+            slots = _export_video(writer, ds, video, predictor, stream, config.soft)
+            if need_overlays(video):
                 h, w = predictor.map_size
                 size = (h * model.stride, w * model.stride)
                 frames = [crop_resize_rgb(f, FULL, size) for f in ds.iter_frames(video)]
@@ -172,14 +221,21 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
                 "frames": sum(len(v) for v in videos),
                 "model": str(source),
                 "which": which,
+                "batchnorm": run.batchnorm,
             }
         )
 
 
 def _export_video(
-    writer: ArtifactWriter, ds: Dataset, video: Video, predictor: Predictor, soft: bool
+    writer: ArtifactWriter,
+    ds: Dataset,
+    video: Video,
+    predictor: Predictor,
+    stream: Iterator[tuple[int, torch.Tensor]],
+    soft: bool,
 ) -> np.ndarray:
-    """Write one video's group (unless already published) and return its slot ids."""
+    """Write one video's group (unless already published) from its stream of (first frame,
+    maps) and return its slot ids."""
     n = len(video)
     h, w = predictor.map_size
     num_slots = predictor.model.config.num_slots
@@ -194,9 +250,9 @@ def _export_video(
         "frame_names": list(video.frames),
         "split": video.split,
         "clip_length": predictor.clip_length,
+        "cropped_rows": predictor.cropped_rows,
     }
     all_slots = np.zeros((n, h, w), np.uint8)
-    stream = predictor(ds.iter_frames(video), n)
     if has_video(writer, PREDICTIONS_STORE, video.split, video.name):  # only overlays missing
         for first, maps in stream:
             all_slots[first : first + len(maps)] = maps.argmax(1).cpu().numpy()

@@ -15,7 +15,7 @@ for the ARI. Scores are fractions in [0, 1]; a ratio with an empty denominator i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,14 +119,43 @@ def ari_from_tables(tables: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.ones_like(num), where=~agree)
 
 
-def sample_ari(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fg-ARI, all-ARI, number of GT objects) per sample of (S, G, P) tables, GT row 0 = bg.
+def count_objects(tables: np.ndarray) -> np.ndarray:
+    """GT objects (non-background rows with pixels) of each (S, G, P) table."""
+    return (tables[:, 1:, :].sum(-1) > 0).sum(-1)
+
+
+#: (S, G, P) tables and the GT id of each row -> (fg-ARI, all-ARI, kept) per sample
+AriRule = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def sample_ari(tables: np.ndarray, gt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fg-ARI, all-ARI, kept) per sample of (S, G, P) tables, GT row 0 = bg: our rule.
 
     fg-ARI drops the background row (pixels of GT background); all-ARI keeps it as one
-    cluster. The caller skips samples with fewer than ``MIN_OBJECTS`` objects.
+    cluster. A sample with fewer than ``MIN_OBJECTS`` objects is not kept: with one object
+    the fg-ARI only says whether the prediction split it, and with none it is 1 by
+    convention. ``gt_ids`` is unused: the rule counts objects, whatever their ids.
     """
     fg = tables[:, 1:, :]
-    return ari_from_tables(fg), ari_from_tables(tables), (fg.sum(-1) > 0).sum(-1)
+    return ari_from_tables(fg), ari_from_tables(tables), count_objects(tables) >= MIN_OBJECTS
+
+
+def video_fg_ari(table: np.ndarray) -> float:
+    """fg-ARI of a whole video as one sample: its (G, P) table summed over the frames (hard
+    slot ids, GT background row dropped), as VideoSAUR and SlotContrast report it on MOVi;
+    NaN for a video without foreground pixels (nothing to score)."""
+    fg = table[1:]
+    return float(ari_from_tables(fg)) if fg.sum() else float("nan")
+
+
+def best_overlaps(table: np.ndarray) -> np.ndarray:
+    """For each GT object of a video's (G, P) table (rows 1.. with pixels), the best IoU
+    over every predicted id, the background slot included (the MOVi literature scores every
+    slot): IoU of video-level masks, i.e. over all the video's pixels."""
+    gt_area, pred_area = table.sum(1), table.sum(0)
+    union = gt_area[:, None] + pred_area[None, :] - table
+    iou = np.divide(table, union, out=np.zeros(table.shape), where=union > 0)
+    return iou[1:][gt_area[1:] > 0].max(-1, initial=0.0)
 
 
 def clip_tables(tables: np.ndarray, clip_len: int) -> np.ndarray:
@@ -183,6 +212,7 @@ class _Chunk:
     frame_name: list[str]
     frame_fg_ari: np.ndarray
     frame_all_ari: np.ndarray
+    frame_kept: np.ndarray
     frame_objects: np.ndarray
     pred_frame: np.ndarray
     pred_score: np.ndarray
@@ -194,6 +224,8 @@ class _Chunk:
     gt_best_iou: np.ndarray
     gt_moving: np.ndarray
     clips: list[dict] = field(default_factory=list)
+    video_fg_ari: float = float("nan")
+    video_mbo: float = float("nan")
 
 
 class Evaluation:
@@ -201,19 +233,26 @@ class Evaluation:
 
     ``clip_len`` None scores the ARI per frame (KITTI), an integer per clip of that many
     consecutive frames flattened (TRI-PD: 5). F1, mIoU and the per-frame rows are always
-    per frame.
+    per frame. ``ari`` computes the samples' ARIs and says which count (ours by default,
+    ``protocol_metrics.paper_ari`` for the authors'). ``video_scores`` adds the video-level
+    scores of the MOVi literature: ``video_fg_ari`` (each video one sample) and ``mbo``
+    (mean best overlap of video-level masks), each averaged over the videos.
     """
 
     def __init__(
         self,
         clip_len: int | None = None,
         *,
+        ari: AriRule = sample_ari,
+        video_scores: bool = False,
         thresholds: Sequence[float] = IOU_THRESHOLDS,
         size_edges: Sequence[float] = SIZE_EDGES,
     ):
         if clip_len is not None and clip_len < 1:
             raise ValueError("clip_len must be >= 1")
         self.clip_len = clip_len
+        self.ari = ari
+        self.video_scores = video_scores
         self.thresholds = tuple(thresholds)
         self.size_edges = tuple(size_edges)
         self.videos: list[str] = []
@@ -249,7 +288,7 @@ class Evaluation:
                 )
             n_pred = scores.shape[1]
         tables = contingency_tables(gt_c, pred, len(gt_ids), n_pred)
-        fg, full, objects = sample_ari(tables)
+        fg, full, kept = self.ari(tables, gt_ids)
 
         gt_area = tables.sum(2)
         pred_area = tables.sum(1)
@@ -279,7 +318,8 @@ class Evaluation:
             else [str(i) for i in range(frames)],
             frame_fg_ari=fg,
             frame_all_ari=full,
-            frame_objects=objects,
+            frame_kept=kept,
+            frame_objects=count_objects(tables),
             pred_frame=self._n_frames + pred_t,
             pred_score=(
                 scores[pred_t, pred_p] if scores is not None else np.ones(len(pred_t))
@@ -292,8 +332,14 @@ class Evaluation:
             gt_best_iou=iou[gt_t, gt_g].max(-1) if len(gt_t) else np.zeros(0),
             gt_moving=moving,
         )
+        if self.video_scores:
+            video = tables.sum(0)
+            chunk.video_fg_ari = video_fg_ari(video)
+            chunk.video_mbo = _mean(best_overlaps(video))
         if self.clip_len is not None:
-            cfg, cfull, cobj = sample_ari(clip_tables(tables, self.clip_len))
+            per_clip = clip_tables(tables, self.clip_len)
+            cfg, cfull, ckept = self.ari(per_clip, gt_ids)
+            cobj = count_objects(per_clip)
             chunk.clips = [
                 dict(
                     video=name,
@@ -303,6 +349,7 @@ class Evaluation:
                     n_objects=int(cobj[i]),
                     fg_ari=float(cfg[i]),
                     all_ari=float(cfull[i]),
+                    kept=bool(ckept[i]),
                 )
                 for i in range(len(cobj))
             ]
@@ -316,13 +363,16 @@ class Evaluation:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fg-ARI, all-ARI, objects) of every ARI sample: frames or clips."""
+        """(fg-ARI, all-ARI, kept) of every ARI sample: frames or clips."""
         if self.clip_len is None:
-            return self._cat("frame_fg_ari"), self._cat("frame_all_ari"), self._cat("frame_objects")
+            return (
+                self._cat("frame_fg_ari"),
+                self._cat("frame_all_ari"),
+                self._cat("frame_kept").astype(bool),
+            )
         clips = [c for chunk in self._chunks for c in chunk.clips]
-        return tuple(
-            np.array([c[k] for c in clips], dtype=float) for k in ("fg_ari", "all_ari", "n_objects")
-        )
+        fg, full = (np.array([c[k] for c in clips], dtype=float) for k in ("fg_ari", "all_ari"))
+        return fg, full, np.array([c["kept"] for c in clips], dtype=bool)
 
     def _matches(self) -> dict[float, np.ndarray]:
         score, best_gt, best_iou = (
@@ -332,8 +382,7 @@ class Evaluation:
 
     def summary(self) -> dict:
         """Every dataset-level score (the content of ``scores.json``)."""
-        fg, full, objects = self._samples()
-        kept = objects >= MIN_OBJECTS
+        fg, full, kept = self._samples()
         n_pred, n_gt = len(self._cat("pred_score")), self._n_gt
         out: dict = {
             "fg_ari": _mean(fg[kept]),
@@ -347,6 +396,10 @@ class Evaluation:
             "granularity": "frame" if self.clip_len is None else "clip",
             "clip_len": self.clip_len,
         }
+        if self.video_scores:
+            for key, attr in (("video_fg_ari", "video_fg_ari"), ("mbo", "video_mbo")):
+                values = np.array([getattr(c, attr) for c in self._chunks])
+                out[key] = _mean(values[~np.isnan(values)])
         matches = self._matches()
         best_gt = self._cat("pred_best_gt")
         for t, tp in matches.items():
@@ -394,7 +447,7 @@ class Evaluation:
 
     def per_frame(self) -> list[dict]:
         """One row per frame: counts, TPs at each threshold, mIoU and the frame's own ARI
-        (None when the frame has fewer than ``MIN_OBJECTS`` objects)."""
+        (None when the ARI rule does not keep the frame as a sample)."""
         n = self._n_frames
         pred_frame, gt_frame = (
             self._cat("pred_frame").astype(np.int64),
@@ -406,12 +459,12 @@ class Evaluation:
         tps = {t: np.bincount(pred_frame[tp], minlength=n) for t, tp in self._matches().items()}
         videos = self._cat("frame_video").astype(np.int64)
         names = [name for c in self._chunks for name in c.frame_name]
-        fg, full, objects = (
-            self._cat(k) for k in ("frame_fg_ari", "frame_all_ari", "frame_objects")
+        fg, full, objects, frame_kept = (
+            self._cat(k) for k in ("frame_fg_ari", "frame_all_ari", "frame_objects", "frame_kept")
         )
         rows = []
         for i in range(n):
-            kept = objects[i] >= MIN_OBJECTS
+            kept = bool(frame_kept[i])
             row = {
                 "video": self.videos[videos[i]],
                 "frame": names[i],
@@ -430,12 +483,8 @@ class Evaluation:
         """One row per clip (clip granularity only), ARI None where skipped."""
         rows = []
         for c in (c for chunk in self._chunks for c in chunk.clips):
-            kept = c["n_objects"] >= MIN_OBJECTS
-            rows.append(
-                {
-                    **c,
-                    "fg_ari": c["fg_ari"] if kept else None,
-                    "all_ari": c["all_ari"] if kept else None,
-                }
-            )
+            row = {k: v for k, v in c.items() if k != "kept"}
+            if not c["kept"]:
+                row["fg_ari"] = row["all_ari"] = None
+            rows.append(row)
         return rows

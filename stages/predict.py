@@ -12,11 +12,13 @@ frame alone (the KITTI protocol, whose test set is single images).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from stages.errors import UserError
 from stages.frames import crop_resize_rgb, region
@@ -124,6 +126,18 @@ def predict_clips(
         raise UserError(f"video ended after {i + 1} frames, expected {n_frames}")
 
 
+def use_batch_statistics(model: nn.Module) -> None:
+    """Make ``model``'s BatchNorm layers normalise with each forward pass's own batch
+    statistics, as the authors' evaluation ran the model (they never call ``model.eval()``),
+    without reading or updating the running statistics: a layer in train mode that does
+    not track running statistics is given none by torch, so the stored ones stay as
+    trained. Everything else keeps its mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+            module.track_running_stats = False
+
+
 def argmax_scores(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """maps (n, K, h, w) -> argmax slot ids (n, h, w) and scores (n, K): the mean soft
     attention of each slot inside its argmax segment (0 where the segment is empty).
@@ -155,6 +169,11 @@ class Predictor:
     def map_size(self) -> tuple[int, int]:
         return frame_map_size(self.input_size, self.crop_top, self.model.stride)
 
+    @property
+    def cropped_rows(self) -> int:
+        """Top rows of the maps standing for the cropped top of the frame (``full_frame``)."""
+        return cropped_rows(self.input_size[0] // self.model.stride, self.crop_top)
+
     def clips(
         self, frames: Iterable[np.ndarray], n_frames: int, overlap: int = 0
     ) -> Iterator[tuple[int, int, torch.Tensor]]:
@@ -178,3 +197,38 @@ class Predictor:
         """(first frame index, maps (n, K, h, w)) over a video, each frame once, in order."""
         for start, first, maps in self.clips(frames, n_frames):
             yield first, maps[first - start :]
+
+    def each_video(
+        self, videos: Sequence[tuple[Iterable[np.ndarray], int]]
+    ) -> Iterator[Iterator[tuple[int, torch.Tensor]]]:
+        """For each (frames, n_frames) of ``videos`` in order, its stream of (first frame,
+        maps) as ``__call__`` gives it; each stream must be consumed before the next.
+
+        With clips of one frame the videos share forward passes: frames of consecutive
+        videos fill each batch of ``batch_size``, as the authors batch KITTI's single images
+        (8 per pass). Under ``use_batch_statistics`` the batch is what BatchNorm normalises
+        over, so this is what makes such a batch; in eval mode it only saves passes.
+        """
+        if self.clip_length != 1:
+            for frames, n in videos:
+                yield self(frames, n)
+            return
+        shared = self(
+            itertools.chain.from_iterable(frames for frames, _ in videos),
+            sum(n for _, n in videos),
+        )
+        held: torch.Tensor | None = None  # maps of the current batch not handed out yet
+
+        def video(n: int) -> Iterator[tuple[int, torch.Tensor]]:
+            nonlocal held
+            done = 0
+            while done < n:
+                if held is None or not len(held):
+                    held = next(shared)[1]
+                take = held[: n - done]
+                held = held[len(take) :]
+                yield done, take
+                done += len(take)
+
+        for _, n in videos:
+            yield video(n)

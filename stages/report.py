@@ -2,8 +2,9 @@
 
 An `eval` artifact scores either a masks artifact (motion masks as predictions, the weakest
 baseline) or an `export` of a `burnin` or `distill` model; following its lineage names the
-row. By default the newest score of each kind is shown, so after `make demo` the table reads
-motion masks -> burn-in -> DIOD.
+row, and each row says the protocol that made its scores (``diod`` or ``paper``, see
+``stages.protocols``). By default the newest score of each kind and protocol is shown, so
+after `make demo` the table reads motion masks -> burn-in -> DIOD.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ABLATIONS = {
 class Row:
     kind: str
     label: str
+    protocol: str
     source: str  # id of the masks / burnin / distill artifact that was scored
     eval_id: str
     finished: str
@@ -38,6 +40,7 @@ class Row:
         return {
             "kind": self.kind,
             "label": self.label,
+            "protocol": self.protocol,
             "source": self.source,
             "eval": self.eval_id,
             "fg_ari": self.scores.get("fg_ari"),
@@ -74,6 +77,7 @@ def _row(store: ArtifactStore, scored: Artifact) -> Row | None:
     return Row(
         kind=kind,
         label=_label(kind, model),
+        protocol=scored.params.get("protocol", "diod"),
         source=source,
         eval_id=scored.id,
         finished=scored.manifest.get("finished", ""),
@@ -82,17 +86,17 @@ def _row(store: ArtifactStore, scored: Artifact) -> Row | None:
 
 
 def results(store: ArtifactStore, dataset: str, split: str, *, every: bool = False) -> list[Row]:
-    """Scored sources of a split, newest per (kind, label) unless ``every``."""
+    """Scored sources of a split, newest per (kind, label, protocol) unless ``every``."""
     rows = []
     for scored in store.list(dataset, "eval"):
         if scored.is_complete and scored.params.get("split") == split:
             row = _row(store, scored)
             if row is not None:
                 rows.append(row)
-    rows.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.label, r.finished))
+    rows.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.label, r.protocol, r.finished))
     if every:
         return rows
-    newest: dict[tuple[str, str], Row] = {}
+    newest: dict[tuple[str, str, str], Row] = {}
     for row in rows:
-        newest[(row.kind, row.label)] = row  # rows are sorted oldest first
+        newest[(row.kind, row.label, row.protocol)] = row  # rows are sorted oldest first
     return list(newest.values())

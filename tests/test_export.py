@@ -3,12 +3,17 @@ reading it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 import zarr
 from helpers import gt_masks_artifact, tiny_request, tiny_synth
 
+from diodcli.main import main
 from stages import export as export_mod
+from stages import modelfile
 from stages.artifacts import ArtifactStore
 from stages.errors import UserError
 from stages.evaluate import EvalConfig, evaluate
@@ -105,3 +110,94 @@ def test_interrupted_export_resumes_without_redoing_videos(trained, monkeypatch)
     calls.clear()
     art = export(store, config)
     assert art.is_complete and calls == ["val-0001"]
+
+
+def _spy_model(monkeypatch) -> list:
+    """Collect the networks export loads (to inspect their state after the export) and the
+    batch size of every forward pass they make."""
+    loaded, batches = [], []
+    real = modelfile.from_artifact
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        forward = result.model.forward
+
+        def counted(frames, *a, **k):
+            batches.append(len(frames))
+            return forward(frames, *a, **k)
+
+        result.model.forward = counted
+        loaded.append(result)
+        return result
+
+    monkeypatch.setattr(modelfile, "from_artifact", spy)
+    return loaded, batches
+
+
+def test_batchnorm_train_uses_each_batch_and_leaves_running_stats(trained, monkeypatch):
+    store, model_art = trained
+    loaded, batches = _spy_model(monkeypatch)
+    base = dict(dataset="synth", split="val", clip_length=3, batch_size=2, device="cpu")
+    eval_mode = export(store, ExportConfig(**base, precision="fp32"))
+    train_mode = export(store, ExportConfig(**base, batchnorm="train", precision="fp32"))
+    assert eval_mode.params["batchnorm"] == "eval" and eval_mode.params["batch_size"] is None
+    assert train_mode.params["batchnorm"] == "train" and train_mode.params["batch_size"] == 2
+    assert train_mode.manifest["summary"]["batchnorm"] == "train"
+    fresh = modelfile.checkpoint.final(model_art)["model"]
+    used = loaded[-1].model
+    norms = [m for m in used.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms) and not used.training
+    state = used.state_dict()
+    for key in fresh:
+        if "running_" in key or "num_batches_tracked" in key:
+            assert torch.equal(state[key], fresh[key]), key
+    scores = [
+        np.asarray(zarr.open_group(str(a.path / "predictions.zarr/val/val-0000"))["scores"])
+        for a in (eval_mode, train_mode)
+    ]
+    assert not np.allclose(*scores)  # the batch statistics are not the running ones
+    assert batches[-4:] == [2, 1, 2, 1]  # per video of 7 frames: clips 0-2 and 3-5, then 4-6
+
+
+def test_one_frame_clips_fill_batches_across_videos(trained, monkeypatch):
+    store, _ = trained
+    _loaded, batches = _spy_model(monkeypatch)
+    base = dict(dataset="synth", split="val", clip_length=1, device="cpu", precision="fp32")
+    shared = export(store, ExportConfig(**base, batch_size=4))
+    assert batches == [4, 4, 4, 2]  # 2 videos x 7 frames: batches cross the video boundary
+    alone = export(store, ExportConfig(**base, batch_size=1, force=True, soft=True))
+    for name in ("val-0000", "val-0001"):
+        a, b = (
+            zarr.open_group(str(art.path / "predictions.zarr/val" / name), mode="r")
+            for art in (shared, alone)
+        )
+        assert np.array_equal(a["slots"][:], b["slots"][:])
+        assert np.allclose(a["scores"][:], b["scores"][:], atol=1e-5)
+
+
+def test_paper_protocol_export_and_its_eval(trained, capsys):
+    store, _ = trained
+    art = export(store, ExportConfig(dataset="synth", protocol="paper", device="cpu"))
+    assert {k: art.params[k] for k in ("which", "batchnorm", "batch_size", "precision")} == {
+        "which": "model",  # a burn-in: its one network
+        "batchnorm": "train",
+        "batch_size": 1,
+        "precision": "fp32",
+    }
+    assert art.params["clip_length"] == 3  # not fixed on synth: the training T
+    scored = evaluate(store, EvalConfig(dataset="synth", protocol="paper", predictions=art.id))
+    assert json.loads((scored.path / "scores.json").read_text())["export_deviations"] == []
+    with pytest.raises(UserError, match="--batchnorm eval: the paper protocol runs the model"):
+        export(store, ExportConfig(dataset="synth", protocol="paper", batchnorm="eval"))
+    with pytest.raises(UserError, match="--which teacher"):
+        export(store, ExportConfig(dataset="synth", protocol="paper", which="teacher"))
+    with pytest.raises(UserError, match="--batchnorm both: expected one of eval, train"):
+        export(store, ExportConfig(dataset="synth", batchnorm="both"))
+    ws = ["--workspace", str(store.workspace)]
+    with pytest.raises(SystemExit) as exc:
+        main([*ws, "export", "--dataset", "synth", "--protocol", "paper", "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--precision bf16" in err and len(err.strip().splitlines()) == 1
+    main([*ws, "export", "--help"])
+    out = capsys.readouterr().out
+    assert "--protocol [diod|paper]" in out and "--batchnorm [eval|train]" in out

@@ -19,6 +19,7 @@ from stages.metrics import (
     clip_tables,
     compact_labels,
     contingency_tables,
+    count_objects,
     greedy_match,
     resize_nearest,
     sample_ari,
@@ -91,17 +92,18 @@ def test_ari_batched_fg_all_and_clip_match_sklearn():
     gt_c, ids = compact_labels(gt)
     assert ids[0] == 0 and list(ids[1:]) == [5, 9, 300, 70000]
     tables = contingency_tables(gt_c, pred, len(ids), 45)
-    fg, full, objects = sample_ari(tables)
+    fg, full, kept = sample_ari(tables, ids)
+    objects = count_objects(tables)
     for t in range(frames):
         fgmask = gt[t] > 0
         assert fg[t] == pytest.approx(adjusted_rand_score(gt[t][fgmask], pred[t][fgmask]), abs=1e-9)
         assert full[t] == pytest.approx(
             adjusted_rand_score(gt[t].ravel(), pred[t].ravel()), abs=1e-9
         )
-        assert objects[t] == len(np.unique(gt[t])) - 1
+        assert objects[t] == len(np.unique(gt[t])) - 1 and kept[t] == (objects[t] >= 2)
     clips = clip_tables(tables, 3)  # 3 + 3 + 1 frames; n = 3*92*312 per clip: float64 path
     assert len(clips) == 3
-    cfg, cfull, _ = sample_ari(clips)
+    cfg, cfull, _ = sample_ari(clips, ids)
     for c, (a, b) in enumerate([(0, 3), (3, 6), (6, 7)]):
         g, p = gt[a:b].ravel(), pred[a:b].ravel()
         assert cfull[c] == pytest.approx(adjusted_rand_score(g, p), abs=1e-9)

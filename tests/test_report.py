@@ -22,8 +22,11 @@ def _scores(f1: float, static: float) -> dict:
     }
 
 
-def _eval(store, upstream, scores, tag):
-    with store.open("synth", "eval", {"split": "val", "tag": tag}, upstream) as w:
+def _eval(store, upstream, scores, tag, protocol=None):
+    params = {"split": "val", "tag": tag}
+    if protocol is not None:  # older eval artifacts have no protocol: they are diod's
+        params["protocol"] = protocol
+    with store.open("synth", "eval", params, upstream) as w:
         atomic_write_json(w.path / "scores.json", scores)
         return w.complete()
 
@@ -47,7 +50,9 @@ def store(tmp_path):
         stage = "burnin" if name == "burnin" else "distill"
         with store.open("synth", "export", {"i": i}, {stage: model}) as w:
             export = w.complete()
-        _eval(store, {"export": export}, _scores(0.1 * (i + 1), 0.1 * i), name)
+        _eval(store, {"export": export}, _scores(0.1 * (i + 1), 0.1 * i), name, "diod")
+        if name == "dis":  # the same predictions scored by the authors' protocol too
+            _eval(store, {"export": export}, _scores(0.5, 0.1), "dis-paper", "paper")
     # an older burn-in score that the newest one hides
     _eval(store, {"masks": masks}, _scores(0.01, 0.0), "old")
     return store, models
@@ -56,25 +61,28 @@ def store(tmp_path):
 def test_rows_follow_lineage(store):
     store, models = store
     rows = [r.as_dict() for r in results(store, "synth", "val")]
-    assert [r["label"] for r in rows] == [
-        "motion masks",
-        "burn-in (BMOD+)",
-        "DIOD",
-        "DIOD (one-to-one)",
+    assert [(r["label"], r["protocol"]) for r in rows] == [
+        ("motion masks", "diod"),
+        ("burn-in (BMOD+)", "diod"),
+        ("DIOD", "diod"),
+        ("DIOD", "paper"),
+        ("DIOD (one-to-one)", "diod"),
     ]
     assert rows[1]["source"] == models["burnin"].id and rows[1]["f1_50"] == pytest.approx(0.1)
-    assert rows[3]["static_recall"] == pytest.approx(0.2)
+    assert rows[3]["f1_50"] == 0.5 and rows[3]["source"] == rows[2]["source"]
+    assert rows[4]["static_recall"] == pytest.approx(0.2)
     assert rows[0]["f1_50"] == 0.01  # the newest masks score
-    assert len(results(store, "synth", "val", every=True)) == 5
+    assert len(results(store, "synth", "val", every=True)) == 6
     assert results(store, "synth", "train") == []
 
 
 def test_cli(store, capsys):
     store, _ = store
     main(["--workspace", str(store.workspace), "report", "--dataset", "synth", "--json"])
-    assert len(json.loads(capsys.readouterr().out)) == 4
+    assert len(json.loads(capsys.readouterr().out)) == 5
     main(["--workspace", str(store.workspace), "report", "--dataset", "synth"])
-    assert "DIOD (one-to-one)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "DIOD (one-to-one)" in out and "protocol" in out and "paper" in out
     with pytest.raises(SystemExit) as exc:
         main(["--workspace", str(store.workspace), "report", "--dataset", "kitti"])
     assert exc.value.code == 2 and "no complete eval" in capsys.readouterr().err

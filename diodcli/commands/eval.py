@@ -6,7 +6,14 @@ import json
 
 import click
 
-from diodcli.common import app, config_option, dataset_option, force_option, root_option
+from diodcli.common import (
+    app,
+    config_option,
+    dataset_option,
+    force_option,
+    protocol_option,
+    root_option,
+)
 
 #: rows of the terminal table: (label, key in scores.json, shown as a percentage)
 ROWS = (
@@ -19,10 +26,17 @@ ROWS = (
     ("F1@75", "f1_75", True),
     ("mIoU", "miou", True),
     ("samples scored", "n_samples", False),
-    ("samples skipped (< 2 objects)", "n_skipped", False),
+    ("samples skipped", "n_skipped", False),
     ("GT objects", "n_gt", False),
     ("predicted segments", "n_pred", False),
 )
+#: rows of the scores a protocol adds (MOVi's video-level scores), shown when present
+EXTRA_ROWS = (("video fg-ARI", "video_fg_ari"), ("mBO", "mbo"))
+#: the ARI skip rule of each protocol, for the table's caption
+SKIP_RULES = {
+    "diod": "ARI samples with < 2 GT objects skipped",
+    "paper": "ARI samples whose largest GT id is <= 1, or whose fg-ARI is undefined, skipped",
+}
 
 
 def _pct(value: float | None) -> str:
@@ -35,11 +49,17 @@ def _print_table(scores: dict, title: str) -> None:
 
     from stages.metrics import SIZE_NAMES
 
-    table = Table(title=title, caption="scores in %, IoU thresholds strict (IoU > 0.5)")
+    table = Table(
+        title=title,
+        caption="scores in %, IoU thresholds strict (IoU > 0.5); " + SKIP_RULES[scores["protocol"]],
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for label, key, pct in ROWS:
         table.add_row(label, _pct(scores[key]) if pct else str(scores[key]))
+    for label, key in EXTRA_ROWS:
+        if key in scores:
+            table.add_row(label, _pct(scores[key]))
     for bucket in SIZE_NAMES:
         s = scores["by_size"][bucket]
         table.add_row(
@@ -64,13 +84,24 @@ def _print_table(scores: dict, title: str) -> None:
     help="Score this masks artifact (id, prefix or 'latest') as predictions: the motion-mask baseline.",
 )
 @click.option("--split", default="val", help="Split to score.")
+@protocol_option(
+    "How to score: `diod` (docs/eval.md) or `paper`, the authors' protocol per dataset "
+    "(their GT preparation, ARI and skip rule; predictions made by `diod export --protocol "
+    "paper`)."
+)
 @click.option(
     "--granularity",
     type=click.Choice(["frame", "clip"]),
-    default="frame",
-    help="ARI sample: one frame (KITTI), or a clip of --clip-len frames flattened (TRI-PD).",
+    default=None,
+    help="ARI sample: one frame (KITTI), or a clip of --clip-len frames flattened (TRI-PD) "
+    "[default: frame; the paper protocol fixes it on TRI-PD (clip) and KITTI (frame)].",
 )
-@click.option("--clip-len", type=click.IntRange(1), default=5, help="Frames per ARI clip.")
+@click.option(
+    "--clip-len",
+    type=click.IntRange(1),
+    default=None,
+    help="Frames per ARI clip [default: 5].",
+)
 @root_option()
 @click.option(
     "--json", "as_json", is_flag=True, help="Print scores.json to stdout instead of a table."
@@ -84,8 +115,9 @@ def COMMAND(
     predictions: str | None,
     masks: str | None,
     split: str,
-    granularity: str,
-    clip_len: int,
+    protocol: str,
+    granularity: str | None,
+    clip_len: int | None,
     root: str | None,
     as_json: bool,
     force: bool,
@@ -98,6 +130,7 @@ def COMMAND(
         split=split,
         predictions=predictions,
         masks=masks,
+        protocol=protocol,
         granularity=granularity,
         clip_len=clip_len,
         root=root,
@@ -109,5 +142,9 @@ def COMMAND(
         click.echo(json.dumps(scores, indent=2, sort_keys=True))
         return
     source = scores["source"]
-    _print_table(scores, f"{dataset} {split}: {source['stage']} {source['id']} (eval {art.id})")
+    _print_table(
+        scores,
+        f"{dataset} {split}, protocol {scores['protocol']}: {source['stage']} {source['id']} "
+        f"(eval {art.id})",
+    )
     click.echo(f"scores: {art.path / 'scores.json'}")

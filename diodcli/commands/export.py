@@ -12,9 +12,13 @@ from diodcli.common import (
     device_option,
     force_option,
     precision_option,
+    protocol_option,
     root_option,
     which_option,
 )
+
+#: how the help names a model-run setting's default (stages.protocols.ExportSettings)
+PROTOCOL_DEFAULT = " [default: the protocol's: diod {}; paper {}]"
 
 
 @click.command("export")
@@ -25,17 +29,36 @@ from diodcli.common import (
     default=None,
     help="Model: a burnin/distill artifact id (prefix), or `burnin` / `distill` for the newest complete one of that stage [default: the newest distill, else burn-in].",
 )
-@which_option
+@protocol_option(
+    "How the model runs: `diod` (the options' defaults) or `paper`, the authors' evaluation "
+    "run (student network, BatchNorm on each batch's statistics, fp32; TRI-PD clips of 5 one "
+    "per pass, KITTI images 8 per pass), for `diod eval --protocol paper`. Options that "
+    "differ from the protocol's are an error."
+)
+@which_option(None, PROTOCOL_DEFAULT.format("teacher", "student"))
+@click.option(
+    "--batchnorm",
+    type=click.Choice(["eval", "train"]),
+    default=None,
+    help="BatchNorm statistics: `eval` the trained running ones; `train` each forward "
+    "pass's batch (the running ones untouched), as the authors evaluated."
+    + PROTOCOL_DEFAULT.format("eval", "train"),
+)
 @root_option()
 @click.option(
     "--clip-length",
     type=click.IntRange(1),
     default=None,
-    help="Frames per clip, state reset between clips [default: the training T]; 1 = every frame alone (KITTI protocol).",
+    help="Frames per clip, state reset between clips; 1 = every frame alone (KITTI protocol)"
+    + PROTOCOL_DEFAULT.format("the training T", "5 on TRI-PD, 1 on KITTI, else the training T"),
 )
-@batch_size_option("Clips", 4)
+@batch_size_option(
+    "Clips (with one-frame clips: frames, across videos)",
+    None,
+    PROTOCOL_DEFAULT.format(4, "1, 8 on KITTI"),
+)
 @device_option()
-@precision_option()
+@precision_option(None, extra=PROTOCOL_DEFAULT.format("auto", "fp32"))
 @click.option(
     "--soft", is_flag=True, help="Also store the soft attention maps (T, K, h, w) float16."
 )

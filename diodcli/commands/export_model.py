@@ -11,7 +11,7 @@ from diodcli.common import app, config_option, model_ref_option, which_option
 
 @click.command("export-model")
 @model_ref_option(default="distill", show_default=True)
-@which_option
+@which_option()
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),

@@ -25,7 +25,7 @@ from stages.tracks import TrackParams
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @model_ref_option(required=True)
-@which_option
+@which_option()
 @click.option(
     "--out",
     type=click.Path(file_okay=False),

@@ -27,7 +27,7 @@ COLUMNS = (
 @config_option
 @click.pass_context
 def COMMAND(ctx: click.Context, dataset: str, split: str, every: bool, as_json: bool) -> None:
-    """Compare the scored sources of a split (newest `diod eval` of each kind), in %."""
+    """Compare the scored sources of a split (newest `diod eval` of each kind and protocol), in %."""
     from rich.console import Console
     from rich.table import Table
 
@@ -41,11 +41,12 @@ def COMMAND(ctx: click.Context, dataset: str, split: str, every: bool, as_json: 
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{dataset} / {split} (%)")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
+    table.add_column("protocol")
     table.add_column("source", no_wrap=True)
     for _, title in COLUMNS:
         table.add_column(title, justify="right")
     for r in rows:
         cells = ["-" if r[k] is None else f"{100 * r[k]:.1f}" for k, _ in COLUMNS]
-        table.add_row(r["label"], r["source"], *cells)
-    Console(width=max(100, Console().width)).print(table)
+        table.add_row(r["label"], r["protocol"], r["source"], *cells)
+    Console(width=max(120, Console().width)).print(table)
