@@ -28,6 +28,7 @@ from stages.distill.pseudolabels import PseudoLabelConfig
 from stages.errors import UserError
 from stages.hardware import DEVICE, PRECISION, WORKERS, model_precision
 from stages.model import ModelConfig
+from stages.model.dinov2 import PATCH, is_dinov2
 from stages.model.encoder import ResNet18Encoder
 from stages.settings import (
     FLAG,
@@ -50,6 +51,8 @@ from stages.train.losses import REGIONS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
 STAGES = ("burnin", "distill")
+DINOV2 = "dinov2"  # a preset's table of what a DINOv2 encoder changes (its input size)
+TABLES = ("distill", DINOV2)  # a preset's tables that are not burn-in settings
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ class DataConfig(Settings):
     input_size: tuple[int, int] = Setting(
         (368, 1248),
         SIZE,
-        "Model input HxW, multiples of 4 (the maps are at 1/4); auto: the training videos' "
-        "aspect ratio at about the preset's area.",
+        "Model input HxW, multiples of 4 (the maps are at 1/4; 28 with a DINOv2 encoder); "
+        "auto: the training videos' aspect ratio at about the preset's area.",
         flag="size",
     ).field()
     crop_top: float = Setting(
@@ -82,13 +85,18 @@ class DataConfig(Settings):
     ).field()
 
     def check(self) -> None:
+        """The map stride, which every encoder has; the encoder's own multiple is checked
+        with the model section (``RunConfig``), which this section cannot see."""
         stride = ResNet18Encoder.STRIDE
-        if any(side % stride for side in self.input_size):
-            raise SettingError(
-                "input_size",
-                f" {self.input_size[0]}x{self.input_size[1]}: both sides must be multiples of "
-                f"{stride} (the maps are at 1/{stride})",
-            )
+        check_input_size(self.input_size, stride, f"the maps are at 1/{stride}")
+
+
+def check_input_size(size: tuple[int, int], multiple: int, why: str) -> None:
+    if any(side % multiple for side in size):
+        raise SettingError(
+            "input_size",
+            f" {size[0]}x{size[1]}: both sides must be multiples of {multiple} ({why})",
+        )
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,14 @@ class RunConfig:
     runtime: RuntimeConfig
     distill: DistillSettings | None = None
 
+    def __post_init__(self) -> None:
+        """Rules between sections: the input suits the encoder (DINOv2: lcm of its
+        14-pixel patches and the 1/4 maps)."""
+        model = self.model
+        if model.input_multiple != ResNet18Encoder.STRIDE:
+            why = f"{model.encoder}: {PATCH}-pixel patches and maps at 1/{ResNet18Encoder.STRIDE}"
+            check_input_size(self.data.input_size, model.input_multiple, why)
+
     def sections(self) -> dict[str, Settings]:
         return {k: getattr(self, k) for k in SECTIONS if getattr(self, k) is not None}
 
@@ -231,7 +247,15 @@ def preset_values(name: str, stage: str) -> dict[str, Any]:
     values = PRESETS[name]
     if stage == "distill":
         return dict(values.get("distill", {}))
-    return {k: v for k, v in values.items() if k != "distill"}
+    return {k: v for k, v in values.items() if k not in TABLES}
+
+
+def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with preset ``name``'s DINOv2 table (its input size, a multiple of 28)
+    layered under what was given, when the run's encoder is a DINOv2 one."""
+    if not is_dinov2(values.get("encoder", "")):
+        return values
+    return _layer(_layer(values, PRESETS[name].get(DINOV2, {})), given)
 
 
 def _layer(values: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,10 +327,13 @@ def resolve(
         values = {k: v for k, v in base.items() if k in names and k not in runtime}
         values = _layer(values, preset_values(name, stage))
     values = _layer(values, given)
+    if stage == "burnin":  # distillation keeps its burn-in's size
+        values = _encoder_values(name, values, given)
     values["precision"] = model_precision(
         values.get("precision", PRECISION.default), _planned_device(values.get("device", "auto"))
     )
     sections = {key: build(cls, values) for key, cls in stage_sections(stage).items()}
+    sections["model"] = sections["model"].pinned()  # the weights file, by path and sha256
     return RunConfig(stage, dataset, name, **sections)
 
 
