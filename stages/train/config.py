@@ -9,8 +9,10 @@ left out of the artifact id). Everything else is hashed: a new setting changes t
 the runs that change it, without a list to keep up to date.
 
 Resolution order, later wins: the declarations' defaults (the paper's values), the preset
-(stages.train.presets), then every setting given (config file or command line; a TOML
-table's keys are the settings' flag names). Distillation starts from its burn-in's resolved
+(stages.train.presets; with a DINOv2 encoder, then its ``dinov2`` table: the input size),
+then every setting given (config file or command line; a TOML table's keys are the
+settings' flag names). A DINOv2 weights file is then pinned: its absolute path and sha256
+go into the model section. Distillation starts from its burn-in's resolved
 configuration instead of the defaults (same network, data and optimiser unless told
 otherwise), then the preset's distillation values, then what is given; the network cannot
 change.
@@ -221,7 +223,7 @@ class RunConfig:
         """Rules between sections: the input suits the encoder (DINOv2: lcm of its
         14-pixel patches and the 1/4 maps)."""
         model = self.model
-        if model.input_multiple != ResNet18Encoder.STRIDE:
+        if is_dinov2(model.encoder):
             why = f"{model.encoder}: {PATCH}-pixel patches and maps at 1/{ResNet18Encoder.STRIDE}"
             check_input_size(self.data.input_size, model.input_multiple, why)
 

@@ -72,6 +72,28 @@ def test_features_are_the_last_four_normalised_patch_grids_upsampled_to_quarter(
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def test_upsampling_is_torchs_nearest_at_every_presets_grid():
+    """The channels-last gather equals ``F.interpolate(mode="nearest")`` from each preset's
+    patch grid (side / 14) to its map grid (side / 4)."""
+    from stages.model.dinov2 import upsample_nearest
+
+    for preset in PRESETS:
+        h, w = resolve("burnin", "folder", {"encoder": VITS}, preset=preset).data.input_size
+        grid = torch.rand(1, 3, h // 14, w // 14)
+        expected = F.interpolate(grid, size=(h // 4, w // 4), mode="nearest")
+        got = upsample_nearest(grid.permute(0, 2, 3, 1), (h // 4, w // 4)).permute(0, 3, 1, 2)
+        assert torch.equal(got, expected), preset
+
+
+def test_features_come_in_the_autocast_dtype(model):
+    """Under autocast they are cast before upsampling (the ConvGRU would cast them anyway)."""
+    x = torch.rand(1, 3, 28, 56)
+    with torch.autocast("cpu", torch.bfloat16):
+        got = model.encoder(x)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), model.encoder(x), atol=0.1, rtol=0.05)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_presets_dinov2_size_runs(preset, model):
     """Each preset's DINOv2 size is a multiple of 28 near its ResNet size; the encoder gives
