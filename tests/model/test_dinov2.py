@@ -132,6 +132,20 @@ def test_size_auto_gives_multiples_of_28(tiny_masks):
     assert h % 28 == 0 and w % 28 == 0 and (h, w) == (112, 224)  # 2:1 at about 84x308's area
 
 
+def test_every_variant_is_a_timm_dinov2_vit():
+    """Same code for every size: the timm model of each name (built without memory)."""
+    from stages.model.dinov2 import VARIANTS
+
+    widths = {"dinov2-vits14": 384, "dinov2-vitb14": 768, "dinov2-vitl14": 1024}
+    widths["dinov2-vitg14"] = 1536
+    assert set(VARIANTS) == set(widths)
+    for variant, width in widths.items():
+        vit = _backbone(variant, "meta")
+        assert vit.patch_embed.patch_size == (14, 14) and vit.embed_dim == width
+        assert vit.pos_embed.shape == (1, 1 + 37 * 37, width)  # DINOv2's 518-px grid
+        assert FrozenDINOv2(variant, vit).out_channels == 4 * width
+
+
 # -- frozen --------------------------------------------------------------------------------
 def test_frozen_encoder_gets_no_gradients_stays_in_eval_and_is_not_in_state_dicts(model):
     model.train()
