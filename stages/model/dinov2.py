@@ -100,8 +100,8 @@ def pin(variant: str, weights: str, sha256: str) -> tuple[str, str]:
 
 
 def read_state_dict(path: Path, variant: str) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` or ``.pth`` file (loaded as plain tensors: reading a
-    file runs no code), as float32 on the CPU."""
+    """The tensors of a ``.safetensors`` or ``.pth`` file, on the CPU (loaded as plain
+    tensors: reading a file runs no code)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -119,7 +119,10 @@ def read_state_dict(path: Path, variant: str) -> dict[str, torch.Tensor]:
 
 # -- the network ---------------------------------------------------------------------------
 def _backbone(variant: str, device: str | torch.device = "cpu") -> nn.Module:
-    import timm
+    """timm's ViT/14 of ``variant``, without classifier, its position embeddings on DINOv2's
+    518-px grid and interpolated to each input's (``dynamic_img_size``). On the meta
+    device it holds no memory (to be given weights, or to be inspected)."""
+    import timm  # imported here: a second or two that ResNet runs need not pay
 
     with torch.device(device):
         return timm.create_model(
