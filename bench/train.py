@@ -11,6 +11,7 @@ T=5) and batch as the reference figures in docs/training.md, which it prints bes
     .venv/bin/python bench/train.py --cases movi,tripd-b1 --steps 3
     .venv/bin/python bench/train.py --device cuda --cases synth-cpu,kitti,tripd,movi   # GPU
     .venv/bin/python bench/train.py --set channels_last=false --set threads=1   # any setting
+    .venv/bin/python bench/train.py --cases synth-cpu,synth-cpu-dinov2,ref-dinov2-84x308
     ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/train.py --precision fp32    # an AVX2 CPU
 
 Timings on a shared machine are noisy: check `uptime` first and compare ratios from one run.
@@ -40,6 +41,10 @@ CASES = {
     "tripd": ("tripd", None, None, {}),
     "movi": ("movi", None, None, {}),
     "tripd-b1": ("tripd", None, 1, {}),
+    # DIOD*: the frozen DINOv2 ViT-S/14 (random weights: the speed is the same), at the
+    # preset's DINOv2 size (84x308) and with the reference architecture around it
+    "synth-cpu-dinov2": ("synth-cpu", None, None, {"encoder": "dinov2-vits14"}),
+    "ref-dinov2-84x308": ("kitti", (84, 308), 2, {"encoder": "dinov2-vits14"}),
 }
 # The reference implementation on 2 Zen 4 cores (docs/training.md): burn-in step (s), peak RSS (GiB)
 REF = {"ref-96x320": (9.9, 3.1), "ref-128x416": (18.7, 3.7), "ref-368x1248": (97.0, 12.3)}
@@ -89,7 +94,9 @@ def run_case(
     from stages.train.loop import Trainer, make_loader, to_device
 
     preset, size, batch, overrides = CASES[name]
-    given = dict(overrides, input_size=size, batch_size=batch, device=device, precision=precision)
+    given = dict(
+        overrides, **settings, input_size=size, batch_size=batch, device=device, precision=precision
+    )
     config = resolve("burnin", "synth", given, preset=preset)
     size, batch, t = config.data.input_size, config.loop.batch_size, config.data.clip_length
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,6 +121,7 @@ def run_case(
             now = time.perf_counter()
             times.append(now - tic)
             tic = now
+        encoder_s = _encoder_time(model, batch_cpu, trainer, steps)
     step_s = statistics.median(times[2:])  # after 2 warm-up steps
     return {
         "case": name,
@@ -121,10 +129,13 @@ def run_case(
         "batch": batch,
         "T": t,
         "K": config.model.num_slots,
-        "width": config.model.encoder_width,
+        "width": config.model.encoder_width
+        if config.model.encoder == "resnet18"
+        else config.model.encoder.removeprefix("dinov2-"),
         "device": str(trainer.device),
         "precision": trainer.precision,
         "step_s": step_s,
+        "encoder_s": encoder_s,
         "min_step_s": min(times[2:]),
         "clips_per_s": batch / step_s,
         "frames_per_s": batch * t / step_s,
@@ -135,6 +146,30 @@ def run_case(
         "threads": torch.get_num_threads(),
         "channels_last": config.runtime.channels_last,
     }
+
+
+def _encoder_time(model, batch_cpu, trainer, repeats: int) -> float:
+    """Median time of the encoder's forward alone on one batch's frames (normalised, no
+    gradients, the run's precision): all a frozen DINOv2 costs in a step, since nothing
+    flows back through it; for the ResNet, its forward without its backward."""
+    import torch
+
+    from stages.hardware import autocast
+    from stages.train.loop import to_device
+
+    frames = to_device(batch_cpu, trainer.device)["frames"].flatten(0, 1)
+    x = (frames - model.rgb_mean) / model.rgb_std
+    if model.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.no_grad(), autocast(trainer.device, trainer.precision):
+        for _ in range(repeats + 1):
+            tic = time.perf_counter()
+            model.encoder(x)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - tic)
+    return statistics.median(times[1:])
 
 
 def _setting(item: str) -> tuple[str, object]:
@@ -181,7 +216,7 @@ def main() -> None:
     print(
         f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, {os.cpu_count()} cores"
     )
-    header = f"{'case':14} {'input':>9} {'B':>2} {'T':>2} {'K':>3} {'width':>5} {'prec':>5} {'step s':>7} {'clips/s':>8} {'frames/s':>8} {'RSS GiB':>7} {'REF s':>6} {'x REF':>6}"
+    header = f"{'case':17} {'input':>9} {'B':>2} {'T':>2} {'K':>3} {'width':>5} {'prec':>5} {'step s':>7} {'enc fwd':>7} {'clips/s':>8} {'frames/s':>8} {'RSS GiB':>7} {'REF s':>6} {'x REF':>6}"
     print(header)
     for name in args.cases.split(","):
         if name not in CASES:
@@ -208,13 +243,13 @@ def main() -> None:
         ref_s, _ref_rss = REF.get(name, (None, None))
         ratio = f"{r['step_s'] / ref_s:6.2f}" if ref_s and r["device"] == "cpu" else "     -"
         print(
-            f"{name:14} {r['input']:>9} {r['batch']:>2} {r['T']:>2} {r['K']:>3} {r['width']:>5} {r['precision']:>5} "
-            f"{r['step_s']:7.2f} {r['clips_per_s']:8.2f} {r['frames_per_s']:8.1f} {r['peak_rss_gib']:7.2f} "
+            f"{name:17} {r['input']:>9} {r['batch']:>2} {r['T']:>2} {r['K']:>3} {r['width']:>5} {r['precision']:>5} "
+            f"{r['step_s']:7.2f} {r['encoder_s']:7.2f} {r['clips_per_s']:8.2f} {r['frames_per_s']:8.1f} {r['peak_rss_gib']:7.2f} "
             f"{(f'{ref_s:6.1f}' if ref_s else '     -')} {ratio}",
             flush=True,
         )
         if r["peak_gpu_gib"] is not None:
-            print(f"{'':14} peak GPU memory {r['peak_gpu_gib']:.2f} GiB")
+            print(f"{'':17} peak GPU memory {r['peak_gpu_gib']:.2f} GiB")
 
 
 if __name__ == "__main__":

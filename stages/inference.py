@@ -12,7 +12,7 @@ Per input (a video file or a folder of frames) it writes ``<out>/<name>/``:
 Geometry: the network is fully convolutional (docs/model.md), so a frame is not squashed
 into the training input's aspect ratio: the frame (below the model's cropped top, if any)
 is resized to about the training input's area with its own aspect ratio, sides multiples of
-4 (``stages.frames.size_at_area``); ``size`` overrides it. The maps are upsampled bilinearly to the
+4, or 28 with a DINOv2 encoder (``stages.frames.size_at_area``); ``size`` overrides it. The maps are upsampled bilinearly to the
 frame's size before the argmax, so objects keep smooth edges at any resolution.
 
 Object ids: linked frame to frame and across clips on the frame they share
@@ -47,7 +47,6 @@ from stages.errors import UserError
 from stages.footage import Footage, open_inputs
 from stages.frames import size_at_area
 from stages.hardware import model_precision, resolve_device
-from stages.model.encoder import ResNet18Encoder
 from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores
 from stages.progress import log, track
@@ -116,7 +115,8 @@ def _predict_one(
     target: Path,
 ) -> Path:
     geometry = loaded.geometry
-    size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top)
+    multiple = loaded.model.config.input_multiple  # 4; 28 for a DINOv2 encoder
+    size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top, multiple)
     if loaded.model.config.map_size is not None:  # a map token norm: its training size only
         if config.size not in (None, geometry.size):
             raise UserError(
@@ -124,8 +124,8 @@ def _predict_one(
                 f"input size {geometry.size[0]}x{geometry.size[1]} only"
             )
         size = geometry.size
-    if any(side % ResNet18Encoder.STRIDE for side in size):
-        raise UserError(f"--size {size[0]}x{size[1]}: both sides must be multiples of 4")
+    if any(side % multiple for side in size):
+        raise UserError(f"--size {size[0]}x{size[1]}: both sides must be multiples of {multiple}")
     staging = config.out / f".{footage.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

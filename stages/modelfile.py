@@ -7,7 +7,10 @@ or a distillation's teacher or student), its ``ModelConfig``, the input geometry
 was trained at (input size, the fraction of the frame cropped at the top, the clip length T,
 and the normalisation: RGB / 255), and a lineage summary (dataset, stage, artifact ids up
 the chain, steps, the last validation scores). Frozen weights are stored once: the file
-holds the one network it names, never the training state.
+holds the one network it names, never the training state. A frozen DINOv2 encoder's
+weights (DIOD*), which checkpoints leave in their weights file, are copied in once under
+``frozen_encoder``, so that the file runs without that weights file (``diod predict`` needs
+no ``--encoder-weights``); the model config still names the file and its sha256.
 """
 
 from __future__ import annotations
@@ -101,6 +104,9 @@ def save(loaded: LoadedModel, path: Path) -> Path:
         "lineage": _plain(loaded.lineage),
         "weights": {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()},
     }
+    frozen = getattr(loaded.model.encoder, "frozen_state_dict", None)
+    if frozen is not None:
+        content["frozen_encoder"] = {k: v.cpu().clone() for k, v in frozen().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(content, buffer)
@@ -127,7 +133,10 @@ def load(path: Path) -> LoadedModel:
         )
     if content["input"].get("normalisation") != NORMALISATION:
         raise UserError(f"{path}: unknown input normalisation {content['input']!r}")
-    model = DIOD(ModelConfig.from_dict(content["model_config"]))
+    try:  # a frozen encoder comes with the file (older or hand-made files: its weights file)
+        model = DIOD(ModelConfig.from_dict(content["model_config"]), content.get("frozen_encoder"))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(content["weights"])
     except RuntimeError as exc:

@@ -36,8 +36,8 @@ from stages.tracks import TrackParams
 @click.option(
     "--size",
     default=None,
-    help="Model input HxW (multiples of 4) [default: the frame's aspect ratio at about the "
-    "training input's area].",
+    help="Model input HxW (multiples of 4; 28 with a DINOv2 encoder) [default: the frame's "
+    "aspect ratio at about the training input's area].",
 )
 @batch_size_option("Clips", 4)
 @device_option()

@@ -23,7 +23,7 @@ from diodcli.common import (
 )
 from stages.errors import UserError
 from stages.settings import show
-from stages.train.config import SECTIONS, STAGES
+from stages.train.config import SECTIONS, STAGES, TABLES
 from stages.train.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -41,11 +41,15 @@ REQUEST = "Run"
 
 
 def preset_note(name: str) -> str:
-    """' Presets: movi 24, synth-cpu 10.' for a setting some preset changes."""
+    """' Presets: movi 24, synth-cpu 10.' for a setting some preset changes (its
+    ``distill`` and ``dinov2`` tables named: 'kitti dinov2 364x1260')."""
     values = [
-        f"{preset}{'' if stage == 'burnin' else ' distill'} {show(table[name])}"
+        f"{preset}{'' if table_name == 'burnin' else ' ' + table_name} {show(table[name])}"
         for preset, tables in PRESETS.items()
-        for stage, table in (("burnin", tables), ("distill", tables.get("distill", {})))
+        for table_name, table in (
+            ("burnin", tables),
+            *((t, tables.get(t, {})) for t in TABLES),
+        )
         if name in table
     ]
     return f" Presets: {', '.join(values)}." if values else ""

@@ -9,7 +9,8 @@ labels (the reference never switched it out of train mode); integer buffers
 identical on every rank: parameters are averaged from the unwrapped student (identical after
 DDP's gradient all-reduce), buffers are then broadcast from rank 0, because each rank's
 student BatchNorm statistics have moved with its own local batch since DDP last broadcast
-them.
+them. A frozen encoder (DIOD*'s DINOv2) is shared by teacher and student, neither copied
+nor averaged: its weights never change.
 """
 
 from __future__ import annotations
@@ -65,10 +66,12 @@ class EmaTeacher(nn.Module):
 
 
 def _matching(teacher, student) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(teacher, student) tensor pairs by name, without the tensors both share (a frozen
+    encoder, which copies of the model share: nothing to average)."""
     teacher, student = list(teacher), list(student)
     if [n for n, _ in teacher] != [n for n, _ in student]:
         raise ValueError("the student's parameters/buffers do not match the teacher's")
-    return [(t, s) for (_, t), (_, s) in zip(teacher, student, strict=True)]
+    return [(t, s) for (_, t), (_, s) in zip(teacher, student, strict=True) if t is not s]
 
 
 def _lerp(pairs: list[tuple[torch.Tensor, torch.Tensor]], weight: float) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from stages.errors import UserError
+from stages.model import dinov2
+from stages.model.encoder import input_multiple
 from stages.settings import (
     FLAG,
     SIZE_OR_NONE,
+    TEXT,
     Setting,
     SettingError,
     Settings,
@@ -17,7 +20,7 @@ from stages.settings import (
     ints,
 )
 
-ENCODERS = ("resnet18",)
+ENCODERS = ("resnet18", *dinov2.VARIANTS)
 TOKEN_NORMS = ("token", "map")
 DECODER_LAYERS = ("4", "6")
 SLOT_INITS = ("standard", "shared")
@@ -28,12 +31,31 @@ class ModelConfig(Settings):
     """Defaults are the paper's KITTI/TRI-PD architecture (paper 4.3, docs/model.md).
 
     The architecture does not depend on the input resolution: any input whose sides are
-    multiples of 4 runs through the same weights (maps come out at 1/4 of the input).
+    multiples of ``input_multiple`` (4; 28 with DINOv2's 14-pixel patches) runs through the
+    same weights (maps come out at 1/4 of the input).
     """
 
     num_slots: int = Setting(45, ints(2), "K, slots including the last, background one.").field()
     slot_dim: int = Setting(64, ints(1), "D, the slot width.").field()
-    encoder: str = Setting("resnet18", choice(*ENCODERS), "Frame encoder.").field()
+    encoder: str = Setting(
+        "resnet18",
+        choice(*ENCODERS),
+        "Frame encoder: ResNet-18 trained from scratch (DIOD), or a frozen DINOv2 ViT/14 "
+        "(DIOD*: input sides multiples of 28).",
+    ).field()
+    encoder_weights: str = Setting(
+        dinov2.NO_WEIGHTS,
+        TEXT,
+        "DINOv2 weights file (PATH|none): the official facebookresearch dinov2_vit?14_pretrain.pth "
+        "or a timm .safetensors/.pth; none: random, for tests and smoke runs only.",
+    ).field()
+    encoder_sha256: str = Setting(
+        "",
+        TEXT,
+        "sha256 of encoder_weights, recorded when the run is resolved and checked whenever "
+        "the file is read again.",
+        cli=False,
+    ).field()
     encoder_width: float = Setting(
         1.0,
         floats(0, 4, low_open=True),
@@ -82,16 +104,36 @@ class ModelConfig(Settings):
     slot_seed: int = Setting(0, ints(), "Seed of the fixed random initial slots.").field()
     eps: float = Setting(1e-8, floats(0, low_open=True), "Attention epsilon.", cli=False).field()
 
+    @property
+    def background_slot(self) -> int:
+        return self.num_slots - 1
+
+    @property
+    def input_multiple(self) -> int:
+        """What the input sides must be multiples of, for this encoder."""
+        return input_multiple(self.encoder)
+
     def check(self) -> None:
         if (self.token_norm == "map") != (self.map_size is not None):
             raise SettingError(
                 "map_size",
                 f" {self.map_size}: the 'map' token norm needs the map size and only it uses one",
             )
+        if not dinov2.is_dinov2(self.encoder) and self.encoder_weights != dinov2.NO_WEIGHTS:
+            raise SettingError(
+                "encoder_weights",
+                f" {self.encoder_weights}: only for a DINOv2 encoder ({self.encoder} trains "
+                "from scratch)",
+            )
 
-    @property
-    def background_slot(self) -> int:
-        return self.num_slots - 1
+    def pinned(self) -> ModelConfig:
+        """This config with its weights file named absolutely and its sha256 recorded (or
+        checked, if recorded already): what a run saves, so that resuming, distilling and
+        exporting read the same weights. A missing or changed file is a SettingError."""
+        if not dinov2.is_dinov2(self.encoder):
+            return self
+        path, digest = dinov2.pin(self.encoder, self.encoder_weights, self.encoder_sha256)
+        return replace(self, encoder_weights=path, encoder_sha256=digest)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

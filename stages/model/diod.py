@@ -12,6 +12,7 @@ recurrences (ConvGRU state, slot updates) loop over the T frames.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from stages.model.config import ModelConfig
 from stages.model.convgru import ConvGRU
 from stages.model.decoder import SlotDecoder
-from stages.model.encoder import ResNet18Encoder
+from stages.model.encoder import ResNet18Encoder, make_encoder
 from stages.model.positional import Tokenizer
 from stages.model.slot_attention import SlotAttention
 
@@ -59,10 +60,13 @@ def initial_slots(config: ModelConfig) -> torch.Tensor:
 
 
 class DIOD(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(
+        self, config: ModelConfig, frozen_encoder: Mapping[str, torch.Tensor] | None = None
+    ):
+        """``frozen_encoder``: a DINOv2 encoder's weights, when a model file holds them."""
         super().__init__()
         self.config = config
-        self.encoder = ResNet18Encoder(config.encoder_width)
+        self.encoder = make_encoder(config, frozen_encoder)
         self.temporal = ConvGRU(self.encoder.out_channels, config.gru_hidden, config.gru_layers)
         self.tokenizer = Tokenizer(config.gru_hidden, config.slot_dim, config.map_size)
         self.slot_attention = SlotAttention(
@@ -76,6 +80,7 @@ class DIOD(nn.Module):
 
     @property
     def stride(self) -> int:
+        """Input pixels per map cell (4 whatever the encoder: the decoder upsamples x4)."""
         return ResNet18Encoder.STRIDE
 
     def use_channels_last(self) -> DIOD:
@@ -86,9 +91,10 @@ class DIOD(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> DIODOutput:
         b, t, _, height, width = frames.shape
-        if height % self.stride or width % self.stride:
+        multiple = self.config.input_multiple
+        if height % multiple or width % multiple:
             raise ValueError(
-                f"input size {height}x{width}: both sides must be multiples of {self.stride}"
+                f"input size {height}x{width}: both sides must be multiples of {multiple}"
             )
         x = (frames.flatten(0, 1) - self.rgb_mean) / self.rgb_std
         if self.channels_last:

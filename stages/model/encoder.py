@@ -4,12 +4,23 @@ Two changes to the ImageNet ResNet-18 keep spatial detail for small objects: no 
 after the stem, and stride 1 in layer3/layer4. The stem (stride 2) and layer2 (stride 2)
 give the 1/4 feature grid the slots attend over. ``width`` scales every stage's channels
 so CPU presets can train the same topology at a fraction of the cost.
+
+``make_encoder`` builds the encoder a ``ModelConfig`` names: this one, or the frozen DINOv2
+of DIOD* (``stages.model.dinov2``); both give features at 1/4 of the input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+from stages.model.dinov2 import FrozenDINOv2, is_dinov2
+
+if TYPE_CHECKING:
+    from stages.model.config import ModelConfig
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
@@ -42,6 +53,7 @@ class ResNet18Encoder(nn.Module):
 
     LAYER_STRIDES = (1, 2, 1, 1)
     STRIDE = 4  # input pixels per feature cell
+    INPUT_MULTIPLE = STRIDE  # input sides it takes
 
     def __init__(self, width: float):
         super().__init__()
@@ -62,3 +74,20 @@ class ResNet18Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, C, H/4, W/4) features."""
         return self.layers(self.stem(x))
+
+
+def input_multiple(encoder: str) -> int:
+    """What the input sides of ``encoder`` must be multiples of (declared by its class)."""
+    return FrozenDINOv2.INPUT_MULTIPLE if is_dinov2(encoder) else ResNet18Encoder.INPUT_MULTIPLE
+
+
+def make_encoder(
+    config: ModelConfig, frozen: Mapping[str, torch.Tensor] | None = None
+) -> ResNet18Encoder | FrozenDINOv2:
+    """The encoder ``config`` names; ``frozen``: a DINOv2 encoder's weights given directly
+    (a model file holds them) instead of read from ``config.encoder_weights``."""
+    if is_dinov2(config.encoder):
+        return FrozenDINOv2.build(
+            config.encoder, config.encoder_weights, config.encoder_sha256, frozen
+        )
+    return ResNet18Encoder(config.encoder_width)

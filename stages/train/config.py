@@ -9,8 +9,10 @@ left out of the artifact id). Everything else is hashed: a new setting changes t
 the runs that change it, without a list to keep up to date.
 
 Resolution order, later wins: the declarations' defaults (the paper's values), the preset
-(stages.train.presets), then every setting given (config file or command line; a TOML
-table's keys are the settings' flag names). Distillation starts from its burn-in's resolved
+(stages.train.presets; with a DINOv2 encoder, then its ``dinov2`` table: the input size),
+then every setting given (config file or command line; a TOML table's keys are the
+settings' flag names). A DINOv2 weights file is then pinned: its absolute path and sha256
+go into the model section. Distillation starts from its burn-in's resolved
 configuration instead of the defaults (same network, data and optimiser unless told
 otherwise), then the preset's distillation values, then what is given; the network cannot
 change.
@@ -27,6 +29,7 @@ import torch
 from stages.distill.pseudolabels import PseudoLabelConfig
 from stages.hardware import DEVICE, PRECISION, WORKERS, model_precision
 from stages.model import ModelConfig
+from stages.model.dinov2 import PATCH, is_dinov2
 from stages.model.encoder import ResNet18Encoder
 from stages.settings import (
     FLAG,
@@ -49,6 +52,8 @@ from stages.train.losses import COLOUR_RANGES, FRAME_REDUCTIONS, REGIONS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
 STAGES = ("burnin", "distill")
+DINOV2 = "dinov2"  # a preset's table of what a DINOv2 encoder changes (its input size)
+TABLES = ("distill", DINOV2)  # a preset's tables that are not burn-in settings
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,8 @@ class DataConfig(Settings):
     input_size: tuple[int, int] = Setting(
         (368, 1248),
         SIZE,
-        "Model input HxW, multiples of 4 (the maps are at 1/4); auto: the training videos' "
-        "aspect ratio at about the preset's area.",
+        "Model input HxW, multiples of 4 (the maps are at 1/4; 28 with a DINOv2 encoder); "
+        "auto: the training videos' aspect ratio at about the preset's area.",
         flag="size",
     ).field()
     crop_top: float = Setting(
@@ -87,13 +92,18 @@ class DataConfig(Settings):
     ).field()
 
     def check(self) -> None:
+        """The map stride, which every encoder has; the encoder's own multiple is checked
+        with the model section (``RunConfig``), which this section cannot see."""
         stride = ResNet18Encoder.STRIDE
-        if any(side % stride for side in self.input_size):
-            raise SettingError(
-                "input_size",
-                f" {self.input_size[0]}x{self.input_size[1]}: both sides must be multiples of "
-                f"{stride} (the maps are at 1/{stride})",
-            )
+        check_input_size(self.input_size, stride, f"the maps are at 1/{stride}")
+
+
+def check_input_size(size: tuple[int, int], multiple: int, why: str) -> None:
+    if any(side % multiple for side in size):
+        raise SettingError(
+            "input_size",
+            f" {size[0]}x{size[1]}: both sides must be multiples of {multiple} ({why})",
+        )
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,14 @@ class RunConfig:
     runtime: RuntimeConfig
     distill: DistillSettings | None = None
 
+    def __post_init__(self) -> None:
+        """Rules between sections: the input suits the encoder (DINOv2: lcm of its
+        14-pixel patches and the 1/4 maps)."""
+        model = self.model
+        if is_dinov2(model.encoder):
+            why = f"{model.encoder}: {PATCH}-pixel patches and maps at 1/{ResNet18Encoder.STRIDE}"
+            check_input_size(self.data.input_size, model.input_multiple, why)
+
     def sections(self) -> dict[str, Settings]:
         return {k: getattr(self, k) for k in SECTIONS if getattr(self, k) is not None}
 
@@ -252,7 +270,15 @@ def preset_values(name: str, stage: str) -> dict[str, Any]:
     values = PRESETS[name]
     if stage == "distill":
         return dict(values.get("distill", {}))
-    return {k: v for k, v in values.items() if k != "distill"}
+    return {k: v for k, v in values.items() if k not in TABLES}
+
+
+def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with preset ``name``'s DINOv2 table (its input size, a multiple of 28)
+    layered under what was given, when the run's encoder is a DINOv2 one."""
+    if not is_dinov2(values.get("encoder", "")):
+        return values
+    return _layer(_layer(values, PRESETS[name].get(DINOV2, {})), given)
 
 
 def _layer(values: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,6 +346,8 @@ def resolve(
         values = {k: v for k, v in base.items() if k in names and k not in runtime}
         values = _layer(values, preset_values(name, stage))
     values = _layer(values, given)
+    if stage == "burnin":  # distillation keeps its burn-in's size
+        values = _encoder_values(name, values, given)
     values["map_size"] = _map_size(values)
     if burnin is not None and values["map_size"] != _size_or_none(base.get("map_size")):
         raise SettingError(
@@ -331,6 +359,7 @@ def resolve(
         values.get("precision", PRECISION.default), _planned_device(values.get("device", "auto"))
     )
     sections = {key: build(cls, values) for key, cls in stage_sections(stage).items()}
+    sections["model"] = sections["model"].pinned()  # the weights file, by path and sha256
     return RunConfig(stage, dataset, name, **sections)
 
 

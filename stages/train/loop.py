@@ -155,7 +155,9 @@ class Trainer:
             convert = getattr(module, "use_channels_last", None)
             if runtime.channels_last and convert is not None:
                 convert()
-        optimizer = make_optimizer(model.parameters(), loop.lr)
+        # a frozen encoder (DINOv2) trains no weights and keeps no optimizer state
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(trained, loop.lr)
         net = model
         if ranks.world > 1:
             net = DistributedDataParallel(

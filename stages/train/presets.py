@@ -9,6 +9,13 @@ distillation epochs as table 4c), an epoch being one random window per video as 
 authors' code (their step counts; every window per epoch would make a TRI-PD run ~196x
 longer). ``synth-cpu`` trades width for time so that burn-in and
 distillation finish in minutes on 2 CPU cores (figures in docs/training.md).
+
+A preset's ``dinov2`` table is what a DINOv2 encoder (``--encoder dinov2-vits14``, DIOD*)
+changes: the input size, whose sides must be multiples of 28 (14-pixel patches, maps at
+1/4). The authors' DINOv2 inputs are multiples of 14 only (KITTI 378x1260, TRI-PD 490x980)
+with maps of ceil(side / 4); ours keep the maps at exactly 1/4, so each size is the nearest
+multiple of 28 to the authors' (their width; for the height, of the two equally near, the
+one nearer the ResNet preset's) or, without an authors' size, to the ResNet preset's.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         **PAPER_MODE,
         # theirs: 101 epochs from their distilled TRI-PD model (`--init`), no KITTI burn-in
         "distill": {"epochs": 101},
+        "dinov2": {"input_size": (364, 1260)},  # the authors': 378x1260
     },
     "tripd": {
         "num_slots": 45,
@@ -49,6 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 400,
         **PAPER_MODE,
         "distill": {"epochs": 500},
+        "dinov2": {"input_size": (476, 980)},  # the authors': 490x980
     },
     "movi": {
         "num_slots": 24,
@@ -58,6 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 400,
         **PAPER_MODE,
         "distill": {"epochs": 500},
+        "dinov2": {"input_size": (252, 252)},
     },
     "synth-cpu": {
         "num_slots": 10,
@@ -72,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 250,
         "val_every": 250,
         "distill": {"steps": 500, "warmup": 50, "checkpoint_every": 250, "val_every": 0},
+        "dinov2": {"input_size": (84, 308)},
     },
 }
 DEFAULT_FOR_DATASET = {

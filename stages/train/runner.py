@@ -151,7 +151,9 @@ def auto_size(
     if not videos:
         raise UserError(f"--size auto: no videos in split '{config.data.split}' of {root}")
     frame = ds.frame_size(videos[0])
-    size = size_at_area(frame, config.data.input_size, config.data.crop_top)
+    size = size_at_area(
+        frame, config.data.input_size, config.data.crop_top, config.model.input_multiple
+    )
     log.info("--size auto: %dx%d frames -> input %dx%d", *frame, *size)
     given = {**request.given, "input_size": size}
     return resolve(request.stage, request.dataset, given, preset=request.preset, burnin=burnin)

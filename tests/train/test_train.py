@@ -307,3 +307,111 @@ def test_dry_run_plans_the_authors_epochs_and_writes_nothing(tmp_path):
         last_lr = float(re.search(r"([0-9.e-]+) at the last step", out).group(1))
         assert 0 < last_lr < 5e-4
     assert store.list("synth", "burnin") == []
+
+
+# -- DIOD*: a frozen DINOv2 encoder ---------------------------------------------------------
+DINOV2_CLI = ["--encoder", "dinov2-vits14", "--size", "28x56"]  # 28: 14-px patches, 1/4 maps
+
+
+def _vits14_file(path, official: bool) -> str:
+    """A ViT-S/14 state dict of random tensors: the facebookresearch layout (timm's names plus
+    the mask token) or timm's, as .pth."""
+    from stages.model.dinov2 import _backbone
+
+    torch.manual_seed(5)
+    state = _backbone("dinov2-vits14").state_dict()
+    if official:
+        state["mask_token"] = torch.zeros(1, 384)
+    torch.save(state, path)
+    return str(path)
+
+
+def _frozen_weights_left_out(art) -> None:
+    """The checkpoint holds what trains: no encoder weights, no optimizer state for them."""
+    from stages.model import DIOD, ModelConfig
+
+    state = checkpoint.final(art)
+    assert not any(k.startswith("encoder.") for k in state["model"])
+    model = DIOD(ModelConfig.from_dict(state["model_config"]))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert len(state["optimizer"]["param_groups"][0]["params"]) == len(trained)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_cli_burnin_with_a_frozen_dinov2_encoder(tiny_masks, tmp_path):
+    """`--encoder-weights none`: random weights, said loudly; a weights file: loaded, said
+    so, recorded by path and sha256; a missing or foreign file: one line, exit 2."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    _root, store, _masks = tiny_masks
+    base = ["--workspace", str(store.workspace), "train", "--stage", "burnin", "--dataset"]
+    base += ["synth", "--steps", "2", "--batch-size", "2", *TINY_CLI_OPTIONS, *DINOV2_CLI]
+    base += ["--val-split", ""]
+
+    def artifact(out: str):
+        found = re.search(r"burn-in artifact: synth/burnin/(\w+)", out)
+        assert found, out
+        return store.get("synth", "burnin", found.group(1))
+
+    code, out = _diod(*base, "--encoder-weights", "none")
+    assert code == 0, out
+    assert "dinov2-vits14 has RANDOM weights (--encoder-weights none)" in out
+    _frozen_weights_left_out(artifact(out))
+
+    weights = _vits14_file(tmp_path / "dinov2_vits14_pretrain.pth", official=True)
+    code, out = _diod(*base, "--encoder-weights", weights)
+    assert code == 0, out
+    assert f"loaded DINOv2 weights from {weights} (" in out and "RANDOM" not in out
+    art = artifact(out)
+    model = art.params["config"]["model"]
+    assert model["encoder_weights"] == weights
+    assert model["encoder_sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    _frozen_weights_left_out(art)
+
+    code, out = _diod(*base, "--encoder-weights", str(tmp_path / "nowhere.pth"))
+    assert code == 2 and "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert (
+        last.startswith("diod: error: --encoder-weights ") and "nowhere.pth: no such file" in last
+    )
+    foreign = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, foreign)
+    code, out = _diod(*base, "--encoder-weights", str(foreign))
+    assert code == 2 and "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"diod: error: {foreign}: not dinov2-vits14 weights"), out
+
+
+def test_dinov2_run_resumes_and_distils_from_its_weights_file(tiny_masks, tmp_path, monkeypatch):
+    """A stopped DINOv2 run resumes to the uninterrupted result (the frozen weights come
+    back from their file); distillation reads the same file."""
+    from stages.train import burnin, train
+
+    root, _store, _masks = tiny_masks
+    weights = _vits14_file(tmp_path / "vits14.pth", official=False)
+    config = dict(steps=4, checkpoint_every=2, seed=2, input_size=(28, 56), clip_length=2)
+    config.update(encoder="dinov2-vits14", encoder_weights=weights)
+    runs = []
+
+    def stop(self, model, step):
+        if step == 3:  # after the step-2 checkpoint
+            raise KeyboardInterrupt
+
+    for name in ("whole", "resumed"):
+        store = ArtifactStore(tmp_path / name)
+        gt_masks_artifact(store, root)
+        if name == "resumed":
+            monkeypatch.setattr(burnin.BurninObjective, "after_step", stop)
+            with pytest.raises(KeyboardInterrupt):
+                train(store, tiny_request(**config))
+            monkeypatch.undo()
+        runs.append(train(store, tiny_request(**config, resume=True)))
+    whole, resumed = (checkpoint.final(a)["model"] for a in runs)
+    assert runs[0].id == runs[1].id and runs[1].manifest["resumed"]
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    distilled = train(store, tiny_request("distill", **{**config, "steps": 1}))
+    state = checkpoint.final(distilled)
+    assert state["config"]["model"]["encoder_weights"] == weights
+    assert not any(k.startswith("encoder.") for k in state["extra"]["teacher"])
