@@ -149,3 +149,27 @@ def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backw
                         back = -flow if back is None else back
                         frame_array(group, "backward", flow.shape, "float16")[:] = back
         return writer.complete()
+
+
+def export_artifact(
+    store: ArtifactStore,
+    dataset: str,
+    root: Path,
+    slots: dict[str, np.ndarray],
+    params: dict,
+    num_slots: int,
+    *,
+    split: str = "val",
+    attrs: dict | None = None,
+    scores: bool = True,
+) -> Artifact:
+    """An export artifact holding ``slots`` (T, h, w) per video of ``split``, every segment
+    scored 1; the last slot is the background."""
+    with store.open(dataset, "export", {**params, "root": str(root)}) as w:
+        for name, s in slots.items():
+            group_attrs = dict(num_slots=num_slots, background_slot=num_slots - 1, **(attrs or {}))
+            with write_video(w, "predictions.zarr", split, name, group_attrs) as g:
+                frame_array(g, "slots", s.shape, np.uint8)[:] = s
+                if scores:
+                    frame_array(g, "scores", (len(s), num_slots), np.float32)[:] = 1.0
+        return w.complete()

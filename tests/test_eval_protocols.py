@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import export_artifact
 from sklearn.metrics import adjusted_rand_score
 
 from diodcli.main import main
@@ -21,7 +22,6 @@ from stages.datasets.imageio import write_png
 from stages.errors import UserError
 from stages.evaluate import EvalConfig, evaluate, read_scores
 from stages.groundtruth import TRIPD_CROP_ROWS
-from stages.zarrstore import frame_array, write_video
 
 K = 4  # slots; background slot K - 1
 #: what `diod export --protocol paper` records (a burn-in: one network)
@@ -39,15 +39,7 @@ def _export(
     attrs: dict | None = None,
     scores: bool = True,
 ) -> Artifact:
-    """An export artifact holding ``slots`` per video of split val (every score 1)."""
-    with store.open(dataset, "export", {**params, "root": str(root)}) as w:
-        for name, s in slots.items():
-            group_attrs = dict(num_slots=K, background_slot=K - 1, **(attrs or {}))
-            with write_video(w, "predictions.zarr", "val", name, group_attrs) as g:
-                frame_array(g, "slots", s.shape, np.uint8)[:] = s
-                if scores:
-                    frame_array(g, "scores", (len(s), K), np.float32)[:] = 1.0
-        return w.complete()
+    return export_artifact(store, dataset, root, slots, params, K, attrs=attrs, scores=scores)
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:

@@ -266,6 +266,31 @@ def test_gt_flow_artifact_feeds_the_masks_stage(converted, tmp_path):
     assert art.manifest["summary"]["videos"] == 4
 
 
+def test_paper_protocol_scores_movi_videos_as_the_field_does(converted, tmp_path):
+    """``diod eval --protocol paper`` on the converted MOVi-E: the video-level fg-ARI and
+    mBO beside the per-frame scores; predictions equal to the GT score 1 on both."""
+    from helpers import export_artifact
+
+    from stages.artifacts import ArtifactStore
+    from stages.evaluate import EvalConfig, evaluate, read_scores
+
+    store = ArtifactStore(tmp_path / "runs")
+    ds = open_dataset("movi", converted)
+    videos = ds.videos("validation")
+    gt = {v.name: np.stack([ds.instances(v, i) for i in range(len(v))]) for v in videos}
+    slots = max(int(g.max()) for g in gt.values()) + 2
+    params = {"which": "model", "batchnorm": "train", "batch_size": 1, "precision": "fp32"}
+    export_artifact(
+        store, "movi", converted, {k: g.astype(np.uint8) for k, g in gt.items()}, params, slots,
+        split="validation",
+    )  # fmt: skip
+    scores = read_scores(
+        evaluate(store, EvalConfig(dataset="movi", split="validation", protocol="paper"))
+    )
+    assert scores["protocol"] == "paper"
+    assert scores["video_fg_ari"] == pytest.approx(1.0) and scores["mbo"] == pytest.approx(1.0)
+
+
 # -- bad input: one line on stderr, exit 2 ----------------------------------------------------
 def _cli_error(capsys, src: Path, out: Path, *extra: str) -> str:
     code, _, err = run(
