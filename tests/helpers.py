@@ -173,3 +173,18 @@ def export_artifact(
                 if scores:
                     frame_array(g, "scores", (len(s), num_slots), np.float32)[:] = 1.0
         return w.complete()
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``diod ARGS`` in this process: (exit code, stdout, stderr)."""
+    import sys
+
+    import pytest
+
+    from diodcli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        sys.exit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err

@@ -6,16 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import export_artifact
+from helpers import run_cli as run
 from sklearn.metrics import adjusted_rand_score
 
-from diodcli.main import main
 from stages import protocols
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets.imageio import write_png
@@ -40,14 +39,6 @@ def _export(
     scores: bool = True,
 ) -> Artifact:
     return export_artifact(store, dataset, root, slots, params, K, attrs=attrs, scores=scores)
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 # -- synth: the generic paper protocol and its skip rule --------------------------------------

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli as run
 
-from diodcli.main import main
 from stages.artifacts import ArtifactStore
 from stages.datasets.imageio import write_png
 from stages.evaluate import EvalConfig, evaluate, segment_mean
@@ -95,14 +94,6 @@ def setup(tmp_path):
     _write_dataset(root)
     store = ArtifactStore(tmp_path / "ws")
     return root, store, _export(store, root)
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 EXPECTED = {

@@ -8,20 +8,12 @@ import sys
 from pathlib import Path
 
 import click
-import pytest
+from helpers import run_cli as run
 
-from diodcli.main import cli, main
+from diodcli.main import cli
 from stages.artifacts import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def _all_commands(group: click.Group, ctx: click.Context, path: tuple[str, ...] = ()):

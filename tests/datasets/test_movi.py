@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli as run
 from movi_shards import (
     encode_example,
     fake_video,
@@ -18,7 +18,6 @@ from movi_shards import (
     write_shards,
 )
 
-from diodcli.main import main
 from stages.datasets import open_dataset
 from stages.datasets.imageio import read_label_map, read_rgb
 from stages.errors import UserError
@@ -53,14 +52,6 @@ def converted(source, tmp_path_factory):
     out = tmp_path_factory.mktemp("movi") / "out"
     convert_movi(MoviConfig(src=src, out=out, resolution="128x128", depth=True))
     return out
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from helpers import run_cli
 
-from diodcli.main import main
 from stages.artifacts import COMPLETE, FAILED, RUNNING, Artifact, ArtifactStore
 from stages.datasets.imageio import write_png
 from stages.errors import UserError
@@ -54,14 +54,6 @@ def flows(art: Artifact, name: str = "forward") -> dict[str, np.ndarray]:
         for s in art.params["splits"]
         for v in video_names(art, "flow.zarr", s)
     }
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def test_artifact_format_resize_and_reuse(tmp_path):

@@ -3,16 +3,14 @@ round trip, and the errors a user can run into (one line, exit code 2)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from helpers import write_gt_flow_artifact
+from helpers import run_cli, write_gt_flow_artifact
 
-from diodcli.main import main
 from stages import zarrstore
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
@@ -35,14 +33,6 @@ def synth_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def store(tmp_path) -> ArtifactStore:
     return ArtifactStore(tmp_path / "ws")
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        sys.exit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def _all_masks(art) -> dict[str, np.ndarray]:
