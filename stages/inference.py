@@ -116,14 +116,15 @@ def _predict_one(
 ) -> Path:
     geometry = loaded.geometry
     multiple = loaded.model.config.input_multiple  # 4; 28 for a DINOv2 encoder
-    size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top, multiple)
     if loaded.model.config.map_size is not None:  # a map token norm: its training size only
         if config.size not in (None, geometry.size):
             raise UserError(
-                f"--size {size[0]}x{size[1]}: this model (token_norm map) runs at its training "
-                f"input size {geometry.size[0]}x{geometry.size[1]} only"
+                f"--size {config.size[0]}x{config.size[1]}: this model (token_norm map) runs at "
+                f"its training input size {geometry.size[0]}x{geometry.size[1]} only"
             )
         size = geometry.size
+    else:
+        size = config.size or size_at_area(footage.size, geometry.size, geometry.crop_top, multiple)
     if any(side % multiple for side in size):
         raise UserError(f"--size {size[0]}x{size[1]}: both sides must be multiples of {multiple}")
     staging = config.out / f".{footage.name}.partial"

@@ -27,8 +27,9 @@ from stages.errors import UserError
 from stages.model import DIOD, ModelConfig
 from stages.settings import flatten
 from stages.train import checkpoint
+from stages.train.initialise import MODEL_FILE_FORMAT
 
-FORMAT = "diod-model"
+FORMAT = MODEL_FILE_FORMAT
 VERSION = 1
 NORMALISATION = "rgb/255"  # frames are RGB in [0, 1]: uint8 / 255, no mean/std
 NETWORKS = ("teacher", "student")

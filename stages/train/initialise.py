@@ -23,7 +23,9 @@ from stages.artifacts import ArtifactStore
 from stages.errors import UserError
 from stages.train import checkpoint
 
-MODEL_FILE_FORMAT = "diod-model"  # stages.modelfile.FORMAT, read here without importing it
+#: the format tag of a model file; ``stages.modelfile`` (which imports training's checkpoint
+#: reader, so training cannot import it) writes files with this tag
+MODEL_FILE_FORMAT = "diod-model"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _network(state: dict[str, Any]) -> str:
+    """The network of a training checkpoint to start from: its teacher (what export uses)
+    if it has one, else its model."""
+    return "teacher" if "teacher" in state.get("extra", {}) else "model"
+
+
+def _weights(state: dict[str, Any], network: str) -> dict[str, torch.Tensor]:
+    return state["model"] if network == "model" else state["extra"][network]
+
+
 def _file_weights(path: Path) -> dict[str, torch.Tensor]:
     """The network of a model file, or of a training checkpoint (its teacher if it has one,
     else its model)."""
@@ -53,7 +65,7 @@ def _file_weights(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(content, dict) and content.get("format") == MODEL_FILE_FORMAT:
         return content["weights"]
     if isinstance(content, dict) and isinstance(content.get("model"), dict):
-        return content.get("extra", {}).get("teacher", content["model"])
+        return _weights(content, _network(content))
     raise UserError(
         f"--init {path}: expected a diod model file (diod export-model) or a diod training "
         "checkpoint (a dict with 'model' weights)"
@@ -71,10 +83,9 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
         )
     artifact = checkpoint.find_trained(store, ref, option="--init")
     state = checkpoint.final(artifact)
-    network = "teacher" if "teacher" in state.get("extra", {}) else "model"
-    weights = state["model"] if network == "model" else state["extra"]["teacher"]
+    network = _network(state)
     return InitSource(
-        weights,
+        _weights(state, network),
         {"artifact": f"{artifact.dataset}/{artifact.stage}/{artifact.id}", "network": network},
     )
 
