@@ -28,6 +28,7 @@ import numpy as np
 
 from stages.masks.params import MotionParams
 
+MAD_TO_SIGMA = 1.4826
 ROBUST_METHODS = {"ransac": cv2.RANSAC, "lmeds": cv2.LMEDS}
 FLOW_GRID_STRIDE = 8
 
@@ -60,24 +61,24 @@ class PairGeometry:
 
 
 def sample_correspondences(
-    geometry: PairGeometry, max_points: int
+    geometry: PairGeometry, max_points: int, first_row: int = 0
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(src, dst) float32 (N, 2) point pairs on a regular grid of confident pixels.
+    """(src, dst) float32 (N, 2) point pairs on a regular grid of confident pixels of rows
+    ``first_row`` and below.
 
-    A regular grid (not random pixels) spreads the points over the whole frame, which is
+    A regular grid (not random pixels) spreads the points over the whole region, which is
     what constrains a camera model, and keeps the fit deterministic.
     """
     h, w = geometry.shape
-    stride = max(1, int(np.sqrt(h * w / max_points)))
-    offset = stride // 2
-    conf = geometry.confident[offset::stride, offset::stride]
+    stride = max(1, int(np.sqrt((h - first_row) * w / max_points)))
+    grid = (slice(first_row + stride // 2, None, stride), slice(stride // 2, None, stride))
+    conf = geometry.confident[grid]
     xs, ys = pixel_grid(h, w)
-    xs = xs[offset::stride, offset::stride][conf]
-    ys = ys[offset::stride, offset::stride][conf]
+    xs, ys = xs[grid][conf], ys[grid][conf]
     if xs.size < 16:
         return None
-    u = geometry.flow[0, offset::stride, offset::stride][conf]
-    v = geometry.flow[1, offset::stride, offset::stride][conf]
+    u = geometry.flow[0][grid][conf]
+    v = geometry.flow[1][grid][conf]
     src = np.stack([xs, ys], axis=1)
     dst = np.stack([xs + u, ys + v], axis=1)
     return src, dst
@@ -89,6 +90,9 @@ class CameraModel(ABC):
     name: str = ""
     #: whether ``camera_flow`` exists (a per-pixel predicted flow), not only a residual
     predicts_flow: bool = False
+    #: whether what the model leaves over a static 3-D scene varies slowly across the image
+    #: (then ``motion.local_background`` removes it); False when it is already zero there
+    smooth_leftover: bool = True
 
     def __init__(self, params: MotionParams):
         """The robust fit, its inlier threshold and sample count from ``params`` (checked
@@ -117,11 +121,13 @@ class HomographyModel(CameraModel):
 
     def fit(self, geometry: PairGeometry) -> bool:
         pairs = sample_correspondences(geometry, self.max_points)
-        if pairs is None:
-            return False
+        return pairs is not None and self.fit_pairs(*pairs)
+
+    def fit_pairs(self, src: np.ndarray, dst: np.ndarray) -> bool:
+        """Fit to point pairs (N, 2); False if no homography could be found."""
         matrix, _inliers = cv2.findHomography(
-            pairs[0],
-            pairs[1],
+            src,
+            dst,
             ROBUST_METHODS[self.robust],
             ransacReprojThreshold=self.threshold,
             maxIters=2000,
@@ -156,6 +162,11 @@ class HomographyModel(CameraModel):
             )
             out[channel] = fine[s : s + h, s : s + w]
         return out
+
+    def camera_flow_at(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) flow of the homography at points (N, 2)."""
+        mapped = cv2.perspectiveTransform(points[None].astype(np.float64), self.matrix)[0]
+        return (mapped - points).astype(np.float32)
 
     def residual(self, geometry: PairGeometry) -> np.ndarray:
         cam = self.camera_flow(geometry)
@@ -218,8 +229,143 @@ def normalised_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return nx, ny
 
 
+class ParallaxModel(CameraModel):
+    """Plane + parallax (Irani & Anandan 1998): the flow a static 3-D scene leaves after
+    the ground plane's homography is removed points along the line through the epipole,
+    away from it for every point above the ground, by an amount that grows with height
+    over depth. The residual of a pixel is its distance to that half-line of allowed
+    parallax: sideways from the epipolar line (crossing traffic) or towards the epipole
+    (a car ahead that keeps its distance, or pulls away: it flows less than the road it
+    stands on, like a point below the ground). Facades, trees and poles at any depth stay
+    on the half-line and score zero however large their parallax.
+
+    - The plane is fitted on the lower half of the frame: the road in driving footage,
+      the ground in most others; any plane in a scene without depth (then the parallax is
+      noise everywhere and the model falls back to |parallax|).
+    - The epipole comes from the parallax vectors themselves (each one is a line through
+      it), by RANSAC over pairs and least squares on the inliers; only vectors well above
+      the flow's noise take part.
+    - Without a coherent translation (a still or purely rotating camera: too few vectors
+      above the noise, or no epipole that most of them agree on) the residual is the
+      parallax magnitude, as the homography model's.
+    """
+
+    name = "parallax"
+    predicts_flow = True
+    smooth_leftover = False
+    #: parallax vectors above this many noise sigmas define the epipole
+    EPIPOLE_SIGMAS = 4.0
+    #: RANSAC hypotheses (pairs of parallax lines) for the epipole
+    EPIPOLE_HYPOTHESES = 256
+    #: an epipole is accepted when this share of the strong parallax vectors agrees with it
+    EPIPOLE_SUPPORT = 0.5
+    #: ... and vectors above the noise make up at least this share of the frame's samples
+    #: (a still camera's only strong vectors are its movers: they must not define an epipole)
+    EPIPOLE_MIN_SHARE = 0.1
+
+    def __init__(self, params: MotionParams):
+        super().__init__(params)
+        self.plane = HomographyModel(params)
+        self.seed = params.seed
+        #: epipole (x, y) of the parallax field in frame a's pixels, None: no translation
+        self.epipole: np.ndarray | None = None
+        #: robust sigma of the parallax on the ground (the flow's noise), px
+        self.noise = 0.0
+        self._parallax: np.ndarray | None = None
+
+    def fit(self, geometry: PairGeometry) -> bool:
+        h, w = geometry.shape
+        pairs = sample_correspondences(geometry, self.max_points, first_row=h // 2)
+        if pairs is None or not self.plane.fit_pairs(*pairs):
+            return False
+        self._parallax = geometry.flow - self.plane.camera_flow(geometry)
+        # grid samples of the whole frame: where the epipole and the noise are read from
+        src, dst = sample_correspondences(geometry, 4 * self.max_points) or (None, None)
+        if src is None:
+            return False
+        parallax = dst - src - self.plane.camera_flow_at(src)
+        ground = src[:, 1] >= h // 2
+        self.noise = (
+            MAD_TO_SIGMA * float(np.median(np.abs(parallax[ground]))) if ground.any() else 0.0
+        )
+        self.epipole = self._fit_epipole(src, parallax)
+        return True
+
+    def _fit_epipole(self, points: np.ndarray, parallax: np.ndarray) -> np.ndarray | None:
+        """RANSAC over pairs of parallax lines, then least squares on the inliers."""
+        length = np.hypot(parallax[:, 0], parallax[:, 1])
+        strong = length > self.EPIPOLE_SIGMAS * max(self.noise, 1e-3)
+        if strong.sum() < max(self.EPIPOLE_MIN_SHARE * len(strong), 8):
+            return None
+        p = points[strong].astype(np.float64)
+        m = parallax[strong].astype(np.float64)
+        n = np.stack([-m[:, 1], m[:, 0]], axis=1) / length[strong, None]  # unit line normals
+        offset = (n * p).sum(axis=1)  # line i: n_i . e = offset_i
+        rng = np.random.default_rng(self.seed)
+        i, j = rng.integers(0, len(p), size=(2, self.EPIPOLE_HYPOTHESES))
+        a = np.stack([n[i], n[j]], axis=1)  # (K, 2, 2)
+        det = np.linalg.det(a)
+        ok = np.abs(det) > 1e-3
+        if not ok.any():
+            return None
+        rhs = np.stack([offset[i], offset[j]], axis=1)[ok, :, None]
+        hypotheses = np.linalg.solve(a[ok], rhs)[..., 0]
+        tolerance = np.maximum(2.0 * self.noise, 0.1 * length[strong])
+        votes = self._agreeing(hypotheses, p, m, tolerance)
+        best = int(np.argmax(votes.sum(axis=1)))
+        inliers = votes[best]
+        if inliers.sum() < self.EPIPOLE_SUPPORT * len(p):
+            return None
+        epipole, *_ = np.linalg.lstsq(n[inliers], offset[inliers], rcond=None)
+        return epipole
+
+    @staticmethod
+    def _agreeing(
+        epipoles: np.ndarray, points: np.ndarray, parallax: np.ndarray, tolerance: np.ndarray
+    ) -> np.ndarray:
+        """(K, N) bool: vector n lies on the line from epipole k through its point, pointing
+        away from it as the majority of vectors agreeing with k do."""
+        away = points[None] - epipoles[:, None]  # (K, N, 2)
+        dist = np.maximum(np.hypot(away[..., 0], away[..., 1]), 1e-9)
+        across = np.abs(away[..., 0] * parallax[None, :, 1] - away[..., 1] * parallax[None, :, 0])
+        along = (away * parallax[None]).sum(axis=-1)
+        on_line = across / dist < tolerance[None]
+        outward = on_line & (along > 0)
+        inward = on_line & (along < 0)
+        flip = inward.sum(axis=1) > outward.sum(axis=1)
+        return np.where(flip[:, None], inward, outward)
+
+    def camera_flow(self, geometry: PairGeometry) -> np.ndarray:
+        """The ground plane's flow; what is left is parallax plus independent motion."""
+        return geometry.flow - self._parallax
+
+    def residual(self, geometry: PairGeometry) -> np.ndarray:
+        """Distance of each pixel's parallax from the half-line a static point may take."""
+        mu = self._parallax
+        magnitude = cv2.magnitude(mu[0], mu[1])
+        if self.epipole is None:
+            return magnitude
+        h, w = geometry.shape
+        xs, ys = pixel_grid(h, w)
+        dx = xs - np.float32(self.epipole[0])
+        dy = ys - np.float32(self.epipole[1])
+        dist = cv2.magnitude(dx, dy)
+        np.maximum(dist, np.float32(1e-6), out=dist)
+        along = (mu[0] * dx + mu[1] * dy) / dist
+        across = np.abs(mu[0] * dy - mu[1] * dx) / dist
+        sign = np.float32(self._orientation(along, geometry.confident))
+        return np.where(sign * along >= 0, across, magnitude)
+
+    @staticmethod
+    def _orientation(along: np.ndarray, confident: np.ndarray) -> float:
+        """+1 when static parallax points away from the epipole (forward motion), -1 when
+        towards it: the sign most confident pixels' parallax takes."""
+        values = along[confident]
+        return 1.0 if (values > 0).sum() >= (values < 0).sum() else -1.0
+
+
 CAMERA_MODELS: dict[str, type[CameraModel]] = {
-    cls.name: cls for cls in (HomographyModel, FundamentalModel)
+    cls.name: cls for cls in (HomographyModel, FundamentalModel, ParallaxModel)
 }
 
 

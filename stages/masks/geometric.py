@@ -47,6 +47,9 @@ class FlowPairs(Protocol):
     def backward(self, t: int) -> np.ndarray | None:
         """(2, H, W) float32 flow t+1 -> t, or None."""
 
+    def image(self, t: int) -> np.ndarray | None:
+        """Frame t, 8-bit gray at the flow's size, or None when the frames are not at hand."""
+
 
 def frame_runs(num_frames: int, run_length: int) -> list[tuple[int, int]]:
     """Split [0, T) into runs of about ``run_length`` frames.
@@ -85,7 +88,7 @@ def run_masks(
     for t in range(max(start - 1, 0), min(stop + 1, flows.num_frames)):
         pair = _pair_of_frame(flows, t)
         if pair is not None:
-            motions[t] = pair_motion(pair[0], pair[1], params.motion)
+            motions[t] = pair_motion(pair[0], pair[1], params.motion, image=flows.image(t))
             cleaned[t] = clean(motions[t].moving, ip)
     for t in range(start, stop):
         if t not in motions:  # last frame without backward flow: carry frame T-2 over

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from stages.settings import Setting, Settings, choice, floats, ints
 
-CAMERA_MODELS = ("homography", "fundamental")
+CAMERA_MODELS = ("homography", "fundamental", "parallax")
 ROBUST_FITS = ("ransac", "lmeds")
 
 
@@ -24,7 +24,9 @@ class MotionParams(Settings):
     camera_model: str = Setting(
         "homography",
         choice(*CAMERA_MODELS),
-        "Camera-motion model: transfer residual (homography) or Sampson distance (fundamental).",
+        "Camera-motion model: transfer residual (homography), Sampson distance (fundamental), "
+        "or distance from the static parallax of a plane + epipole (parallax: a camera "
+        "driving forward through a 3-D scene).",
     ).field()
     robust: str = Setting("ransac", choice(*ROBUST_FITS), "Robust fit.").field()
     ransac_threshold: float = Setting(
@@ -34,10 +36,16 @@ class MotionParams(Settings):
         1000, ints(8), "Flow samples the camera model is fitted on.", cli=False
     ).field()
     min_residual: float = Setting(
-        3.0, floats(0), "A pixel moves if its residual exceeds this many px ..."
+        0.25, floats(0), "A pixel moves if its residual exceeds this many px ..."
     ).field()
     rel_residual: float = Setting(
         0.1, floats(0), "... and this fraction of its flow magnitude ..."
+    ).field()
+    noise_k: float = Setting(
+        25.0,
+        floats(0),
+        "... and this many times the flow's median forward-backward round-trip error "
+        "(its own noise; needs backward flow) ...",
     ).field()
     adaptive_k: float = Setting(
         3.0, floats(0), "... and the frame's median residual + k robust sigmas."
@@ -47,6 +55,12 @@ class MotionParams(Settings):
         floats(0),
         "Remove the residual's slowly varying part over windows this fraction of the width "
         "(0: off).",
+    ).field()
+    texture_frac: float = Setting(
+        0.3,
+        floats(0),
+        "Trust flow only where the image has texture: the structure tensor's smaller "
+        "eigenvalue (5x5 window) above this fraction of the frame's median (0: off).",
     ).field()
     fb_alpha: float = Setting(
         0.01,

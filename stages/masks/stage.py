@@ -10,6 +10,7 @@ computed from the manifest over every video, resumed or not.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections import deque
@@ -134,7 +135,14 @@ class ZarrFlowPairs:
     overhead, more than decoding a chunk. Pairs are kept float16 and converted on access.
     """
 
-    def __init__(self, path: str, frames: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        path: str,
+        frames: tuple[int, int] | None = None,
+        images: dict[int, np.ndarray] | None = None,
+    ):
+        """``images``: frame index -> 8-bit gray at the flow's size (``gray_frames``)."""
+        self._images = images or {}
         group = zarr.open_group(store=path, mode="r", zarr_format=3)
         forward, backward = group["forward"], group.get("backward")
         self.num_frames = forward.shape[0] + 1
@@ -156,6 +164,29 @@ class ZarrFlowPairs:
             return None
         return self._backward[t - self._first].astype(np.float32)
 
+    def image(self, t: int) -> np.ndarray | None:
+        return self._images.get(t)
+
+
+def gray_frames(
+    ds: Dataset, video: Video, first: int, stop: int, size: tuple[int, int]
+) -> dict[int, np.ndarray]:
+    """Frames [first, stop) of a video as 8-bit gray (H, W) = ``size`` (the flow's, which
+    may differ from the frames'); a video file is decoded once, up to ``stop``."""
+    height, width = size
+    if video.video_file is not None:
+        wanted = ((t, rgb) for t, rgb in enumerate(ds.iter_frames(video)) if t >= first)
+        frames = dict(itertools.takewhile(lambda item: item[0] < stop, wanted))
+    else:
+        frames = {t: ds.frame(video, t) for t in range(first, stop)}
+    out = {}
+    for t, rgb in frames.items():
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if gray.shape != (height, width):
+            gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+        out[t] = gray
+    return out
+
 
 def _worker_init(parent: int) -> None:
     die_with_parent(parent)  # a killed `diod masks` leaves no worker behind
@@ -164,8 +195,14 @@ def _worker_init(parent: int) -> None:
 
 def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
     """Masks (stop - start, H, W) of one run and their quality counts (None without GT)."""
+    ds = _dataset(job.dataset, job.root)
+    video = ds.video(job.split, job.video)
     if job.method == GEOMETRIC:
-        flows = ZarrFlowPairs(job.flow_path, (job.start, job.stop))
+        images = None
+        if job.params.motion.texture_frac > 0:
+            first, stop = max(job.start - 1, 0), min(job.stop + 1, len(video))
+            images = gray_frames(ds, video, first, stop, (job.height, job.width))
+        flows = ZarrFlowPairs(job.flow_path, (job.start, job.stop), images)
         labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width)
     else:
         im = job.params.instances
@@ -176,8 +213,6 @@ def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
             ]
         )
     labels = labels.astype(job.dtype)
-    ds = _dataset(job.dataset, job.root)
-    video = ds.video(job.split, job.video)
     if not video.instances:
         return labels, None
     moving = _moving_ids(job.dataset, job.root, job.split, job.video)

@@ -24,7 +24,7 @@ from stages.masks.instances import (
     push,
     split_by_flow,
 )
-from stages.masks.motion import confident_pixels, landing, local_background, pair_motion
+from stages.masks.motion import flow_trust, landing, local_background, pair_motion
 from stages.masks.params import InstanceParams, MotionParams
 
 H, W = 96, 320
@@ -79,6 +79,9 @@ class Scene:
     def backward(self, t: int) -> np.ndarray | None:
         return self.bwd[t] if self.has_backward else None
 
+    def image(self, t: int) -> None:
+        return None
+
     def moving(self, t: int) -> set[int]:
         return {i for i, b in enumerate(self.boxes, start=1) if b[4] != (0.0, 0.0)}
 
@@ -117,7 +120,9 @@ def test_sampson_distance_is_zero_on_epipolar_lines_and_measured_off_them():
 
 
 def test_unknown_camera_model_and_robust_method_are_user_errors():
-    with pytest.raises(UserError, match="camera_model affine: expected homography or fundamental"):
+    with pytest.raises(
+        UserError, match="camera_model affine: expected homography or fundamental or parallax"
+    ):
         MotionParams(camera_model="affine")
     with pytest.raises(UserError, match="robust magsac: expected ransac or lmeds"):
         MotionParams(robust="magsac")
@@ -128,11 +133,21 @@ def test_forward_backward_check_flags_inconsistent_and_leaving_pixels():
     forward[0] += 2.0
     backward = -forward.copy()
     backward[:, 20:30, 50:60] = 5.0  # where frame t's pixels land, the way back disagrees
-    conf = confident_pixels(forward, backward, MotionParams())
+    trust = flow_trust(forward, backward, MotionParams())
+    conf = trust.confident
     assert not conf[20:30, 50:58].any()  # these land in the bad block (x + 2 in 50..59)
     assert conf[50:60, 100:200].all()
     assert not conf[:, W - 2 :].any()  # their flow leaves the frame
     assert conf[:, : W - 2].sum() > conf.size * 0.9
+    assert trust.noise == 0.0  # most pixels return home exactly
+    assert flow_trust(forward, None, MotionParams()).noise is None
+
+
+def test_flow_noise_is_the_median_round_trip_error():
+    forward = np.zeros((2, H, W), np.float32)
+    backward = np.zeros_like(forward)
+    backward[0] = RNG.choice([-0.3, 0.3], size=(H, W))  # every round trip is off by 0.3 px
+    assert flow_trust(forward, backward, MotionParams()).noise == pytest.approx(0.3, abs=1e-4)
 
 
 def test_local_background_follows_a_smooth_field_but_not_an_object():
