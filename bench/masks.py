@@ -2,15 +2,16 @@
 
 Input: a small synth set per size with the flow stage's opencv-dis flow (forward and
 backward), i.e. the real use case. Two figures per size:
-- masks: frames/s of the per-frame work (flow chunks read from Zarr, camera fit, residual,
-  components, split, ground contact, persistence, ids), best of 3 passes, by wall clock and
-  by the process's CPU time (what a dedicated core would give on a shared machine);
+- masks: frames/s of the per-frame work (flow chunks read from Zarr, frames decoded for the
+  texture test, camera fit, residual, components, split, ground contact, persistence, ids),
+  best of 3 passes, by wall clock and by the process's CPU time (what a dedicated core would
+  give on a shared machine);
 - stage: frames/s of `compute_masks` end to end with one worker (plus GT quality and
   writing the artifact).
 Target (docs/masks.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
 the load average is printed; compare sizes within one run.
 
-    .venv/bin/python bench/masks.py [--videos 2] [--frames 10]
+    .venv/bin/python bench/masks.py [--videos 2] [--frames 10] [--camera-model parallax]
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from pathlib import Path
 import cv2
 
 from stages.artifacts import ArtifactStore
+from stages.datasets import open_dataset
 from stages.flow.stage import FlowConfig, compute_flow
 from stages.masks.geometric import GeometricParams, run_masks
-from stages.masks.stage import FLOW_STORE, MasksConfig, ZarrFlowPairs, compute_masks
+from stages.masks.params import MotionParams
+from stages.masks.stage import MasksConfig, ZarrFlowPairs, compute_masks, gray_frames
 from stages.synthgen import SynthConfig, generate
+from stages.zarrstore import FLOW_STORE
 
 SIZES = ((96, 320), (375, 1242))
 
@@ -38,7 +42,9 @@ def one_core() -> None:
     cv2.setNumThreads(1)
 
 
-def measure(base: Path, height: int, width: int, videos: int, frames: int) -> dict[str, float]:
+def measure(
+    base: Path, height: int, width: int, videos: int, frames: int, motion: MotionParams
+) -> dict[str, float]:
     root = generate(
         base / f"synth-{height}x{width}",
         SynthConfig(
@@ -50,18 +56,22 @@ def measure(base: Path, height: int, width: int, videos: int, frames: int) -> di
     flow = compute_flow(
         store, FlowConfig(dataset="synth", root=root, model="opencv-dis", ckpt=None, workers=0)
     )
+    ds = open_dataset("synth", root)
     paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
-    params = GeometricParams()
+    params = GeometricParams(motion)
     best = best_cpu = float("inf")
     for _ in range(3):
         start, start_cpu = time.perf_counter(), time.process_time()
         for path in paths:
-            pairs = ZarrFlowPairs(str(path))
+            video = ds.video("val", path.name)
+            images = gray_frames(ds, video, 0, len(video), (height, width))
+            pairs = ZarrFlowPairs(str(path), None, images)
             run_masks(pairs, 0, pairs.num_frames, params, height, width)
         best = min(best, time.perf_counter() - start)
         best_cpu = min(best_cpu, time.process_time() - start_cpu)
     start = time.perf_counter()
-    art = compute_masks(store, MasksConfig(dataset="synth", flow=flow.id, workers=1, force=True))
+    config = MasksConfig(dataset="synth", flow=flow.id, motion=motion, workers=1, force=True)
+    art = compute_masks(store, config)
     stage = time.perf_counter() - start
     n = videos * frames
     return {
@@ -76,13 +86,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--camera-model", default=MotionParams().camera_model)
     args = parser.parse_args()
+    motion = MotionParams(camera_model=args.camera_model)
     one_core()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [(h, w, measure(Path(tmp), h, w, args.videos, args.frames)) for h, w in SIZES]
+        rows = [
+            (h, w, measure(Path(tmp), h, w, args.videos, args.frames, motion)) for h, w in SIZES
+        ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"motion masks on one core ({args.videos} videos x {args.frames} frames per size, load {load:.1f})"
+        f"motion masks, {args.camera_model}, on one core ({args.videos} videos x {args.frames} "
+        f"frames per size, load {load:.1f})"
     )
     print(
         f"{'size':>10} {'masks fps':>10} {'(CPU time)':>11} {'stage fps':>10} {'masks/frame':>12}"

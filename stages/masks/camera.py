@@ -257,6 +257,8 @@ class ParallaxModel(CameraModel):
     EPIPOLE_SIGMAS = 4.0
     #: RANSAC hypotheses (pairs of parallax lines) for the epipole
     EPIPOLE_HYPOTHESES = 256
+    #: parallax vectors each hypothesis is scored on
+    EPIPOLE_SCORED = 512
     #: an epipole is accepted when this share of the strong parallax vectors agrees with it
     EPIPOLE_SUPPORT = 0.5
     #: ... and vectors above the noise make up at least this share of the frame's samples
@@ -311,9 +313,12 @@ class ParallaxModel(CameraModel):
         rhs = np.stack([offset[i], offset[j]], axis=1)[ok, :, None]
         hypotheses = np.linalg.solve(a[ok], rhs)[..., 0]
         tolerance = np.maximum(2.0 * self.noise, 0.1 * length[strong])
-        votes = self._agreeing(hypotheses, p, m, tolerance)
-        best = int(np.argmax(votes.sum(axis=1)))
-        inliers = votes[best]
+        # hypotheses are scored on an even subsample (enough to rank them), the best one's
+        # inliers are taken from all vectors
+        scored = slice(None, None, max(1, len(p) // self.EPIPOLE_SCORED))
+        votes = self._agreeing(hypotheses, p[scored], m[scored], tolerance[scored])
+        best = hypotheses[int(np.argmax(votes.sum(axis=1)))]
+        inliers = self._agreeing(best[None], p, m, tolerance)[0]
         if inliers.sum() < self.EPIPOLE_SUPPORT * len(p):
             return None
         epipole, *_ = np.linalg.lstsq(n[inliers], offset[inliers], rcond=None)
@@ -325,11 +330,13 @@ class ParallaxModel(CameraModel):
     ) -> np.ndarray:
         """(K, N) bool: vector n lies on the line from epipole k through its point, pointing
         away from it as the majority of vectors agreeing with k do."""
-        away = points[None] - epipoles[:, None]  # (K, N, 2)
-        dist = np.maximum(np.hypot(away[..., 0], away[..., 1]), 1e-9)
-        across = np.abs(away[..., 0] * parallax[None, :, 1] - away[..., 1] * parallax[None, :, 0])
-        along = (away * parallax[None]).sum(axis=-1)
-        on_line = across / dist < tolerance[None]
+        ax = (points[None, :, 0] - epipoles[:, None, 0]).astype(np.float32)  # (K, N)
+        ay = (points[None, :, 1] - epipoles[:, None, 1]).astype(np.float32)
+        mx, my = parallax[:, 0].astype(np.float32), parallax[:, 1].astype(np.float32)
+        across = ax * my - ay * mx
+        along = ax * mx + ay * my
+        # |across| / |away| < tolerance, without a square root
+        on_line = across * across < (tolerance.astype(np.float32) ** 2) * (ax * ax + ay * ay)
         outward = on_line & (along > 0)
         inward = on_line & (along < 0)
         flip = inward.sum(axis=1) > outward.sum(axis=1)

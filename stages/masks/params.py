@@ -2,9 +2,13 @@
 imports so the CLI can show them without loading OpenCV or Zarr. Pixel values are at the
 flow's stored resolution.
 
-The defaults were tuned at 96x320 on synth seed 1 (opencv-dis flow at finest scale 0, and
-exact flow), checked on seed 3, favouring precision: only masks matched to a slot
-supervise, so a wrong mask costs more than a missed one. Figures: docs/masks.md.
+The defaults favour precision (only masks matched to a slot supervise, so a wrong mask costs
+more than a missed one). The thresholds that decide are not pixel constants: the floor is a
+multiple of each frame's own flow noise (its forward-backward round-trip error), and flow is
+trusted only on texture relative to the frame's median, so both carry across resolutions,
+frame rates and flow methods. ``noise_k`` and ``texture_frac`` were tuned on synth seed 1
+(flat and street worlds) and still-camera street videos of seed 5, at 96x320 and 384x512;
+the instance settings at 96x320 on the flat world. Figures: docs/masks.md.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class MotionParams(Settings):
         0.1, floats(0), "... and this fraction of its flow magnitude ..."
     ).field()
     noise_k: float = Setting(
-        25.0,
+        22.0,
         floats(0),
         "... and this many times the flow's median forward-backward round-trip error "
         "(its own noise; needs backward flow) ...",

@@ -40,6 +40,9 @@ STAGE = "masks"
 FLOW_STAGE = "flow"
 FORMAT_VERSION = 1
 GEOMETRIC, IMPORT, DATASET = "geometric", "import", "dataset"
+#: a computed video with fewer masks per frame, or masks over more of the frame, is flagged
+MIN_MASKS_PER_FRAME = 0.05
+MAX_COVERAGE = 0.25
 
 
 @dataclass(frozen=True)
@@ -465,14 +468,40 @@ def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | No
         array = zarrstore.frame_array(group, "masks", masks.shape, masks.dtype)
         array[:] = masks
     per_frame = masks.reshape(len(masks), -1).max(axis=1)
-    writer.record(
-        plan.key,
-        {
-            "frames": len(masks),
-            "masks": int(per_frame.sum()),
-            "counts": None if counts is None else counts.to_dict(),
-        },
-    )
+    record = {
+        "frames": len(masks),
+        "masks": int(per_frame.sum()),
+        "counts": None if counts is None else counts.to_dict(),
+    }
+    if params["method"] == GEOMETRIC:
+        warning = implausible(masks)
+        if warning is not None:
+            log.warning("%s: %s", plan.key, warning)
+            record["warning"] = warning
+    writer.record(plan.key, record)
+
+
+def implausible(masks: np.ndarray) -> str | None:
+    """Why a video's computed masks look wrong, naming the options to look at, or None.
+
+    Almost no masks: its movers are slower than the flow's noise, or there are none.
+    Masks over a large share of the frame: the camera model leaves the static scene as
+    motion (a homography under a camera driving forward through a 3-D scene).
+    """
+    per_frame = float(masks.reshape(len(masks), -1).max(axis=1).mean())
+    coverage = float((masks > 0).mean())
+    if coverage > MAX_COVERAGE:
+        return (
+            f"masks cover {coverage:.0%} of the frame: the camera model leaves the static scene "
+            "as motion; look at --camera-model (parallax for a camera driving forward) and "
+            "--noise-k"
+        )
+    if per_frame < MIN_MASKS_PER_FRAME:
+        return (
+            f"almost no masks ({per_frame:.2f} per frame): no movers, or movers slower than the "
+            "flow's noise; look at --noise-k and --min-residual (or a better flow)"
+        )
+    return None
 
 
 def summarise(progress: dict[str, Any], plans: list[VideoPlan]) -> dict[str, Any]:
@@ -487,4 +516,7 @@ def summarise(progress: dict[str, Any], plans: list[VideoPlan]) -> dict[str, Any
             total = sum((MaskCounts.from_dict(r["counts"]) for r in records), MaskCounts())
             summary["quality"][split] = total.scores()
     summary.update(frames=frames, masks=masks, masks_per_frame=round(masks / max(frames, 1), 3))
+    warnings = {p.key: progress[p.key]["warning"] for p in plans if "warning" in progress[p.key]}
+    if warnings:
+        summary["warnings"] = warnings
     return summary

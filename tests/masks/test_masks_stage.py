@@ -369,3 +369,27 @@ def test_cli_report_and_viz(synth_root, store, tmp_path, capsys):
     assert configured.id != art.id and configured.id in out
     assert configured.params["instances"]["min_area"] == 80
     assert configured.params["instances"]["contact_min_diff"] == 0.0
+
+
+def test_implausible_masks_are_flagged_naming_the_option():
+    masks = np.zeros((10, 20, 30), np.uint8)
+    assert "almost no masks (0.00 per frame)" in masks_stage.implausible(masks)
+    assert "--noise-k" in masks_stage.implausible(masks)
+    masks[:, :10, :20] = 1  # a third of every frame
+    assert "--camera-model" in masks_stage.implausible(masks)
+    masks[:, :10, :20] = 0
+    masks[:, 2:6, 2:6] = 1
+    assert masks_stage.implausible(masks) is None
+
+
+def test_videos_without_movers_are_recorded_in_the_summary(synth_root, store):
+    write_gt_flow_artifact(store, "synth", synth_root)
+    art = compute_masks(
+        store,
+        MasksConfig(
+            dataset="synth", workers=0, motion=replace(masks_stage.MotionParams(), min_residual=1e6)
+        ),
+    )
+    warnings = art.manifest["summary"]["warnings"]
+    assert set(warnings) == {"train/train-0000", "val/val-0000", "val/val-0001"}
+    assert all("almost no masks" in text for text in warnings.values())
