@@ -17,7 +17,9 @@ import ctypes.util
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,6 +56,40 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def idle_cores(sample_s: float = 0.5) -> float | None:
+    """How many of the machine's cores no process is using right now: the idle share of two
+    reads of /proc/stat ``sample_s`` apart, times the core count; None where there is no
+    /proc/stat (not Linux)."""
+
+    def idle_and_total() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+    try:
+        idle0, total0 = idle_and_total()
+        time.sleep(sample_s)
+        idle1, total1 = idle_and_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    share = (idle1 - idle0) / max(total1 - total0, 1)
+    return share * (os.cpu_count() or 1)
+
+
+def cpu_threads() -> int:
+    """Threads for a CPU training process: the cores free right now, at least one.
+
+    OpenMP threads wait for each other at every parallel region, so one more thread than
+    there are free cores makes every step wait for the busiest core: two threads were 3-6x
+    slower than one on a 2-core machine running another job (docs/training.md), and two are
+    about 1.8x faster than one when both cores are free.
+    """
+    cores = usable_cores()
+    idle = idle_cores()
+    if idle is None:
+        return cores
+    return max(1, min(cores, int(idle + 0.5)))
 
 
 def worker_count(requested: int | None, default: int, most: int) -> int:

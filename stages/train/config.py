@@ -186,8 +186,8 @@ class RuntimeConfig(Settings):
     threads: int | None = Setting(
         None,
         ints(1, optional=True),
-        "CPU threads of the training process [default: all cores]. On a CPU shared with other "
-        "jobs, 1 avoids OpenMP oversubscription stalls.",
+        "CPU threads of the training process [default: the cores idle at its start, at least "
+        "one: more threads than free cores stall every step].",
     ).field()
     channels_last: bool = Setting(
         True, FLAG, "channels_last memory format for the convolutions."

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from stages.artifacts import ArtifactWriter, atomic_write_bytes
-from stages.hardware import Distributed, autocast, resolve_device
+from stages.hardware import Distributed, autocast, cpu_threads, resolve_device
 from stages.progress import log, track
 from stages.train import checkpoint
 from stages.train.config import LoopConfig, RuntimeConfig
@@ -269,8 +269,7 @@ def run(
     """
     ranks = Distributed.from_env()
     torch.manual_seed(loop.seed)
-    if runtime.threads:
-        torch.set_num_threads(runtime.threads)
+    torch.set_num_threads(runtime.threads or cpu_threads())
     trainer = Trainer.build(model, objective, loop, runtime, ranks)
     start = 0
     if resume_from is not None:
