@@ -106,7 +106,7 @@ def predict_clips(
     def run(group: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, torch.Tensor]]:
         clips = torch.stack([torch.stack([held[i] for i in range(a, b)]) for a, b, _ in group])
         with autocast(device, precision):
-            masks = model(clips.to(device, non_blocking=True)).masks.float()
+            masks = model(clips.to(device, non_blocking=True), reconstruct=False).masks.float()
         for (a, _b, first), maps in zip(group, masks, strict=True):
             yield a, first, full_frame(maps, crop_top)
 

@@ -37,7 +37,7 @@ class DIODOutput:
     slots: (B, T, K, D) slots after the update on frame t."""
 
     masks: torch.Tensor
-    recon: torch.Tensor
+    recon: torch.Tensor | None
     slots: torch.Tensor
 
 
@@ -89,7 +89,9 @@ class DIOD(nn.Module):
         self.channels_last = True
         return self
 
-    def forward(self, frames: torch.Tensor) -> DIODOutput:
+    def forward(self, frames: torch.Tensor, reconstruct: bool = True) -> DIODOutput:
+        """``reconstruct=False`` skips the decoder (a full-resolution pass) where only the
+        masks are wanted."""
         b, t, _, height, width = frames.shape
         multiple = self.config.input_multiple
         if height % multiple or width % multiple:
@@ -117,9 +119,11 @@ class DIOD(nn.Module):
         attn = torch.stack(maps, dim=1)  # (B, T, N, K)
         slots = torch.stack(states, dim=1)  # (B, T, K, D)
 
+        masks = attn.transpose(2, 3).unflatten(3, (h, w))
+        if not reconstruct:
+            return DIODOutput(masks=masks, recon=None, slots=slots)
         canvas = SlotDecoder.canvas(attn.flatten(0, 1), slots.flatten(0, 1), h, w)
         if self.channels_last:
             canvas = canvas.contiguous(memory_format=torch.channels_last)
         recon = self.decoder(canvas) * self.rgb_std + self.rgb_mean
-        masks = attn.transpose(2, 3).unflatten(3, (h, w))
         return DIODOutput(masks=masks, recon=recon.unflatten(0, (b, t)), slots=slots)

@@ -90,7 +90,7 @@ class DistillObjective:
         self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         weak = batch["frames"]
-        taught: DIODOutput = self.teacher(weak)
+        taught: DIODOutput = self.teacher(weak, reconstruct=False)
         t_maps = taught.masks.flatten(0, 1).float()  # (F, K, h, w)
         t_fg = 1.0 - t_maps[:, -1]
         candidates = teacher_candidates(t_maps, self.settings.labels)

@@ -29,6 +29,16 @@ def test_output_shapes_and_maps_are_a_partition_of_unity():
     assert torch.allclose(fg_map(out.masks), 1 - out.masks[:, :, -1])
 
 
+def test_masks_alone_skip_the_decoder_and_match():
+    torch.manual_seed(0)
+    model = DIOD(TINY).eval()
+    frames = torch.rand(1, 2, 3, 32, 48)
+    with torch.no_grad():
+        full, masks_only = model(frames), model(frames, reconstruct=False)
+    assert masks_only.recon is None
+    assert torch.equal(full.masks, masks_only.masks) and torch.equal(full.slots, masks_only.slots)
+
+
 def test_same_weights_run_at_any_resolution_multiple_of_four():
     model = DIOD(TINY).eval()
     with torch.no_grad():
