@@ -38,6 +38,7 @@ format: install
 # seed: `data synth` reuses one already generated with the same settings.
 SYNTH := data/synth-seed$(SEED)
 demo: install
+	$(DIOD) hardware
 	$(DIOD) data synth --out $(SYNTH) --seed $(SEED)
 	$(MAKE) all DATASET=synth DATA=$(SYNTH)
 

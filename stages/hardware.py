@@ -78,7 +78,8 @@ def idle_cores(sample_s: float = 0.5) -> float | None:
 
 
 def cpu_threads() -> int:
-    """Threads for a CPU training process: the cores free right now, at least one.
+    """Threads for a CPU training process: its share of the cores free right now (the idle
+    cores over the processes torchrun starts on this machine), at least one.
 
     OpenMP threads wait for each other at every parallel region, so one more thread than
     there are free cores makes every step wait for the busiest core: two threads were 3-6x
@@ -87,9 +88,9 @@ def cpu_threads() -> int:
     """
     cores = usable_cores()
     idle = idle_cores()
-    if idle is None:
-        return cores
-    return max(1, min(cores, int(idle + 0.5)))
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    free = cores if idle is None else min(cores, int(idle + 0.5))
+    return max(1, free // local_processes)
 
 
 def worker_count(requested: int | None, default: int, most: int) -> int:

@@ -115,6 +115,7 @@ def as_torchrun_rank(rank: int, world: int, port: int) -> None:
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
 

@@ -11,6 +11,10 @@ fit, then scores EVERY pixel with a residual in pixels:
 - ``fundamental``: the epipolar constraint x2^T F x1 = 0; residual = Sampson distance.
   Exact for any static scene under any camera motion; blind to motion along epipolar
   lines (e.g. a car driving ahead of a forward-moving camera).
+- ``parallax``: the ground plane's homography, then the distance of what is left from the
+  parallax a static point above the ground can have (away from the epipole, along its
+  line): exact for a static scene above a ground plane, and it sees a car ahead that
+  keeps its distance (``ParallaxModel``).
 
 A model implements ``fit`` and ``residual`` on a ``PairGeometry``; a depth-based rigid
 model (KITTI stereo/LiDAR) fits a 6-DoF ego-motion instead and reads ``PairGeometry.depth``:
@@ -276,7 +280,7 @@ class ParallaxModel(CameraModel):
         self._parallax: np.ndarray | None = None
 
     def fit(self, geometry: PairGeometry) -> bool:
-        h, w = geometry.shape
+        h = geometry.shape[0]
         pairs = sample_correspondences(geometry, self.max_points, first_row=h // 2)
         if pairs is None or not self.plane.fit_pairs(*pairs):
             return False

@@ -1,14 +1,16 @@
 """Per-pixel motion evidence for one frame pair: which pixels move relative to the camera.
 
 A pixel is called moving when its flow disagrees with the fitted camera motion by more than
-the largest of three thresholds:
-- ``min_residual`` pixels: flow noise floor;
+the largest of four thresholds:
+- ``noise_k`` x the flow's own noise (its median forward-backward round-trip error): what
+  the flow can resolve at this resolution, frame rate and flow method;
+- ``min_residual`` pixels: a floor for clean flow (exact, or without backward flow);
 - ``rel_residual`` x |flow|: flow error grows with displacement;
 - median + ``adaptive_k`` x robust sigma (1.4826 x MAD) of the frame's residuals: a frame
   whose flow is poor everywhere (blur, low texture) needs more evidence than a clean one.
-Pixels whose flow cannot be trusted (it leaves the frame, or fails the forward-backward
-check when backward flow exists) are never moving and never feed the camera fit: precision
-matters more than recall, because only matched masks supervise.
+Pixels whose flow cannot be trusted (it leaves the frame, sits on an untextured patch, or
+fails the forward-backward check when backward flow exists) are never moving and never feed
+the camera fit: precision matters more than recall, because only matched masks supervise.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from stages.masks.camera import PairGeometry, make_camera_model, pixel_grid
+from stages.masks.camera import MAD_TO_SIGMA, PairGeometry, make_camera_model, pixel_grid
 from stages.masks.params import MotionParams
 
-MAD_TO_SIGMA = 1.4826
 ADAPTIVE_SAMPLES = 20000
 BACKGROUND_BLOCKS = 7
 TEXTURE_WINDOW = 5
@@ -54,7 +55,8 @@ class FlowTrust:
     """Which pixels' flow can be trusted, and how noisy the flow is: what a pair's flow
     says about itself."""
 
-    #: (H, W) bool: inside the frame and (if known) consistent with the backward flow
+    #: (H, W) bool: inside the frame, on texture (if the frame is known) and consistent with
+    #: the backward flow (if known)
     confident: np.ndarray
     #: median forward-backward round-trip error over the pixels that stay in the frame, px;
     #: None without backward flow. On our data it tracks the median error against the true

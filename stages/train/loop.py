@@ -270,6 +270,10 @@ def run(
     ranks = Distributed.from_env()
     torch.manual_seed(loop.seed)
     torch.set_num_threads(runtime.threads or cpu_threads())
+    if runtime.threads is None:
+        log.info(
+            "%d CPU threads: the cores idle now (--threads N to fix it)", torch.get_num_threads()
+        )
     trainer = Trainer.build(model, objective, loop, runtime, ranks)
     start = 0
     if resume_from is not None:

@@ -119,8 +119,8 @@ def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
     maps[:, 0, 2:6, 3:9] = 1.0
 
     class Fixed(torch.nn.Module):
-        def forward(self, frames):
-            out = student(frames)
+        def forward(self, frames, reconstruct=True):
+            out = student(frames, reconstruct=reconstruct)
             out.masks = maps.view(1, 2, 4, h, w)
             return out
 

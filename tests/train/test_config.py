@@ -140,13 +140,13 @@ def test_every_shipped_config_file_parses_through_the_cli_and_resolves():
 def test_resolution_order_and_distillation_inherits_its_burnin():
     base = resolve("burnin", "synth")
     assert base.preset == "synth-cpu" and base.model.num_slots == 10
-    assert base.loop.lr == 5e-4 and base.loop.steps == 500 and base.loop.epochs is None
+    assert base.loop.lr == 5e-4 and base.loop.steps == 400 and base.loop.epochs is None
     given = resolve("burnin", "synth", {"num_slots": 6, "epochs": 2, "lr": 1e-3})
     assert given.model.num_slots == 6 and given.loop.epochs == 2 and given.loop.steps is None
     distill = resolve("distill", "synth", {"ema": 0.99}, burnin=given.to_dict())
     assert distill.model.num_slots == 6 and distill.loop.lr == 1e-3  # inherited
-    assert distill.loop.steps == 500 and distill.loop.epochs is None  # the preset's distill
-    assert distill.loop.warmup == 50 and distill.runtime.val_every == 0
+    assert distill.loop.steps == 400 and distill.loop.epochs is None  # the preset's distill
+    assert distill.loop.warmup == 40 and distill.runtime.val_every == 0
     assert distill.distill.ema == 0.99 and distill.distill.labels.threshold == 0.9
     with pytest.raises(SettingError, match="num_slots 7: distillation keeps the burn-in"):
         resolve("distill", "synth", {"num_slots": 7}, burnin=given.to_dict())

@@ -1,0 +1,75 @@
+"""The machine in a few lines: CPU class, free cores, GPU, and what `make demo` costs here.
+
+The demo's time depends on the CPU class more than on anything else: where AVX512-BF16 or
+AMX make bf16 native, training runs in bf16 autocast; elsewhere (AVX2-only laptops and
+servers, or with ``ONEDNN_MAX_CPU_ISA`` capping the ISA) it runs in fp32 at about a third
+of the speed. The figures below are measured (docs/results.md), on 2 free cores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from stages.hardware import idle_cores, native_bf16, usable_cores
+
+#: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md): 9 min
+#: 54 s with native bf16 (seed 0), 15 min 39 s to 18 min 41 s with AVX2 kernels in fp32
+#: (seeds 0, 11, 12; emulated with ONEDNN_MAX_CPU_ISA=AVX2), the slowest given
+DEMO_MINUTES = {"bf16": 10.0, "fp32": 19.0}
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_class() -> str:
+    """``bf16`` where the CPU computes bf16 natively, else ``fp32``."""
+    return "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+
+
+def describe() -> list[str]:
+    """Lines for `diod hardware` (and the start of `make demo`)."""
+    isa = torch.backends.cpu.get_cpu_capability()
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    kind = cpu_class()
+    cores, idle = usable_cores(), idle_cores()
+    lines = [
+        f"CPU: {cpu_name()}, {cores} usable cores"
+        + ("" if idle is None else f" ({min(idle, cores):.1f} idle now)"),
+        f"CPU class: {kind} ("
+        + (
+            "bf16 autocast runs natively"
+            if kind == "bf16"
+            else f"{isa} without native bf16: training runs in fp32"
+        )
+        + (f"; ONEDNN_MAX_CPU_ISA={capped}" if capped else "")
+        + ")",
+        "GPU: "
+        + (
+            ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            if torch.cuda.is_available()
+            else "none"
+        ),
+    ]
+    minutes = DEMO_MINUTES[kind]
+    if idle is not None and idle < 1.5:
+        note = "; another job holds a core, so training takes one thread: expect up to 2x that"
+    else:
+        note = ""
+    lines.append(
+        f"make demo: about {minutes:.0f} min on this CPU class with 2 free cores"
+        f" ({', '.join(f'{k}: {v:.0f} min' for k, v in DEMO_MINUTES.items())}){note}"
+    )
+    return lines
