@@ -118,6 +118,14 @@ class CameraModel(ABC):
         """(2, H, W) float32 flow the fitted camera motion alone would produce."""
         raise NotImplementedError(f"the {self.name} model predicts no per-pixel flow")
 
+    def relative_flow(self, geometry: PairGeometry) -> np.ndarray:
+        """(2, H, W) float32 flow of each pixel against the camera motion, what merged
+        objects are split on: flow minus camera flow, or the raw flow when the model
+        predicts none."""
+        if self.predicts_flow:
+            return geometry.flow - self.camera_flow(geometry)
+        return geometry.flow
+
 
 class HomographyModel(CameraModel):
     name = "homography"
@@ -255,7 +263,6 @@ class ParallaxModel(CameraModel):
     """
 
     name = "parallax"
-    predicts_flow = True
     smooth_leftover = False
     #: parallax vectors above this many noise sigmas define the epipole
     EPIPOLE_SIGMAS = 4.0
@@ -346,9 +353,9 @@ class ParallaxModel(CameraModel):
         flip = inward.sum(axis=1) > outward.sum(axis=1)
         return np.where(flip[:, None], inward, outward)
 
-    def camera_flow(self, geometry: PairGeometry) -> np.ndarray:
-        """The ground plane's flow; what is left is parallax plus independent motion."""
-        return geometry.flow - self._parallax
+    def relative_flow(self, geometry: PairGeometry) -> np.ndarray:
+        """The flow left after the ground plane's: parallax plus independent motion."""
+        return self._parallax
 
     def residual(self, geometry: PairGeometry) -> np.ndarray:
         """Distance of each pixel's parallax from the half-line a static point may take."""

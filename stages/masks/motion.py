@@ -36,8 +36,8 @@ class PairMotion:
     moving: np.ndarray
     residual: np.ndarray
     confident: np.ndarray
-    #: (2, H, W) flow of the object relative to the camera where the model predicts camera
-    #: flow (homography), else the raw flow: what merged objects are split on
+    #: (2, H, W) flow against the camera motion (``CameraModel.relative_flow``), less the
+    #: local background where it applies: what merged objects are split on
     relative_flow: np.ndarray
     camera_fitted: bool
     #: where the first frame's pixels land in the second (``landing``), for warping masks
@@ -180,16 +180,17 @@ def pair_motion(
         empty = np.zeros(confident.shape, bool)
         zeros = np.zeros(confident.shape, np.float32)
         return PairMotion(empty, zeros, confident, forward, False, lands)
-    relative = forward - model.camera_flow(geometry) if model.predicts_flow else forward
-    if not model.smooth_leftover or params.background_window <= 0:
-        residual = model.residual(geometry)
-    elif model.predicts_flow:
-        relative -= local_background(relative, confident, params.background_window)
+    relative = model.relative_flow(geometry)
+    subtract_background = model.smooth_leftover and params.background_window > 0
+    if model.predicts_flow:
+        if subtract_background:
+            relative -= local_background(relative, confident, params.background_window)
         residual = cv2.magnitude(relative[0], relative[1])
     else:
         residual = model.residual(geometry)
-        background = local_background(residual[None], confident, params.background_window)
-        residual = np.maximum(residual - background[0], 0)
+        if subtract_background:
+            background = local_background(residual[None], confident, params.background_window)
+            residual = np.maximum(residual - background[0], 0)
     magnitude = cv2.magnitude(forward[0], forward[1])
     floor = max(params.min_residual, adaptive_threshold(residual, confident, params.adaptive_k))
     if trust.noise is not None:
