@@ -50,8 +50,10 @@ def make_case(given: dict, stage: str, precision: str, threads: int) -> tuple[Tr
         objective = DistillObjective(teacher, config.distill, config.losses)
     else:
         objective = BurninObjective(config.losses)
-    trainer = Trainer.build(model, objective, config.loop, config.runtime, Distributed())
     b, t, (h, w) = config.loop.batch_size, config.data.clip_length, config.data.input_size
+    trainer = Trainer.build(
+        model, objective, config.loop, config.runtime, Distributed(), frames_shape=(b, t, 3, h, w)
+    )
     generator = torch.Generator().manual_seed(0)
     batch = {
         "frames": torch.rand(b, t, 3, h, w, generator=generator),

@@ -10,9 +10,19 @@ T=5) and batch as the reference figures in docs/training.md, which it prints bes
     .venv/bin/python bench/train.py --cases ref-368x1248 --steps 3
     .venv/bin/python bench/train.py --cases movi,tripd-b1 --steps 3
     .venv/bin/python bench/train.py --device cuda --cases synth-cpu,kitti,tripd,movi   # GPU
-    .venv/bin/python bench/train.py --set channels_last=false --set threads=1   # any setting
+    .venv/bin/python bench/train.py --set memory_format=contiguous --set threads=1   # any setting
     .venv/bin/python bench/train.py --cases synth-cpu,synth-cpu-dinov2,ref-dinov2-84x308
     ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/train.py --precision fp32    # an AVX2 CPU
+
+The teacher-student step (``--stage distill``: the EMA teacher's labelling pass, the strong
+view, eq. 5 and the EMA update) starts, as the burn-in cases do, from a fresh model.
+
+``--reference PATH`` (a checkout of CEA-LIST/DIOD; see bench/reference.py) times the
+authors' step too, in the same run, on the same clips, for every ref-* case, and prints
+our step's ratio to theirs:
+
+    PYTHONPATH=DIR .venv/bin/python bench/train.py --precision fp32 --stage distill \
+        --reference ../DIOD --cases ref-96x320 --set memory_format=contiguous
 
 Timings on a shared machine are noisy: check `uptime` first and compare ratios from one run.
 """
@@ -81,23 +91,41 @@ def _dataset(workdir: Path, size: tuple[int, int], frames: int):
     )
 
 
-def run_case(
-    name: str, steps: int, device: str, precision: str, workers: int, settings: dict
-) -> dict:
-    import torch
-
-    from stages.hardware import Distributed
-    from stages.model import DIOD
+def _objective(stage: str, config, model):
+    from stages.distill.ema import EmaTeacher
     from stages.train.burnin import BurninObjective
+    from stages.train.distill import DistillObjective
+
+    if stage == "burnin":
+        return BurninObjective(config.losses)
+    return DistillObjective(
+        teacher=EmaTeacher(model, keep_rate=config.distill.ema),
+        settings=config.distill,
+        losses=config.losses,
+    )
+
+
+def _config(name: str, stage: str, device: str, precision: str, settings: dict):
     from stages.train.config import resolve
-    from stages.train.data import Augment, ClipBatches, ClipDataset
-    from stages.train.loop import Trainer, make_loader, to_device
 
     preset, size, batch, overrides = CASES[name]
     given = dict(
         overrides, **settings, input_size=size, batch_size=batch, device=device, precision=precision
     )
-    config = resolve("burnin", "synth", given, preset=preset)
+    return resolve(stage, "synth", given, preset=preset)
+
+
+def run_case(
+    name: str, stage: str, steps: int, device: str, precision: str, workers: int, settings: dict
+) -> dict:
+    import torch
+
+    from stages.hardware import Distributed
+    from stages.model import DIOD
+    from stages.train.data import Augment, ClipBatches, ClipDataset
+    from stages.train.loop import Trainer, make_loader, to_device
+
+    config = _config(name, stage, device, precision, settings)
     size, batch, t = config.data.input_size, config.loop.batch_size, config.data.clip_length
     with tempfile.TemporaryDirectory() as tmp:
         root, masks = _dataset(Path(tmp), size, frames=t + 3)
@@ -107,7 +135,12 @@ def run_case(
         torch.manual_seed(0)
         model = DIOD(config.model)
         trainer = Trainer.build(
-            model, BurninObjective(config.losses), config.loop, config.runtime, Distributed()
+            model,
+            _objective(stage, config, model),
+            config.loop,
+            config.runtime,
+            Distributed(),
+            frames_shape=(batch, t, 3, *size),
         )
         loader = make_loader(
             data, ClipBatches(len(data), batch, 0, total_steps=steps + 2), workers, trainer.device
@@ -122,7 +155,6 @@ def run_case(
             times.append(now - tic)
             tic = now
         encoder_s = _encoder_time(model, batch_cpu, trainer, steps)
-    step_s = statistics.median(times[2:])  # after 2 warm-up steps
     return {
         "case": name,
         "input": f"{size[0]}x{size[1]}",
@@ -134,17 +166,54 @@ def run_case(
         else config.model.encoder.removeprefix("dinov2-"),
         "device": str(trainer.device),
         "precision": trainer.precision,
-        "step_s": step_s,
+        **_step_figures(times, batch, t),
         "encoder_s": encoder_s,
-        "min_step_s": min(times[2:]),
-        "clips_per_s": batch / step_s,
-        "frames_per_s": batch * t / step_s,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30
         if trainer.device.type == "cuda"
         else None,
         "threads": torch.get_num_threads(),
-        "channels_last": config.runtime.channels_last,
+        "memory_format": trainer.memory_format,
+    }
+
+
+def run_reference(name: str, stage: str, steps: int, code: str, anomaly: bool) -> dict:
+    """The authors' step (bench/reference.py) at the case's size and batch, on fp32 CPU."""
+    import torch
+    from reference import time_step
+
+    from stages.train.data import Augment, ClipDataset
+
+    config = _config(name, stage, "cpu", "fp32", {})
+    size, batch, t = config.data.input_size, config.loop.batch_size, config.data.clip_length
+    with tempfile.TemporaryDirectory() as tmp:
+        root, masks = _dataset(Path(tmp), size, frames=t + 3)
+        # their loader hands over full-size masks and downsamples them in the step
+        clips = ClipDataset("synth", root, masks, "train", t, size, size, Augment(), 0)
+        times = time_step(Path(code), stage, clips, size, batch, steps + 2, anomaly)
+    return {
+        "case": name,
+        "input": f"{size[0]}x{size[1]}",
+        "batch": batch,
+        "T": t,
+        "K": config.model.num_slots,
+        "width": 1.0,
+        "device": "cpu",
+        "precision": "fp32",
+        **_step_figures(times, batch, t),
+        "encoder_s": float("nan"),
+        "peak_gpu_gib": None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _step_figures(times: list[float], batch: int, frames: int) -> dict:
+    step_s = statistics.median(times[2:])  # after 2 warm-up steps
+    return {
+        "step_s": step_s,
+        "min_step_s": min(times[2:]),
+        "clips_per_s": batch / step_s,
+        "frames_per_s": batch * frames / step_s,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
@@ -180,12 +249,42 @@ def _setting(item: str) -> tuple[str, object]:
         return name, text
 
 
+def _run(args: argparse.Namespace, name: str, reference: bool) -> dict:
+    """One case in its own process (its own peak RSS): ours, or the authors' step."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one-reference" if reference else "--one",
+        name,
+        f"--stage={args.stage}",
+        f"--steps={args.steps}",
+        f"--device={args.device}",
+        f"--precision={args.precision}",
+        f"--workers={args.workers}",
+        *[f"--set={item}" for item in args.set],
+        *(
+            [f"--reference={args.reference}", f"--reference-anomaly={args.reference_anomaly}"]
+            if reference
+            else []
+        ),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(
+            f"case {name} ({'authors' if reference else 'ours'}) failed:\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, of {', '.join(CASES)}"
+    )
+    parser.add_argument(
+        "--stage", default="burnin", choices=["burnin", "distill"], help="which step is timed"
     )
     parser.add_argument(
         "--steps", type=int, default=5, help="timed steps per case (after 2 warm-up steps)"
@@ -198,58 +297,73 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a training setting for every case, as `resolve` takes it (e.g. channels_last=false, "
+        help="a training setting for every case, as `resolve` takes it (e.g. memory_format=contiguous, "
         "threads=1); VALUE is read as JSON, else as a string",
     )
+    parser.add_argument(
+        "--reference",
+        metavar="PATH",
+        help="a CEA-LIST/DIOD checkout: also time the authors' step (fp32, CPU) on every ref-* case",
+    )
+    parser.add_argument(
+        "--reference-anomaly",
+        default="on",
+        choices=["on", "off"],
+        help="their torch.autograd.set_detect_anomaly(True): on as released, or off",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--one-reference", help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = dict(_setting(item) for item in args.set)
     if args.one:
         print(
             json.dumps(
-                run_case(args.one, args.steps, args.device, args.precision, args.workers, settings)
+                run_case(
+                    args.one,
+                    args.stage,
+                    args.steps,
+                    args.device,
+                    args.precision,
+                    args.workers,
+                    settings,
+                )
             )
         )
         return
+    if args.one_reference:
+        anomaly = args.reference_anomaly == "on"
+        figures = run_reference(args.one_reference, args.stage, args.steps, args.reference, anomaly)
+        print(json.dumps(figures))
+        return
     if settings:
         print(f"settings: {settings}")
+    load = os.getloadavg()
     print(
-        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, {os.cpu_count()} cores"
+        f"{args.stage} step; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores"
     )
-    header = f"{'case':17} {'input':>9} {'B':>2} {'T':>2} {'K':>3} {'width':>5} {'prec':>5} {'step s':>7} {'enc fwd':>7} {'clips/s':>8} {'frames/s':>8} {'RSS GiB':>7} {'REF s':>6} {'x REF':>6}"
+    header = f"{'case':17} {'code':7} {'input':>9} {'B':>2} {'T':>2} {'K':>3} {'width':>5} {'prec':>5} {'step s':>7} {'enc fwd':>7} {'clips/s':>8} {'frames/s':>8} {'RSS GiB':>7} {'REF s':>6} {'x REF':>6}"
     print(header)
     for name in args.cases.split(","):
         if name not in CASES:
             sys.exit(f"--cases: unknown case {name!r} (expected {', '.join(CASES)})")
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--steps",
-            str(args.steps),
-            "--device",
-            args.device,
-            "--precision",
-            args.precision,
-            "--workers",
-            str(args.workers),
-            *[f"--set={item}" for item in args.set],
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"case {name} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        ref_s, _ref_rss = REF.get(name, (None, None))
-        ratio = f"{r['step_s'] / ref_s:6.2f}" if ref_s and r["device"] == "cpu" else "     -"
-        print(
-            f"{name:17} {r['input']:>9} {r['batch']:>2} {r['T']:>2} {r['K']:>3} {r['width']:>5} {r['precision']:>5} "
-            f"{r['step_s']:7.2f} {r['encoder_s']:7.2f} {r['clips_per_s']:8.2f} {r['frames_per_s']:8.1f} {r['peak_rss_gib']:7.2f} "
-            f"{(f'{ref_s:6.1f}' if ref_s else '     -')} {ratio}",
-            flush=True,
-        )
-        if r["peak_gpu_gib"] is not None:
-            print(f"{'':17} peak GPU memory {r['peak_gpu_gib']:.2f} GiB")
+        ours = _run(args, name, reference=False)
+        rows = [("ours", ours)]
+        # REF: the authors' step timed here in this run, else their burn-in figure of the docs
+        ref_s = REF.get(name, (None, None))[0] if args.stage == "burnin" else None
+        if args.reference and name.startswith("ref-"):
+            theirs = _run(args, name, reference=True)
+            rows.append(("authors", theirs))
+            ref_s = theirs["step_s"]
+        for code, r in rows:
+            ratio = f"{r['step_s'] / ref_s:6.2f}" if ref_s and r["device"] == "cpu" else "     -"
+            print(
+                f"{name:17} {code:7} {r['input']:>9} {r['batch']:>2} {r['T']:>2} {r['K']:>3} {r['width']:>5} {r['precision']:>5} "
+                f"{r['step_s']:7.2f} {r['encoder_s']:7.2f} {r['clips_per_s']:8.2f} {r['frames_per_s']:8.1f} {r['peak_rss_gib']:7.2f} "
+                f"{(f'{ref_s:6.1f}' if ref_s else '     -')} {ratio}",
+                flush=True,
+            )
+            if r["peak_gpu_gib"] is not None:
+                print(f"{'':17} peak GPU memory {r['peak_gpu_gib']:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,18 @@ every later test, bound to a captured stream that pytest has since closed.
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from stages import progress
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_cache(tmp_path_factory):
+    """Machine-local records (``stages.train.memory_format``) go to a scratch folder, for
+    this process and the CLI processes the tests start, never to the user's ~/.cache."""
+    os.environ["DIOD_CACHE"] = str(tmp_path_factory.mktemp("diod-cache"))
 
 
 @pytest.fixture(autouse=True)

@@ -49,6 +49,7 @@ from stages.settings import (
 )
 from stages.train.data import EPOCHS
 from stages.train.losses import COLOUR_RANGES, FRAME_REDUCTIONS, REGIONS
+from stages.train.memory_format import AUTO, MEMORY_FORMATS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
 STAGES = ("burnin", "distill")
@@ -189,8 +190,11 @@ class RuntimeConfig(Settings):
         "CPU threads of the training process [default: the cores idle at its start, at least "
         "one: more threads than free cores stall every step].",
     ).field()
-    channels_last: bool = Setting(
-        True, FLAG, "channels_last memory format for the convolutions."
+    memory_format: str = Setting(
+        AUTO,
+        choice(*MEMORY_FORMATS),
+        "Memory format of the convolutions (auto: the faster of the two, timed at the start "
+        "on this device and kept on resume; stages.train.memory_format).",
     ).field()
     checkpoint_every: int = Setting(2000, ints(1), "Steps between checkpoints.").field()
     keep_checkpoints: int = Setting(2, ints(1), "Newest checkpoints kept.").field()

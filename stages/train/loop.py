@@ -34,6 +34,7 @@ from stages.artifacts import ArtifactWriter, atomic_write_bytes
 from stages.hardware import Distributed, autocast, cpu_threads, resolve_device
 from stages.progress import log, track
 from stages.train import checkpoint
+from stages.train import memory_format as memory_formats
 from stages.train.config import LoopConfig, RuntimeConfig
 from stages.train.data import ClipBatches, ClipDataset, collate, worker_init
 from stages.train.schedule import make_optimizer, make_schedule
@@ -135,6 +136,7 @@ class Trainer:
     scaler: torch.amp.GradScaler
     device: torch.device
     precision: str
+    memory_format: str
     grad_clip: float
 
     @classmethod
@@ -145,16 +147,24 @@ class Trainer:
         loop: LoopConfig,
         runtime: RuntimeConfig,
         ranks: Distributed,
+        frames_shape: tuple[int, ...],
+        memory_format: str | None = None,
     ) -> Trainer:
-        """``loop.precision`` is concrete (``config.resolve`` chose it for the device kind)."""
+        """``loop.precision`` is concrete (``config.resolve`` chose it for the device kind).
+
+        ``frames_shape``: a batch's frames (B, T, 3, H, W), what ``memory_format``
+        (default: the runtime's) is timed on when it is ``auto``."""
+        memory_format = memory_format or runtime.memory_format
         device = resolve_device(runtime.device)
         ranks.init(device)
         modules = (model, *objective.extra_state().values())
         for module in modules:
             module.to(device)
-            convert = getattr(module, "use_channels_last", None)
-            if runtime.channels_last and convert is not None:
-                convert()
+        memory_format = memory_formats.choose(
+            memory_format, model, frames_shape, device, loop.precision, ranks
+        )
+        for module in modules:
+            memory_formats.apply(module, memory_format)
         # a frozen encoder (DINOv2) trains no weights and keeps no optimizer state
         trained = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(trained, loop.lr)
@@ -172,6 +182,7 @@ class Trainer:
             scaler=torch.amp.GradScaler(device.type, enabled=loop.precision == "fp16"),
             device=device,
             precision=loop.precision,
+            memory_format=memory_format,
             grad_clip=loop.grad_clip,
         )
 
@@ -205,6 +216,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": checkpoint.rng_state(),
+            "memory_format": self.memory_format,
             **record,
             "objective": self.objective.name,
         }
@@ -274,10 +286,15 @@ def run(
         log.info(
             "%d CPU threads: the cores idle now (--threads N to fix it)", torch.get_num_threads()
         )
-    trainer = Trainer.build(model, objective, loop, runtime, ranks)
+    state = checkpoint.load(resume_from) if resume_from is not None else None
+    memory_format = runtime.memory_format
+    if memory_format == memory_formats.AUTO and state is not None:
+        memory_format = state.get("memory_format", memory_format)  # the run's own choice
+    frames_shape = (loop.batch_size, data.clip_length, 3, *data.input_size)
+    trainer = Trainer.build(model, objective, loop, runtime, ranks, frames_shape, memory_format)
     start = 0
-    if resume_from is not None:
-        start = trainer.load(checkpoint.load(resume_from))
+    if state is not None:
+        start = trainer.load(state)
         log.info("resuming from step %d (%s)", start, resume_from.name)
 
     batches = ClipBatches(
@@ -296,6 +313,7 @@ def run(
         "device": str(trainer.device),
         "threads": torch.get_num_threads(),
         "precision": trainer.precision,
+        "memory_format": trainer.memory_format,
         "world_size": ranks.world,
     }
     window = {"time": 0.0, "steps": 0}

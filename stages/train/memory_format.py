@@ -1,0 +1,154 @@
+"""The convolutions' memory format of a training run, chosen by timing it on this device.
+
+Neither format wins everywhere (docs/training.md, "Memory format and CPU class"): with
+oneDNN's AVX2 fp32 kernels the full-width reference network runs 14-20 % faster in NCHW
+("contiguous"), the narrow synth-cpu network about 10 % faster in channels_last, and with
+bf16 on AMX channels_last wins by more; tensor cores want channels_last too. Which one wins
+depends on the CPU's kernels, the precision, the network's widths and the map size, so a
+fixed default is right on some machines and costs 15-20 % on others.
+
+``auto`` (the default) therefore times what the run will do: one forward and backward pass
+of a copy of the model on random frames of the run's batch shape, at its precision, in each
+format (after one untimed pass each), and keeps the faster. The copy keeps the model's
+weights, BatchNorm statistics and gradients untouched, and the frames come from a private
+generator, so the run itself is unchanged but for the format. Under DDP rank 0's choice
+holds on every rank.
+
+The two formats sum in different orders, so the choice must not flip between runs where
+the two times are close: the first choice for a (device, ISA cap, torch version, precision,
+threads, network, batch shape) is kept in ``$DIOD_CACHE/memory_format.json`` (default
+``~/.cache/diod``) and reused, so the same seed and inputs give the same artifact on the
+same machine. A checkpoint records the format and a resumed ``auto`` run keeps it; the
+summary records it too (pass it with ``--memory-format`` to rerun elsewhere).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stages.artifacts import atomic_write_json
+from stages.hardware import Distributed, autocast
+from stages.machine import cpu_name
+from stages.progress import log
+
+AUTO = "auto"
+CHANNELS_LAST = "channels_last"
+CONTIGUOUS = "contiguous"
+MEMORY_FORMATS = (AUTO, CHANNELS_LAST, CONTIGUOUS)
+
+
+def apply(module: nn.Module, memory_format: str) -> None:
+    """Put ``module``'s convolutions in ``memory_format`` (modules that know how to)."""
+    convert = getattr(module, "use_channels_last", None)
+    if memory_format == CHANNELS_LAST and convert is not None:
+        convert()
+
+
+def _pass_seconds(
+    model: nn.Module,
+    frames: torch.Tensor,
+    memory_format: str,
+    precision: str,
+) -> float:
+    """Seconds of the second of two forward + backward passes of a copy of ``model``."""
+    net = copy.deepcopy(model).train()
+    apply(net, memory_format)
+    seconds = 0.0
+    for _ in range(2):
+        if frames.device.type == "cuda":
+            torch.cuda.synchronize(frames.device)
+        tic = time.perf_counter()
+        with autocast(frames.device, precision):
+            out = net(frames)
+            loss = out.masks.float().mean() + (
+                out.recon.float().mean() if out.recon is not None else 0
+            )
+        loss.backward()
+        if frames.device.type == "cuda":
+            torch.cuda.synchronize(frames.device)
+        seconds = time.perf_counter() - tic
+    return seconds
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("DIOD_CACHE", "~/.cache/diod")).expanduser() / "memory_format.json"
+
+
+def _situation(
+    model: nn.Module, frames_shape: tuple[int, ...], device: torch.device, precision: str
+) -> str:
+    """What the timing depends on, as the key of its record."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return json.dumps(
+        {
+            "device": name,
+            "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "torch": torch.__version__,
+            "precision": precision,
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "frames": list(frames_shape),
+            "model": model.config.to_dict(),
+        },
+        sort_keys=True,
+    )
+
+
+def _timed_choice(
+    model: nn.Module, frames_shape: tuple[int, ...], device: torch.device, precision: str
+) -> str:
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(frames_shape, generator=generator).to(device)
+    seconds = {
+        fmt: _pass_seconds(model, frames, fmt, precision) for fmt in (CONTIGUOUS, CHANNELS_LAST)
+    }
+    chosen = min(seconds, key=seconds.get)
+    log.info(
+        "memory format %s: a forward + backward pass took %.2f s in %s, %.2f s in %s "
+        "(--memory-format to fix it)",
+        chosen,
+        seconds[CONTIGUOUS],
+        CONTIGUOUS,
+        seconds[CHANNELS_LAST],
+        CHANNELS_LAST,
+    )
+    return chosen
+
+
+def choose(
+    memory_format: str,
+    model: nn.Module,
+    frames_shape: tuple[int, ...],
+    device: torch.device,
+    precision: str,
+    ranks: Distributed,
+) -> str:
+    """The concrete format for ``memory_format`` (``auto``: this machine's recorded choice
+    for the situation, else the faster one, timed and recorded)."""
+    if memory_format != AUTO:
+        return memory_format
+    chosen = None
+    if ranks.is_main:
+        path = cache_path()
+        key = _situation(model, frames_shape, device, precision)
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        chosen = known.get(key)
+        if chosen in (CHANNELS_LAST, CONTIGUOUS):
+            log.info("memory format %s: this machine's timed choice (%s)", chosen, path)
+        else:
+            chosen = _timed_choice(model, frames_shape, device, precision)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, {**known, key: chosen})
+            except OSError as err:  # a read-only home: the run goes on, unrecorded
+                log.warning("could not record the memory format in %s: %s", path, err)
+    return ranks.broadcast(chosen)
