@@ -114,6 +114,12 @@ class Dataset(ABC):
         """Precomputed motion masks (H, W) int64 ids, 0 = background; None if absent."""
         return read_label_map(video.motion[index]) if video.motion else None
 
+    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+        """Frame ``index``'s LiDAR sweep on a ``grid`` (h, w) over the frame: (h, w, 4)
+        float32 metric (x, y, z, r) in camera coordinates, zeros where no point falls
+        (``stages.lidar.projection``); None if the video has no LiDAR."""
+        return None
+
     def moving_ids(self, video: Video) -> set[int] | None:
         """Which GT instance ids move in the world, when the dataset says (synth does)."""
         return None

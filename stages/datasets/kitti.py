@@ -4,6 +4,9 @@
                                                     are two videos of one drive
     <root>/train/**/<drive>/image_02/motion/*.png    optional precomputed motion masks
                                                     (e.g. Bao et al.'s raft_seg, renamed)
+    <root>/train/**/<drive>/velodyne_points/data/*.bin   optional LiDAR sweeps, one per
+                                                    frame, with the raw calibration files
+                                                    of the recording day in <drive>/..
     <root>/val/rgb/*.png, <root>/val/instance/*.png  KITTI 2015 instance segmentation
                                                     (training set: 200 images)
 
@@ -16,10 +19,22 @@ Instance PNGs are 16-bit with value = semantic_class * 256 + instance; instance 
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 
 from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
 from stages.datasets.imageio import list_images, read_label_map
+from stages.errors import UserError
+from stages.lidar.kitti import KittiCalibration, read_velodyne
+
+CAMERAS = {"image_02": 2, "image_03": 3}
+
+
+@cache
+def _calibration(day: Path) -> KittiCalibration:
+    return KittiCalibration.from_day(day)
 
 
 def decode_kitti_instances(raw: np.ndarray) -> np.ndarray:
@@ -57,7 +72,7 @@ class KittiDataset(Dataset):
                     frames=tuple(p.stem for p in rgb),
                     rgb=tuple(rgb),
                     motion=labels_for_frames(cam_dir / "motion", rgb, "motion"),
-                    extra={"dir": cam_dir},
+                    extra={"dir": cam_dir, "camera": CAMERAS[cam_dir.name]},
                 )
             )
         return videos
@@ -79,6 +94,33 @@ class KittiDataset(Dataset):
             )
             for i, p in enumerate(rgb)
         ]
+
+    @staticmethod
+    def _velodyne(video: Video) -> Path | None:
+        sweeps = video.extra["dir"].parent / "velodyne_points" / "data"
+        return sweeps if video.split == "train" and sweeps.is_dir() else None
+
+    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+        sweeps = self._velodyne(video)
+        if sweeps is None:
+            return None
+        calibration = _calibration(video.extra["dir"].parent.parent)
+        sweep = read_velodyne(sweeps / f"{video.frames[index]}.bin")
+        return calibration.range_map(sweep, video.extra["camera"], grid)
+
+    def _check_video(self, video: Video, decode: bool) -> tuple[int, int]:
+        size = super()._check_video(video, decode)
+        sweeps = self._velodyne(video)
+        if sweeps is not None:
+            found = {p.stem for p in sweeps.glob("*.bin")}
+            missing = [f for f in video.frames if f not in found]
+            if missing:
+                raise UserError(
+                    f"{sweeps}: {len(found)} Velodyne sweeps for the {len(video)} frames of "
+                    f"{video.extra['dir']}; none for frame {missing[0]}"
+                )
+            _calibration(video.extra["dir"].parent.parent)  # its files are there and complete
+        return size
 
     def instances(self, video: Video, index: int) -> np.ndarray | None:
         if not video.instances:

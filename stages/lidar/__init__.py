@@ -1,0 +1,1 @@
+"""LiDAR as DIOD-3D sees it: sweeps projected onto the camera's image grid (xMOD)."""

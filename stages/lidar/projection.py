@@ -1,0 +1,73 @@
+"""LiDAR points on the camera's image grid (xMOD / DIOD-3D, SPEC-xMOD.md section 1).
+
+DIOD-3D sees a LiDAR sweep as a 4-channel image on the same grid as the RGB frames, so that
+motion masks, GT and the 2D model's maps line up with it pixel for pixel: per grid cell, the
+rectified camera coordinates (x right, y down, z forward) of a point that projects into it
+and its range r = |(x, y, z)|; a cell without a point holds zeros.
+
+Where several points fall into one cell, the nearest one (smallest z) wins: a z-buffer, as a
+camera would see it. (The authors write points in file order, so a far point can hide a
+near one.) Points are binned straight into the grid cells, rather than drawn at full image
+size and then resized, so no point is lost to resampling. Points beyond ``max_depth`` are
+dropped rather than clipped to it: a clipped z with unclipped x and y is a point that does
+not exist.
+
+``normalise`` maps the metric channels to (0, 1) with the authors' fixed KITTI ranges, so
+that 0 still means "no point".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The authors' normalisation ranges of (x, y, z, r), metres (KITTI).
+XYZR_LOW = np.array([-52.0, -4.0, 1.0, 2.0], dtype=np.float32)
+XYZR_HIGH = np.array([53.0, 15.0, 70.0, 80.0], dtype=np.float32)
+MAX_DEPTH = 70.0  # metres, the authors' depth limit
+EDGE = 1e-3  # normalised values stay in [EDGE, 1 - EDGE], so that 0 is only "empty"
+
+
+def range_map(
+    points: np.ndarray,
+    camera: np.ndarray,
+    image_size: tuple[int, int],
+    grid: tuple[int, int],
+    max_depth: float = MAX_DEPTH,
+) -> np.ndarray:
+    """(h, w, 4) float32 (x, y, z, r) of the nearest point per cell of ``grid``.
+
+    points: (N, 3) in rectified camera coordinates; camera: (3, 4) projection matrix of the
+    image of ``image_size`` (H, W) the grid covers (e.g. KITTI's P_rect_02), applied to
+    homogeneous rectified coordinates."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    z = points[:, 2]
+    ahead = (z > 0) & (z <= max_depth)
+    points, z = points[ahead], z[ahead]
+    pixels = np.c_[points, np.ones(len(points))] @ np.asarray(camera, dtype=np.float64).T
+    u, v = pixels[:, 0] / pixels[:, 2], pixels[:, 1] / pixels[:, 2]
+    height, width = image_size
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    h, w = grid
+    col = np.minimum((u[inside] * (w / width)).astype(np.int64), w - 1)
+    row = np.minimum((v[inside] * (h / height)).astype(np.int64), h - 1)
+    points, z = points[inside], z[inside]
+    cell = row * w + col
+    order = np.lexsort((z, cell))  # by cell, nearest first within a cell
+    cells, first = np.unique(cell[order], return_index=True)
+    nearest = points[order[first]]
+    out = np.zeros((h * w, 4), dtype=np.float32)
+    out[cells, :3] = nearest
+    out[cells, 3] = np.linalg.norm(nearest, axis=1)
+    return out.reshape(h, w, 4)
+
+
+def normalise(metric: np.ndarray) -> np.ndarray:
+    """(..., 4) metric (x, y, z, r) -> [EDGE, 1 - EDGE] per channel; empty cells stay 0."""
+    scaled = (metric - XYZR_LOW) / (XYZR_HIGH - XYZR_LOW)
+    scaled = np.clip(scaled, EDGE, 1 - EDGE).astype(np.float32)
+    return np.where(valid(metric)[..., None], scaled, np.float32(0))
+
+
+def valid(metric: np.ndarray) -> np.ndarray:
+    """(...) bool: the cells that hold a point (a point has range > 0)."""
+    return metric[..., 3] > 0
