@@ -35,6 +35,11 @@ def COMMAND() -> None:
     help="Frame rate of the street world (default 10); speeds are m/s, so motion follows.",
 )
 @click.option(
+    "--lidar",
+    is_flag=True,
+    help="Street world: also a simulated LiDAR sweep per frame and the dense depth (lidar.npz).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace a different dataset at --out (one of the same settings is reused).",
@@ -49,6 +54,7 @@ def synth(
     size: str,
     world: str,
     fps: float | None,
+    lidar: bool,
     force: bool,
 ) -> None:
     """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
@@ -61,6 +67,10 @@ def synth(
         if world != "street":
             raise UserError(f"--fps {fps}: only the street world has a frame rate")
         extra["fps"] = fps
+    if lidar:
+        if world != "street":
+            raise UserError("--lidar: only the street world is 3-D (use --world street)")
+        extra["lidar"] = True
     config = WORLDS[world](
         seed=seed,
         train_videos=train_videos,

@@ -120,6 +120,12 @@ class Dataset(ABC):
         (``stages.lidar.projection``); None if the video has no LiDAR."""
         return None
 
+    def dense_lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+        """As ``lidar`` but from a point at every pixel that sees a surface: the dense scene
+        a completion loss scores against, where the dataset knows it (synth's depth); None
+        otherwise."""
+        return None
+
     def moving_ids(self, video: Video) -> set[int] | None:
         """Which GT instance ids move in the world, when the dataset says (synth does)."""
         return None

@@ -2,18 +2,24 @@
 
 Each video directory also holds ``meta.json`` (which instance ids move in the world) and
 ``flow.npz`` (ground-truth forward flow, key ``forward``, (T-1, 2, H, W) float32, channels
-dx, dy in pixels), written by ``stages.synthgen``.
+dx, dy in pixels), written by ``stages.synthgen``; a street video made with ``--lidar`` also
+holds ``lidar.npz`` (one sweep per frame and the camera's dense depth:
+``stages.synthgen.street.video``).
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 
 from stages.datasets.base import Video
 from stages.datasets.folder import FolderDataset
 from stages.errors import UserError
+from stages.lidar.projection import range_map, sweep_on_grid
+
+LIDAR = "lidar.npz"
 
 
 class SynthDataset(FolderDataset):
@@ -40,3 +46,52 @@ class SynthDataset(FolderDataset):
                 return data["forward"].astype(np.float32)
         except FileNotFoundError:
             raise UserError(f"{path}: missing ground-truth flow") from None
+
+    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+        found = self._lidar(video, f"sweep_{index:06d}", "lidar_to_camera", "camera")
+        if found is None:
+            return None
+        sweep, lidar_to_camera, camera = found
+        return sweep_on_grid(sweep, lidar_to_camera, camera, self.frame_size(video), grid)
+
+    def dense_lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+        found = self._lidar(video, "depth", "camera")
+        if found is None:
+            return None
+        depth, camera = found
+        depth = depth[index].astype(np.float64)
+        v, u = np.nonzero(depth > 0)  # every pixel that sees a surface, as a point
+        z = depth[v, u]
+        focal, cx, cy = camera[0, 0], camera[0, 2], camera[1, 2]
+        points = np.stack([(u - cx) / focal * z, (v - cy) / focal * z, z], axis=1)
+        return range_map(points, camera, depth.shape, grid)
+
+    def _lidar(self, video: Video, *keys: str) -> list[np.ndarray] | None:
+        """Members of the video's ``lidar.npz``; None if it has none."""
+        path = video.extra["dir"] / LIDAR
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                return [data[key] for key in keys]
+        except KeyError as exc:
+            raise UserError(f"{path}: no {exc.args[0]} (a LiDAR/frame count mismatch?)") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise UserError(f"{path}: unreadable LiDAR file ({exc})") from None
+
+    def _check_video(self, video: Video, decode: bool) -> tuple[int, int]:
+        size = super()._check_video(video, decode)
+        path = video.extra["dir"] / LIDAR
+        if path.is_file():
+            try:
+                with np.load(path) as data:
+                    sweeps = sum(key.startswith("sweep_") for key in data.files)
+                    depth = data["depth"].shape if "depth" in data.files else None
+            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                raise UserError(f"{path}: unreadable LiDAR file ({exc})") from None
+            if sweeps != len(video) or depth != (len(video), *size):
+                raise UserError(
+                    f"{path}: {sweeps} LiDAR sweeps and depth {depth} for the {len(video)} "
+                    f"frames of {size[0]}x{size[1]} in {video.extra['dir']}; expected one each"
+                )
+        return size

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import UserError
-from stages.lidar.projection import range_map
+from stages.lidar.projection import sweep_on_grid
 
 VELO_TO_CAM = "calib_velo_to_cam.txt"
 CAM_TO_CAM = "calib_cam_to_cam.txt"
@@ -87,10 +87,9 @@ class KittiCalibration:
             raise UserError(
                 f"camera {camera}: the calibration holds cameras {sorted(self.cameras)}"
             )
-        ahead = sweep[sweep[:, 0] >= MIN_FORWARD, :3].astype(np.float64)
-        rect = np.c_[ahead, np.ones(len(ahead))] @ self.velo_to_rect.T
         projection, size = self.cameras[camera]
-        return range_map(rect[:, :3], projection, size, grid)
+        ahead = sweep[sweep[:, 0] >= MIN_FORWARD]
+        return sweep_on_grid(ahead, self.velo_to_rect, projection, size, grid)
 
 
 def read_velodyne(path: Path) -> np.ndarray:

@@ -45,6 +45,9 @@ def range_map(
     points, z = points[ahead], z[ahead]
     pixels = np.c_[points, np.ones(len(points))] @ np.asarray(camera, dtype=np.float64).T
     u, v = pixels[:, 0] / pixels[:, 2], pixels[:, 1] / pixels[:, 2]
+    # pixel centres are at integer coordinates (P's convention): pixel i covers
+    # [i - 0.5, i + 0.5), and grid cell j the pixels j * W/w ... (j + 1) * W/w - 1
+    u, v = u + 0.5, v + 0.5
     height, width = image_size
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     h, w = grid
@@ -59,6 +62,20 @@ def range_map(
     out[cells, :3] = nearest
     out[cells, 3] = np.linalg.norm(nearest, axis=1)
     return out.reshape(h, w, 4)
+
+
+def sweep_on_grid(
+    points: np.ndarray,
+    lidar_to_camera: np.ndarray,
+    camera: np.ndarray,
+    image_size: tuple[int, int],
+    grid: tuple[int, int],
+) -> np.ndarray:
+    """``range_map`` of a sweep (N, >=3; x, y, z first) in the LiDAR's own frame, moved into
+    the camera's coordinates by the (4, 4) ``lidar_to_camera`` first."""
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    in_camera = xyz @ lidar_to_camera[:3, :3].T + lidar_to_camera[:3, 3]
+    return range_map(in_camera, camera, image_size, grid)
 
 
 def normalise(metric: np.ndarray) -> np.ndarray:

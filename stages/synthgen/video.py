@@ -25,8 +25,12 @@ def video_name(split: str, index: int) -> str:
     return f"{split}-{index:04d}"
 
 
-def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), index]))
+def video_rng(seed: int, split: str, index: int, *stream: int) -> np.random.Generator:
+    """A video's random generator; a ``stream`` number gives an independent one for a part
+    (the LiDAR) that must not shift the draws of the rest."""
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, SPLITS.index(split), index, *stream])
+    )
 
 
 def make_video(config: SynthConfig, split: str, index: int) -> tuple[Scene, RenderedVideo]:

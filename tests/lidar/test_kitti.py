@@ -44,9 +44,10 @@ def _to_velodyne(calib: KittiCalibration, rect: np.ndarray) -> np.ndarray:
 
 
 def _cells(projection: np.ndarray, size, points: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Each point's grid cell (row, col) and whether it falls inside the image."""
+    """Each point's grid cell (row, col) and whether it falls inside the image (pixel
+    centres at integer coordinates: pixel i spans [i - 0.5, i + 0.5))."""
     pix = np.c_[points, np.ones(len(points))] @ projection.T
-    u, v = pix[:, 0] / pix[:, 2], pix[:, 1] / pix[:, 2]
+    u, v = pix[:, 0] / pix[:, 2] + 0.5, pix[:, 1] / pix[:, 2] + 0.5
     inside = (u >= 0) & (u < size[1]) & (v >= 0) & (v < size[0])
     rows = np.floor(v * GRID[0] / size[0]).astype(int)
     cols = np.floor(u * GRID[1] / size[1]).astype(int)

@@ -44,6 +44,7 @@ class StreetVideo:
     ids: np.ndarray  # (T, H, W) uint16, 0: not an object; actor k has id k + 1
     flow: np.ndarray  # (T-1, 2, H, W) float32
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32, as if every actor stood still
+    depth: np.ndarray  # (T, H, W) float32 along the optical axis, m; 0: the sky
 
 
 def pixel_rays(camera: StreetCamera, height: int, width: int) -> np.ndarray:
@@ -182,10 +183,11 @@ def _project_in_front(camera: StreetCamera, points: np.ndarray) -> tuple[np.ndar
 
 def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float) -> StreetVideo:
     cameras = scene.rig.cameras
-    rgb, ids, flows, rigid = [], [], [], []
+    rgb, ids, flows, rigid, depth = [], [], [], [], []
     for t, camera in enumerate(cameras):
         frame = scene.frame(t)
         seen = cast(frame.shapes, frame.corners, camera, scene.height, scene.width)
+        depth.append(np.where(seen.owner == 0, 0.0, seen.depth).astype(np.float32))  # 0: sky
         colour = shade(frame.shapes, camera, seen, scene.sun)
         noisy = colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
@@ -194,4 +196,6 @@ def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float
         if t + 1 < len(cameras):
             flows.append(flow(seen, camera, cameras[t + 1], frame.motion))
             rigid.append(flow(seen, camera, cameras[t + 1], frame.rigid_motion))
-    return StreetVideo(np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid))
+    return StreetVideo(
+        np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid), np.stack(depth)
+    )

@@ -4,19 +4,33 @@ The files are those of the flat world (rgb/, instances/, meta.json, flow.npz) wi
 meaning, so every consumer of a synth dataset reads a street one unchanged. Instance ids are
 renumbered 1..n over the actors that are visible in at least one frame (in placement order);
 actors never seen are left out of ``meta.json``.
+
+With ``lidar`` on, ``lidar.npz`` holds one LiDAR sweep per frame (``sweep_000000``, ...:
+(N, 3) float32 x forward, y left, z up in the sensor's frame, m; street/lidar.py), the
+transform into the camera's coordinates (``lidar_to_camera``, 4x4), the camera's projection
+matrix (``camera``, 3x4, on the frame's pixels) and the camera's dense depth along its
+optical axis (``depth``, (T, H, W) float32, m; 0 where it sees the sky): the ground truth a
+scene-completion loss can be scored against. The LiDAR draws from its own random stream,
+so turning it on changes no other file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 
+from stages.datasets.arrays import write_npz
 from stages.synthgen.street.config import StreetConfig
+from stages.synthgen.street.lidar import Sensor, scan, weak_returns
 from stages.synthgen.street.render import StreetVideo, render_street
 from stages.synthgen.street.scene import StreetScene, sample_street_scene
 from stages.synthgen.video import video_name, video_rng, write_video_files
+
+#: the LiDAR's random stream, apart from the scene's and the image noise's
+LIDAR_STREAM = 1
 
 
 def make_street_video(
@@ -30,8 +44,37 @@ def make_street_video(
     seen = seen[seen > 0]
     lookup = np.zeros(len(scene.actors) + 1, np.uint16)
     lookup[seen] = np.arange(1, len(seen) + 1)
-    video = StreetVideo(video.rgb, lookup[video.ids], video.flow, video.rigid_flow)
+    video = dataclasses.replace(video, ids=lookup[video.ids])
     return scene, video, [int(i) - 1 for i in seen]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweeps:
+    """A video's LiDAR: one sweep per frame and what puts them on the image."""
+
+    points: list[np.ndarray]  # per frame (N, 3) float32, sensor frame
+    lidar_to_camera: np.ndarray  # (4, 4)
+    camera: np.ndarray  # (3, 4) projection onto the frame's pixels
+    #: (actors + 1,) bool: which actor ids (k + 1) return weakly
+    weak: np.ndarray
+
+
+def sweep_street_video(config: StreetConfig, split: str, index: int, scene: StreetScene) -> Sweeps:
+    """The LiDAR sweeps of a video's frames, from the LiDAR's own random stream."""
+    rng = video_rng(config.seed, split, index, LIDAR_STREAM)
+    sensor = Sensor.of(config)
+    weak = weak_returns(rng, config, len(scene.actors))
+    size = (scene.height, scene.width)
+    cameras = scene.rig.cameras
+    points = [
+        scan(sensor, scene.frame(t), camera, size, config, weak, rng)
+        for t, camera in enumerate(cameras)
+    ]
+    first = cameras[0]
+    projection = np.array(
+        [[first.focal, 0.0, first.cx, 0.0], [0.0, first.focal, first.cy, 0.0], [0, 0, 1.0, 0]]
+    )
+    return Sweeps(points, sensor.to_camera(first), projection, weak)
 
 
 def _r(value: float) -> float:
@@ -45,6 +88,7 @@ def describe(
     scene: StreetScene,
     video: StreetVideo,
     actor_of: list[int],
+    sweeps: Sweeps | None = None,
 ) -> dict:
     """meta.json: the flat world's keys (which ids move, per-object paths, the camera) plus
     what only a street has (roles, speeds in m/s, the camera's kind, the street's layout)."""
@@ -76,6 +120,8 @@ def describe(
                 "residual_flow_px": per_pair,
             }
         )
+        if sweeps is not None:
+            objects[-1]["lidar_weak"] = bool(sweeps.weak[k + 1])
     rig, street = scene.rig, scene.street
     cams = rig.cameras
     return {
@@ -120,7 +166,17 @@ def describe(
 def write_street_video(root: Path, config: StreetConfig, split: str, index: int) -> str:
     """Generate and write ``<root>/<split>/<name>/``; returns the name."""
     scene, video, actor_of = make_street_video(config, split, index)
+    sweeps = sweep_street_video(config, split, index, scene) if config.lidar else None
     name = video_name(split, index)
-    meta = describe(config, split, index, scene, video, actor_of)
+    meta = describe(config, split, index, scene, video, actor_of, sweeps)
     write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
+    if sweeps is not None:
+        frames = {f"sweep_{t:06d}": p for t, p in enumerate(sweeps.points)}
+        write_npz(
+            root / split / name / "lidar.npz",
+            lidar_to_camera=sweeps.lidar_to_camera,
+            camera=sweeps.camera,
+            depth=video.depth,
+            **frames,
+        )
     return name
