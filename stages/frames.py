@@ -29,7 +29,9 @@ def within(outer: Box, inner: Box) -> Box:
     )
 
 
-def _box_pixels(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
+def box_pixels(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
+    """The rows y0.. y0 + h - 1 and columns x0.. x0 + w - 1 that ``box`` cuts from a frame:
+    (y0, x0, h, w)."""
     y0, x0 = round(box[0] * height), round(box[1] * width)
     h = max(1, min(height - y0, round(box[2] * height)))
     w = max(1, min(width - x0, round(box[3] * width)))
@@ -38,7 +40,7 @@ def _box_pixels(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
 
 def crop_resize_rgb(frame: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     """Crop a (H, W, 3) uint8 frame to ``box`` and resize to ``size`` (area when shrinking)."""
-    y0, x0, h, w = _box_pixels(box, *frame.shape[:2])
+    y0, x0, h, w = box_pixels(box, *frame.shape[:2])
     crop = frame[y0 : y0 + h, x0 : x0 + w]
     if crop.shape[:2] == size:
         return crop
@@ -50,7 +52,7 @@ def crop_resize_rgb(frame: np.ndarray, box: Box, size: tuple[int, int]) -> np.nd
 
 def crop_resize_labels(labels: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     """Crop (..., H, W) label maps to ``box`` and resize with pixel-centre nearest neighbour."""
-    y0, x0, h, w = _box_pixels(box, *labels.shape[-2:])
+    y0, x0, h, w = box_pixels(box, *labels.shape[-2:])
     rows = y0 + (2 * np.arange(size[0]) + 1) * h // (2 * size[0])
     cols = x0 + (2 * np.arange(size[1]) + 1) * w // (2 * size[1])
     return labels[..., rows[:, None], cols[None, :]]

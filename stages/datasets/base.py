@@ -18,6 +18,7 @@ import numpy as np
 
 from stages.datasets.imageio import image_size, read_label_map, read_rgb
 from stages.errors import UserError
+from stages.frames import FULL, Box
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -114,13 +115,18 @@ class Dataset(ABC):
         """Precomputed motion masks (H, W) int64 ids, 0 = background; None if absent."""
         return read_label_map(video.motion[index]) if video.motion else None
 
-    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
-        """Frame ``index``'s LiDAR sweep on a ``grid`` (h, w) over the frame: (h, w, 4)
-        float32 metric (x, y, z, r) in camera coordinates, zeros where no point falls
-        (``stages.lidar.projection``); None if the video has no LiDAR."""
+    def lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
+        """Frame ``index``'s LiDAR sweep on a ``grid`` (h, w) over the part ``box`` of the
+        frame (all of it by default; a training crop): (h, w, 4) float32 metric (x, y, z, r)
+        in camera coordinates, zeros where no point falls (``stages.lidar.projection``);
+        None if the video has no LiDAR."""
         return None
 
-    def dense_lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+    def dense_lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
         """As ``lidar`` but from a point at every pixel that sees a surface: the dense scene
         a completion loss scores against, where the dataset knows it (synth's depth); None
         otherwise."""

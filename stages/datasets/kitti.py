@@ -27,6 +27,7 @@ import numpy as np
 from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
 from stages.datasets.imageio import list_images, read_label_map
 from stages.errors import UserError
+from stages.frames import FULL, Box
 from stages.lidar.kitti import KittiCalibration, read_velodyne
 
 CAMERAS = {"image_02": 2, "image_03": 3}
@@ -100,13 +101,15 @@ class KittiDataset(Dataset):
         sweeps = video.extra["dir"].parent / "velodyne_points" / "data"
         return sweeps if video.split == "train" and sweeps.is_dir() else None
 
-    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+    def lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
         sweeps = self._velodyne(video)
         if sweeps is None:
             return None
         calibration = _calibration(video.extra["dir"].parent.parent)
         sweep = read_velodyne(sweeps / f"{video.frames[index]}.bin")
-        return calibration.range_map(sweep, video.extra["camera"], grid)
+        return calibration.range_map(sweep, video.extra["camera"], grid, box)
 
     def _check_video(self, video: Video, decode: bool) -> tuple[int, int]:
         size = super()._check_video(video, decode)

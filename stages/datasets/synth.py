@@ -17,6 +17,7 @@ import numpy as np
 from stages.datasets.base import Video
 from stages.datasets.folder import FolderDataset
 from stages.errors import UserError
+from stages.frames import FULL, Box
 from stages.lidar.projection import range_map, sweep_on_grid
 
 LIDAR = "lidar.npz"
@@ -47,14 +48,19 @@ class SynthDataset(FolderDataset):
         except FileNotFoundError:
             raise UserError(f"{path}: missing ground-truth flow") from None
 
-    def lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+    def lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
         found = self._lidar(video, f"sweep_{index:06d}", "lidar_to_camera", "camera")
         if found is None:
             return None
         sweep, lidar_to_camera, camera = found
-        return sweep_on_grid(sweep, lidar_to_camera, camera, self.frame_size(video), grid)
+        size = self.frame_size(video)
+        return sweep_on_grid(sweep, lidar_to_camera, camera, size, grid, box)
 
-    def dense_lidar(self, video: Video, index: int, grid: tuple[int, int]) -> np.ndarray | None:
+    def dense_lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
         found = self._lidar(video, "depth", "camera")
         if found is None:
             return None
@@ -64,7 +70,7 @@ class SynthDataset(FolderDataset):
         z = depth[v, u]
         focal, cx, cy = camera[0, 0], camera[0, 2], camera[1, 2]
         points = np.stack([(u - cx) / focal * z, (v - cy) / focal * z, z], axis=1)
-        return range_map(points, camera, depth.shape, grid)
+        return range_map(points, camera, depth.shape, grid, box=box)
 
     def _lidar(self, video: Video, *keys: str) -> list[np.ndarray] | None:
         """Members of the video's ``lidar.npz``; None if it has none."""

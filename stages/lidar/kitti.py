@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import UserError
+from stages.frames import FULL, Box
 from stages.lidar.projection import sweep_on_grid
 
 VELO_TO_CAM = "calib_velo_to_cam.txt"
@@ -80,16 +81,18 @@ class KittiCalibration:
             found[n] = (projection, (int(round(height)), int(round(width))))
         return cls(rect @ velo_to_cam, found)
 
-    def range_map(self, sweep: np.ndarray, camera: int, grid: tuple[int, int]) -> np.ndarray:
-        """(h, w, 4) metric (x, y, z, r) of a Velodyne ``sweep`` (N, 4) on camera
-        ``camera``'s image grid (``projection.range_map``)."""
+    def range_map(
+        self, sweep: np.ndarray, camera: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray:
+        """(h, w, 4) metric (x, y, z, r) of a Velodyne ``sweep`` (N, 4) on a grid over the
+        part ``box`` of camera ``camera``'s image (``projection.range_map``)."""
         if camera not in self.cameras:
             raise UserError(
                 f"camera {camera}: the calibration holds cameras {sorted(self.cameras)}"
             )
         projection, size = self.cameras[camera]
         ahead = sweep[sweep[:, 0] >= MIN_FORWARD]
-        return sweep_on_grid(ahead, self.velo_to_rect, projection, size, grid)
+        return sweep_on_grid(ahead, self.velo_to_rect, projection, size, grid, box)
 
 
 def read_velodyne(path: Path) -> np.ndarray:

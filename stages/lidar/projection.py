@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.frames import FULL, Box, box_pixels
+
 #: The authors' normalisation ranges of (x, y, z, r), metres (KITTI).
 XYZR_LOW = np.array([-52.0, -4.0, 1.0, 2.0], dtype=np.float32)
 XYZR_HIGH = np.array([53.0, 15.0, 70.0, 80.0], dtype=np.float32)
@@ -33,12 +35,14 @@ def range_map(
     image_size: tuple[int, int],
     grid: tuple[int, int],
     max_depth: float = MAX_DEPTH,
+    box: Box = FULL,
 ) -> np.ndarray:
     """(h, w, 4) float32 (x, y, z, r) of the nearest point per cell of ``grid``.
 
     points: (N, 3) in rectified camera coordinates; camera: (3, 4) projection matrix of the
-    image of ``image_size`` (H, W) the grid covers (e.g. KITTI's P_rect_02), applied to
-    homogeneous rectified coordinates."""
+    image of ``image_size`` (H, W) (e.g. KITTI's P_rect_02), applied to homogeneous
+    rectified coordinates. The grid covers the part ``box`` of the image: exactly the
+    pixels ``stages.frames`` crops there for the frame and its labels."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     z = points[:, 2]
     ahead = (z > 0) & (z <= max_depth)
@@ -47,8 +51,8 @@ def range_map(
     u, v = pixels[:, 0] / pixels[:, 2], pixels[:, 1] / pixels[:, 2]
     # pixel centres are at integer coordinates (P's convention): pixel i covers
     # [i - 0.5, i + 0.5), and grid cell j the pixels j * W/w ... (j + 1) * W/w - 1
-    u, v = u + 0.5, v + 0.5
-    height, width = image_size
+    y0, x0, height, width = box_pixels(box, *image_size)
+    u, v = u + 0.5 - x0, v + 0.5 - y0
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     h, w = grid
     col = np.minimum((u[inside] * (w / width)).astype(np.int64), w - 1)
@@ -70,12 +74,13 @@ def sweep_on_grid(
     camera: np.ndarray,
     image_size: tuple[int, int],
     grid: tuple[int, int],
+    box: Box = FULL,
 ) -> np.ndarray:
     """``range_map`` of a sweep (N, >=3; x, y, z first) in the LiDAR's own frame, moved into
     the camera's coordinates by the (4, 4) ``lidar_to_camera`` first."""
     xyz = np.asarray(points, dtype=np.float64)[:, :3]
     in_camera = xyz @ lidar_to_camera[:3, :3].T + lidar_to_camera[:3, 3]
-    return range_map(in_camera, camera, image_size, grid)
+    return range_map(in_camera, camera, image_size, grid, box=box)
 
 
 def normalise(metric: np.ndarray) -> np.ndarray:

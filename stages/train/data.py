@@ -11,6 +11,11 @@ area scale [0.75, 1] with probability 0.4, horizontal flip with probability 0.4,
 for every frame of the clip and for frames and masks. The crop keeps the frame's aspect
 ratio (the input size fixes it anyway, and wide driving frames would be stretched by the
 usual [3/4, 4/3] ratio range).
+
+With LiDAR (``lidar``, DIOD-3D), each item also holds the clip's range maps on the input
+grid under the same crop and flip (``stages.lidar.augment``): the student's input, points
+dropped, and the completion target, none dropped; both normalised (x, y, z, r) in (0, 1),
+0 where empty.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.frames import FULL, Box, crop_resize_labels, crop_resize_rgb, region, within
 from stages.hardware import die_with_parent
+from stages.lidar.augment import LidarAugment, drop_points, mirror
+from stages.lidar.projection import normalise
 from stages.zarrstore import MASKS_STORE, open_video, video_names
 
 
@@ -88,6 +95,7 @@ class ClipDataset(torch.utils.data.Dataset):
         seed: int,
         crop_top: float = 0.0,
         epoch: str = "windows",
+        lidar: LidarAugment | None = None,
     ):
         self.dataset_name, self.root = dataset, Path(root)
         self.epoch = epoch
@@ -95,6 +103,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.masks_artifact, self.split = masks, split
         self.clip_length, self.input_size, self.map_size = clip_length, input_size, map_size
         self.augment, self.seed = augment, seed
+        self.lidar = lidar
         ds = open_dataset(dataset, root)
         names = set(video_names(masks, MASKS_STORE, split))
         if not names:
@@ -139,10 +148,34 @@ class ClipDataset(torch.utils.data.Dataset):
             self._mask_arrays[video] = group["masks"]
         return self._mask_arrays[video]
 
-    def _frames(self, video: Video, start: int) -> list[np.ndarray]:
+    def _source(self) -> Dataset:
         if self._dataset is None:
             self._dataset = open_dataset(self.dataset_name, self.root)
-        return [self._dataset.frame(video, i) for i in range(start, start + self.clip_length)]
+        return self._dataset
+
+    def _frames(self, video: Video, start: int) -> list[np.ndarray]:
+        return [self._source().frame(video, i) for i in range(start, start + self.clip_length)]
+
+    def _range_maps(
+        self, video: Video, start: int, box: Box, mirrored: bool, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The clip's LiDAR input and completion target, (T, 4, H, W) float32 each."""
+        maps = []
+        for i in range(start, start + self.clip_length):
+            metric = self._source().lidar(video, i, self.input_size, box)
+            if metric is None:
+                raise UserError(
+                    f"{video.extra.get('dir', video.name)}: no LiDAR for frame {i}; "
+                    f"training on LiDAR needs a dataset with a sweep per frame"
+                )
+            maps.append(metric)
+        metric = mirror(np.stack(maps)) if mirrored else np.stack(maps)
+        target = normalise(metric)
+        seen = drop_points(target, rng, self.lidar.point_drop)
+        return {
+            "lidar": torch.from_numpy(np.ascontiguousarray(seen.transpose(0, 3, 1, 2))),
+            "lidar_target": torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2))),
+        }
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         """frames (T, 3, H, W) uint8 (made float on the training device, see ``to_device``),
@@ -161,11 +194,14 @@ class ClipDataset(torch.utils.data.Dataset):
         if flip:
             rgb, labels = rgb[:, :, ::-1], labels[:, :, ::-1]
         masks, valid = one_hot(labels)
-        return {
+        item = {
             "frames": torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))),
             "masks": torch.from_numpy(np.ascontiguousarray(masks)),
             "valid": torch.from_numpy(valid),
         }
+        if self.lidar is not None:
+            item |= self._range_maps(video, clip.start, box, flip, rng)
+        return item
 
 
 def worker_init(_worker_id: int, parent: int) -> None:
@@ -185,7 +221,11 @@ def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
         k = it["masks"].shape[1]
         masks[i, :, :k] = it["masks"]
         valid[i, :, :k] = it["valid"]
-    return {"frames": torch.stack([it["frames"] for it in items]), "masks": masks, "valid": valid}
+    batch = {"masks": masks, "valid": valid}
+    for key in ("frames", "lidar", "lidar_target"):
+        if key in items[0]:
+            batch[key] = torch.stack([it[key] for it in items])
+    return batch
 
 
 class ClipBatches:

@@ -113,6 +113,15 @@ def fg_bg_loss(
     return attract + alpha * penalty
 
 
+def completion_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Scene completion (DIOD-3D, SPEC-xMOD.md section 2): the mean squared error over the
+    elements where the target holds a point (> 0); the decoder's dense output is free
+    elsewhere, so empty pixels are neither asked to be empty nor filled."""
+    filled = target > 0
+    error = (predicted.float() - target.float()) ** 2
+    return torch.where(filled, error, 0.0).sum() / filled.sum().clamp(min=1)
+
+
 def reconstruction_loss(
     recon: torch.Tensor, frames: torch.Tensor, colour_range: str = "unit"
 ) -> torch.Tensor:

@@ -35,7 +35,13 @@ def _videos(root: Path):
 
 
 def test_a_wall_ahead_returns_its_distance_from_the_sensor():
-    config = dataclasses.replace(TINY, lidar_dropout=0.0, lidar_weak_object_fraction=0.0)
+    config = dataclasses.replace(
+        TINY,
+        lidar_beams=32,
+        lidar_azimuth_step_deg=0.5,
+        lidar_dropout=0.0,
+        lidar_weak_object_fraction=0.0,
+    )
     focal, cx, cy = intrinsics(config)
     camera = StreetCamera(focal, cx, cy, (0.0, -1.65, 0.0), 0.3, 0.05)  # yawed, pitched
     look = Look.of(np.full((4, 4, 3), 0.5), 1.0)
@@ -80,7 +86,7 @@ def test_a_wall_ahead_returns_its_distance_from_the_sensor():
 def test_points_land_on_the_surfaces_the_camera_sees(with_lidar):
     ds, videos = _videos(with_lidar)
     agree = total = sky = 0
-    errors = []
+    errors, fill = [], []
     for video in videos:
         with np.load(video.extra["dir"] / "lidar.npz") as data:
             sees_sky = data["depth"] == 0
@@ -94,7 +100,7 @@ def test_points_land_on_the_surfaces_the_camera_sees(with_lidar):
             errors.append(np.abs(z - depth) / depth)
             total += both.sum()
             sky += (has & sees_sky[t]).sum()
-            assert has.mean() > 0.3  # 40 beams over 48 rows: most cells get a point
+            fill.append(has.mean())
     # Not all agree at 48x160: a cell is 0.5 degrees, over which the ground near the horizon
     # recedes by metres; several points in one cell keep the nearest; occlusion edges are seen
     # from 27 cm apart. The same data with the LiDAR-to-camera offset reversed gives 0.73 and
@@ -102,6 +108,7 @@ def test_points_land_on_the_surfaces_the_camera_sees(with_lidar):
     assert agree / total > 0.78
     assert np.median(np.concatenate(errors)) < 0.03
     assert sky / total < 0.002  # no sky returns, but for parallax at silhouettes
+    assert 0.03 < np.mean(fill) < 0.08  # KITTI's density on its frames: about 5 %
 
 
 def test_dense_depth_covers_every_surface_pixel(with_lidar):
@@ -142,7 +149,7 @@ def test_weak_objects_lose_their_returns(tmp_path):
     base = dataclasses.replace(TINY, lidar_weak_object_fraction=0.0, lidar_dropout=0.0)
     weak = dataclasses.replace(base, lidar_weak_object_fraction=1.0, lidar_weak_dropout=1.0)
     strong, faint = share_on_objects(base), share_on_objects(weak)
-    assert strong > 0.3
+    assert strong > 0.03  # KITTI-like density: about 5 % of the pixels
     assert faint < 0.1 * strong  # all their returns lost: what is left is seen past their edges
 
 
