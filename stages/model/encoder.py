@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stages.model.dinov2 import FrozenDINOv2, is_dinov2
@@ -23,9 +24,22 @@ if TYPE_CHECKING:
     from stages.model.config import ModelConfig
 
 
+class PointwiseStridedConv2d(nn.Conv2d):
+    """A 1x1 convolution with a stride, computed as the 1x1 convolution of every
+    ``stride``-th pixel: the same function, gradients and weights. oneDNN's own strided 1x1
+    kernel crashes the process in its backward pass (double free, segfault) with AVX-512 on
+    an AMD EPYC (Zen 4), channels_last, 8 input channels (torch 2.14.1): the projection
+    shortcut of the narrow synth-cpu encoder."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        step = self.stride
+        return F.conv2d(x[:, :, :: step[0], :: step[1]], self.weight, self.bias)
+
+
 def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+    conv = PointwiseStridedConv2d if kernel == 1 and stride > 1 else nn.Conv2d
     return [
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        conv(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
     ]
 
