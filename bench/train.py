@@ -156,11 +156,7 @@ def run_case(
             tic = now
         encoder_s = _encoder_time(model, batch_cpu, trainer, steps)
     return {
-        "case": name,
-        "input": f"{size[0]}x{size[1]}",
-        "batch": batch,
-        "T": t,
-        "K": config.model.num_slots,
+        **_case(name, config),
         "width": config.model.encoder_width
         if config.model.encoder == "resnet18"
         else config.model.encoder.removeprefix("dinov2-"),
@@ -191,11 +187,7 @@ def run_reference(name: str, stage: str, steps: int, code: str, anomaly: bool) -
         clips = ClipDataset("synth", root, masks, "train", t, size, size, Augment(), 0)
         times = time_step(Path(code), stage, clips, size, batch, steps + 2, anomaly)
     return {
-        "case": name,
-        "input": f"{size[0]}x{size[1]}",
-        "batch": batch,
-        "T": t,
-        "K": config.model.num_slots,
+        **_case(name, config),
         "width": 1.0,
         "device": "cpu",
         "precision": "fp32",
@@ -203,6 +195,18 @@ def run_reference(name: str, stage: str, steps: int, code: str, anomaly: bool) -
         "encoder_s": float("nan"),
         "peak_gpu_gib": None,
         "threads": torch.get_num_threads(),
+    }
+
+
+def _case(name: str, config) -> dict:
+    """The columns that say what was timed: the case, its input, batch, clip and slots."""
+    size = config.data.input_size
+    return {
+        "case": name,
+        "input": f"{size[0]}x{size[1]}",
+        "batch": config.loop.batch_size,
+        "T": config.data.clip_length,
+        "K": config.model.num_slots,
     }
 
 

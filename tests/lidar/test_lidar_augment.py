@@ -7,16 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import gt_masks_artifact, tiny_synth
 
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
+from stages.errors import UserError
 from stages.frames import box_pixels, crop_resize_labels
 from stages.lidar.augment import LidarAugment, drop_points, mirror
 from stages.lidar.projection import normalise, valid
 from stages.synthgen import StreetConfig, generate
 from stages.train.data import Augment, ClipDataset, collate, draw_geometry
 from stages.train.losses import completion_loss
-from tests.helpers import gt_masks_artifact
 
 SIZE = (48, 160)
 BOX = (0.25, 0.125, 0.5, 0.5)  # y0, x0, height, width as fractions of the frame
@@ -114,9 +115,6 @@ def test_clips_carry_range_maps_cut_and_flipped_with_their_frames(street, tmp_pa
 
 
 def test_a_dataset_without_lidar_is_one_error_line(tmp_path):
-    from stages.errors import UserError
-    from tests.helpers import tiny_synth
-
     root = tiny_synth(tmp_path / "flat")
     masks = gt_masks_artifact(ArtifactStore(tmp_path / "runs"), root)
     clips = ClipDataset(
