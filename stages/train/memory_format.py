@@ -7,9 +7,12 @@ bf16 on AMX channels_last wins by more; tensor cores want channels_last too. Whi
 depends on the CPU's kernels, the precision, the network's widths and the map size, so a
 fixed default is right on some machines and costs 15-20 % on others.
 
-``auto`` (the default) therefore times what the run will do: one forward and backward pass
-of a copy of the model on random frames of the run's batch shape, at its precision, in each
-format (after one untimed pass each), and keeps the faster. The copy keeps the model's
+``auto`` (the default) therefore times what the run will do: forward and backward passes of
+a copy of the model on random frames of the run's batch shape, at its precision, in each
+format, and keeps the one with the lower median. One pass each was not enough: on a busy
+2-core machine single passes of the demo network varied from 1.2 to 1.8 s, more than the
+formats differ there, so the choice flipped between runs. The formats take turns, one
+untimed round first, then ``TIMED_ROUNDS``, so a slow spell of the machine hits both. The copy keeps the model's
 weights, BatchNorm statistics and gradients untouched, and the frames come from a private
 generator, so the run itself is unchanged but for the format. Under DDP rank 0's choice
 holds on every rank.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -42,6 +46,8 @@ AUTO = "auto"
 CHANNELS_LAST = "channels_last"
 CONTIGUOUS = "contiguous"
 MEMORY_FORMATS = (AUTO, CHANNELS_LAST, CONTIGUOUS)
+#: timed passes per format, after one untimed pass each
+TIMED_ROUNDS = 3
 
 
 def apply(module: nn.Module, memory_format: str) -> None:
@@ -51,30 +57,19 @@ def apply(module: nn.Module, memory_format: str) -> None:
         convert()
 
 
-def _pass_seconds(
-    model: nn.Module,
-    frames: torch.Tensor,
-    memory_format: str,
-    precision: str,
-) -> float:
-    """Seconds of the second of two forward + backward passes of a copy of ``model``."""
-    net = copy.deepcopy(model).train()
-    apply(net, memory_format)
-    seconds = 0.0
-    for _ in range(2):
-        if frames.device.type == "cuda":
-            torch.cuda.synchronize(frames.device)
-        tic = time.perf_counter()
-        with autocast(frames.device, precision):
-            out = net(frames)
-            loss = out.masks.float().mean() + (
-                out.recon.float().mean() if out.recon is not None else 0
-            )
-        loss.backward()
-        if frames.device.type == "cuda":
-            torch.cuda.synchronize(frames.device)
-        seconds = time.perf_counter() - tic
-    return seconds
+def _pass_seconds(net: nn.Module, frames: torch.Tensor, precision: str) -> float:
+    """Seconds of one forward + backward pass of ``net`` (a copy: its gradients and
+    BatchNorm statistics are spent)."""
+    if frames.device.type == "cuda":
+        torch.cuda.synchronize(frames.device)
+    tic = time.perf_counter()
+    with autocast(frames.device, precision):
+        out = net(frames)
+        loss = out.masks.float().mean() + (out.recon.float().mean() if out.recon is not None else 0)
+    loss.backward()
+    if frames.device.type == "cuda":
+        torch.cuda.synchronize(frames.device)
+    return time.perf_counter() - tic
 
 
 def cache_path() -> Path:
@@ -105,18 +100,27 @@ def _timed_choice(
 ) -> str:
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(frames_shape, generator=generator).to(device)
-    seconds = {
-        fmt: _pass_seconds(model, frames, fmt, precision) for fmt in (CONTIGUOUS, CHANNELS_LAST)
-    }
+    nets = {}
+    for fmt in (CONTIGUOUS, CHANNELS_LAST):
+        nets[fmt] = copy.deepcopy(model).train()
+        apply(nets[fmt], fmt)
+    times: dict[str, list[float]] = {fmt: [] for fmt in nets}
+    for round_ in range(1 + TIMED_ROUNDS):
+        for fmt, net in nets.items():
+            seconds = _pass_seconds(net, frames, precision)
+            if round_:  # the first round is untimed: first-call set-up costs
+                times[fmt].append(seconds)
+    seconds = {fmt: statistics.median(t) for fmt, t in times.items()}
     chosen = min(seconds, key=seconds.get)
     log.info(
         "memory format %s: a forward + backward pass took %.2f s in %s, %.2f s in %s "
-        "(--memory-format to fix it)",
+        "(median of %d; --memory-format to fix it)",
         chosen,
         seconds[CONTIGUOUS],
         CONTIGUOUS,
         seconds[CHANNELS_LAST],
         CHANNELS_LAST,
+        TIMED_ROUNDS,
     )
     return chosen
 
