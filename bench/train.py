@@ -274,8 +274,10 @@ def _run(args: argparse.Namespace, name: str, reference: bool) -> dict:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        # a negative code is a signal: a native crash leaves stderr empty
         sys.exit(
-            f"case {name} ({'authors' if reference else 'ours'}) failed:\n{proc.stderr[-3000:]}"
+            f"case {name} ({'authors' if reference else 'ours'}) failed with exit code "
+            f"{proc.returncode}:\n{proc.stderr[-3000:]}"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

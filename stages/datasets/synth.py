@@ -67,9 +67,8 @@ class SynthDataset(FolderDataset):
         depth, camera = found
         depth = depth[index].astype(np.float64)
         v, u = np.nonzero(depth > 0)  # every pixel that sees a surface, as a point
-        z = depth[v, u]
-        focal, cx, cy = camera[0, 0], camera[0, 2], camera[1, 2]
-        points = np.stack([(u - cx) / focal * z, (v - cy) / focal * z, z], axis=1)
+        pixels = np.stack([u, v, np.ones_like(u)]).astype(np.float64)
+        points = (np.linalg.inv(camera[:, :3]) @ pixels * depth[v, u]).T
         return range_map(points, camera, depth.shape, grid, box=box)
 
     def _lidar(self, video: Video, *keys: str) -> list[np.ndarray] | None:

@@ -169,8 +169,8 @@ class ClipDataset(torch.utils.data.Dataset):
                     f"training on LiDAR needs a dataset with a sweep per frame"
                 )
             maps.append(metric)
-        metric = mirror(np.stack(maps)) if mirrored else np.stack(maps)
-        target = normalise(metric)
+        metric = np.stack(maps)
+        target = normalise(mirror(metric) if mirrored else metric)
         seen = drop_points(target, rng, self.lidar.point_drop)
         return {
             "lidar": torch.from_numpy(np.ascontiguousarray(seen.transpose(0, 3, 1, 2))),

@@ -1,21 +1,21 @@
 """The convolutions' memory format of a training run, chosen by timing it on this device.
 
 Neither format wins everywhere (docs/training.md, "Memory format and CPU class"): with
-oneDNN's AVX2 fp32 kernels the full-width reference network runs 14-20 % faster in NCHW
-("contiguous"), the narrow synth-cpu network about 10 % faster in channels_last, and with
-bf16 on AMX channels_last wins by more; tensor cores want channels_last too. Which one wins
-depends on the CPU's kernels, the precision, the network's widths and the map size, so a
-fixed default is right on some machines and costs 15-20 % on others.
+oneDNN's AVX2 fp32 kernels the full-width reference network runs 14-35 % faster in NCHW
+("contiguous"), the narrow synth-cpu network about 10 % faster in channels_last on one CPU
+and no faster on another, and with bf16 channels_last wins by 1.45-1.9x; tensor cores want
+channels_last too. Which one wins depends on the CPU's kernels, the precision, the
+network's widths and the map size, so any fixed default costs 15-35 % somewhere.
 
 ``auto`` (the default) therefore times what the run will do: forward and backward passes of
 a copy of the model on random frames of the run's batch shape, at its precision, in each
-format, and keeps the one with the lower median. One pass each was not enough: on a busy
-2-core machine single passes of the demo network varied from 1.2 to 1.8 s, more than the
-formats differ there, so the choice flipped between runs. The formats take turns, one
-untimed round first, then ``TIMED_ROUNDS``, so a slow spell of the machine hits both. The copy keeps the model's
-weights, BatchNorm statistics and gradients untouched, and the frames come from a private
-generator, so the run itself is unchanged but for the format. Under DDP rank 0's choice
-holds on every rank.
+format, and keeps the one with the lower median. One pass each was not enough: single
+passes of the demo network on a 2-core EPYC varied from 1.2 to 1.8 s, more than the formats
+differ there, so the choice flipped between runs. The formats take turns, one untimed round
+first, then ``TIMED_ROUNDS``, so a slow spell of the machine hits both. The copies leave the
+model's weights, BatchNorm statistics and gradients untouched, and the frames come from a
+private generator, so the run itself is unchanged but for the format. Under DDP rank 0's
+choice holds on every rank.
 
 The two formats sum in different orders, so the choice must not flip between runs where
 the two times are close: the first choice for a (device, ISA cap, torch version, precision,
@@ -55,6 +55,13 @@ def apply(module: nn.Module, memory_format: str) -> None:
     convert = getattr(module, "use_channels_last", None)
     if memory_format == CHANNELS_LAST and convert is not None:
         convert()
+
+
+def _copy_in(model: nn.Module, memory_format: str) -> nn.Module:
+    """A training-mode copy of ``model`` in ``memory_format``, to be spent on timing."""
+    net = copy.deepcopy(model).train()
+    apply(net, memory_format)
+    return net
 
 
 def _pass_seconds(net: nn.Module, frames: torch.Tensor, precision: str) -> float:
@@ -100,10 +107,7 @@ def _timed_choice(
 ) -> str:
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(frames_shape, generator=generator).to(device)
-    nets = {}
-    for fmt in (CONTIGUOUS, CHANNELS_LAST):
-        nets[fmt] = copy.deepcopy(model).train()
-        apply(nets[fmt], fmt)
+    nets = {fmt: _copy_in(model, fmt) for fmt in (CONTIGUOUS, CHANNELS_LAST)}
     times: dict[str, list[float]] = {fmt: [] for fmt in nets}
     for round_ in range(1 + TIMED_ROUNDS):
         for fmt, net in nets.items():
