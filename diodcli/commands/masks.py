@@ -39,6 +39,13 @@ SETTINGS = (MotionParams, InstanceParams)
     is_flag=True,
     help="Import the dataset's own precomputed masks (folder motion/, KITTI motion/, TRI-PD est_masks/).",
 )
+@click.option(
+    "--segmenter",
+    default=None,
+    help="Moving pixels by a trained segmenter (a model file, or the id of a `diod segmenter` "
+    "artifact of any dataset) instead of the geometric threshold; the camera-model options "
+    "then come from the model file.",
+)
 @splits_option("compute or import")
 @settings_options(*SETTINGS)
 @workers_option("one per core")
@@ -47,8 +54,8 @@ SETTINGS = (MotionParams, InstanceParams)
 @config_option
 @click.pass_context
 def COMMAND(ctx: click.Context, **opts) -> None:
-    """Instance motion masks of moving objects, from flow (geometric, docs/masks.md) or
-    imported."""
+    """Instance motion masks of moving objects, from flow (geometric or a learned segmenter,
+    docs/masks.md) or imported."""
     from stages.masks.quality import format_scores
     from stages.masks.stage import MasksConfig, compute_masks
 
@@ -61,6 +68,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
         flow=opts["flow_id"],
         import_dir=opts["import_dir"],
         dataset_masks=opts["dataset_masks"],
+        segmenter=opts["segmenter"],
         splits=tuple(opts["splits"]),
         motion=motion,
         instances=instances,

@@ -10,6 +10,7 @@ independent and can go to parallel workers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,7 +65,7 @@ def frame_runs(num_frames: int, run_length: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _pair_of_frame(flows: FlowPairs, t: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+def pair_of_frame(flows: FlowPairs, t: int) -> tuple[np.ndarray, np.ndarray | None] | None:
     """(flow from frame t, flow back to it) or None when frame t has no outgoing flow."""
     last_pair = flows.num_frames - 2
     if t <= last_pair:
@@ -74,10 +75,35 @@ def _pair_of_frame(flows: FlowPairs, t: int) -> tuple[np.ndarray, np.ndarray | N
     return None
 
 
+#: moving pixels of frame t of a video: (flows, t) -> PairMotion, None where frame t has no
+#: outgoing flow (the last frame without backward flow)
+MotionOf = Callable[[FlowPairs, int], "PairMotion | None"]
+
+
+def geometric_motion(params: MotionParams) -> MotionOf:
+    """Frame t's motion by the camera-motion fit and thresholds (``motion.pair_motion``)."""
+
+    def motion_of(flows: FlowPairs, t: int) -> PairMotion | None:
+        pair = pair_of_frame(flows, t)
+        if pair is None:
+            return None
+        return pair_motion(pair[0], pair[1], params, image=flows.image(t))
+
+    return motion_of
+
+
 def run_masks(
-    flows: FlowPairs, start: int, stop: int, params: GeometricParams, height: int, width: int
+    flows: FlowPairs,
+    start: int,
+    stop: int,
+    params: GeometricParams,
+    height: int,
+    width: int,
+    motion_of: MotionOf | None = None,
 ) -> np.ndarray:
-    """Instance ids (stop - start, H, W) uint16 for frames [start, stop) of a video."""
+    """Instance ids (stop - start, H, W) uint16 for frames [start, stop) of a video; the
+    moving pixels by ``motion_of`` (default: ``geometric_motion(params.motion)``)."""
+    motion_of = motion_of or geometric_motion(params.motion)
     out = np.zeros((stop - start, height, width), np.uint16)
     last_pair = flows.num_frames - 2
     if last_pair < 0:  # a one-frame video has no motion to see
@@ -86,10 +112,10 @@ def run_masks(
     motions: dict[int, PairMotion] = {}
     cleaned: dict[int, np.ndarray] = {}
     for t in range(max(start - 1, 0), min(stop + 1, flows.num_frames)):
-        pair = _pair_of_frame(flows, t)
-        if pair is not None:
-            motions[t] = pair_motion(pair[0], pair[1], params.motion, image=flows.image(t))
-            cleaned[t] = clean(motions[t].moving, ip)
+        motion = motion_of(flows, t)
+        if motion is not None:
+            motions[t] = motion
+            cleaned[t] = clean(motion.moving, ip)
     for t in range(start, stop):
         if t not in motions:  # last frame without backward flow: carry frame T-2 over
             if t == start:

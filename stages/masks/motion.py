@@ -62,6 +62,9 @@ class FlowTrust:
     #: None without backward flow. On our data it tracks the median error against the true
     #: flow (correlation 0.83-0.91 over frames, at about 0.6x of it; docs/masks.md).
     noise: float | None
+    #: (H, W) squared forward-backward round-trip error |f + b(x + f)|^2, px^2; None
+    #: without backward flow
+    round_trip_sq: np.ndarray | None = None
 
 
 def textured(image: np.ndarray, frac: float) -> np.ndarray:
@@ -120,7 +123,7 @@ def flow_trust(
     stride = max(1, int(np.sqrt(bu.size / ADAPTIVE_SAMPLES)))
     sample = bu[::stride, ::stride][inside[::stride, ::stride]]
     noise = float(np.sqrt(np.median(sample))) if sample.size else None
-    return FlowTrust(trusted & (bu <= tolerance), noise)
+    return FlowTrust(trusted & (bu <= tolerance), noise, bu)
 
 
 def adaptive_threshold(residual: np.ndarray, confident: np.ndarray, k: float) -> float:
@@ -161,6 +164,44 @@ def local_background(field: np.ndarray, confident: np.ndarray, window: float) ->
     return out
 
 
+@dataclass
+class Compensated:
+    """A pair's flow against the fitted camera motion."""
+
+    #: (2, H, W) flow against the camera motion (``CameraModel.relative_flow``), less the
+    #: local background where it applies
+    relative_flow: np.ndarray
+    #: (H, W) how far each pixel's flow is from camera motion, px
+    residual: np.ndarray
+
+
+def compensate(
+    forward: np.ndarray,
+    confident: np.ndarray,
+    params: MotionParams,
+    depth: np.ndarray | None = None,
+) -> Compensated | None:
+    """Fit ``params.camera_model`` on the confident pixels and score every pixel against
+    it; None when no camera model could be fitted."""
+    geometry = PairGeometry(flow=forward, confident=confident, depth=depth)
+    model = make_camera_model(params)
+    cv2.setRNGSeed(params.seed)  # RANSAC/LMedS sampling: same input, same model
+    if not model.fit(geometry):
+        return None
+    relative = model.relative_flow(geometry)
+    subtract_background = model.smooth_leftover and params.background_window > 0
+    if model.predicts_flow:
+        if subtract_background:
+            relative -= local_background(relative, confident, params.background_window)
+        residual = cv2.magnitude(relative[0], relative[1])
+    else:
+        residual = model.residual(geometry)
+        if subtract_background:
+            background = local_background(residual[None], confident, params.background_window)
+            residual = np.maximum(residual - background[0], 0)
+    return Compensated(relative, residual)
+
+
 def pair_motion(
     forward: np.ndarray,
     backward: np.ndarray | None,
@@ -173,28 +214,16 @@ def pair_motion(
     lands = landing(forward)
     trust = flow_trust(forward, backward, params, lands, image)
     confident = trust.confident
-    geometry = PairGeometry(flow=forward, confident=confident, depth=depth)
-    model = make_camera_model(params)
-    cv2.setRNGSeed(params.seed)  # RANSAC/LMedS sampling: same input, same model
-    if not model.fit(geometry):
+    compensated = compensate(forward, confident, params, depth)
+    if compensated is None:
         empty = np.zeros(confident.shape, bool)
         zeros = np.zeros(confident.shape, np.float32)
         return PairMotion(empty, zeros, confident, forward, False, lands)
-    relative = model.relative_flow(geometry)
-    subtract_background = model.smooth_leftover and params.background_window > 0
-    if model.predicts_flow:
-        if subtract_background:
-            relative -= local_background(relative, confident, params.background_window)
-        residual = cv2.magnitude(relative[0], relative[1])
-    else:
-        residual = model.residual(geometry)
-        if subtract_background:
-            background = local_background(residual[None], confident, params.background_window)
-            residual = np.maximum(residual - background[0], 0)
+    residual = compensated.residual
     magnitude = cv2.magnitude(forward[0], forward[1])
     floor = max(params.min_residual, adaptive_threshold(residual, confident, params.adaptive_k))
     if trust.noise is not None:
         floor = max(floor, params.noise_k * trust.noise)
     threshold = np.maximum(np.float32(params.rel_residual) * magnitude, np.float32(floor))
     moving = (residual > threshold) & confident
-    return PairMotion(moving, residual, confident, relative, True, lands)
+    return PairMotion(moving, residual, confident, compensated.relative_flow, True, lands)

@@ -10,13 +10,14 @@ computed from the manifest over every video, resumed or not.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.hardware import die_with_parent, usable_cores, worker_count
-from stages.masks.geometric import GeometricParams, frame_runs, run_masks
+from stages.masks.geometric import GeometricParams, MotionOf, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
 from stages.masks.params import InstanceParams, MotionParams
 from stages.masks.quality import MaskCounts, frame_counts
@@ -39,7 +40,9 @@ from stages.progress import log, track
 STAGE = "masks"
 FLOW_STAGE = "flow"
 FORMAT_VERSION = 1
-GEOMETRIC, IMPORT, DATASET = "geometric", "import", "dataset"
+GEOMETRIC, LEARNED, IMPORT, DATASET = "geometric", "learned", "import", "dataset"
+#: methods that compute masks from a flow artifact
+FROM_FLOW = (GEOMETRIC, LEARNED)
 #: a computed video with fewer masks per frame, or masks over more of the frame, is flagged
 MIN_MASKS_PER_FRAME = 0.05
 MAX_COVERAGE = 0.25
@@ -56,6 +59,9 @@ class MasksConfig:
     flow: str | None = None
     import_dir: str | None = None
     dataset_masks: bool = False
+    #: model file or ``segmenter`` artifact id (prefix): moving pixels by the learned
+    #: segmenter instead of the geometric threshold
+    segmenter: str | None = None
     splits: tuple[str, ...] = ()
     motion: MotionParams = field(default_factory=MotionParams)
     instances: InstanceParams = field(default_factory=InstanceParams)
@@ -67,13 +73,16 @@ class MasksConfig:
     def method(self) -> str:
         if self.import_dir is not None and self.dataset_masks:
             raise UserError("--import and --dataset-masks: give one source of masks, not both")
-        if self.flow is not None and (self.import_dir is not None or self.dataset_masks):
-            raise UserError(
-                "--flow is for masks computed from flow: not with --import/--dataset-masks"
-            )
+        for option, value in (("--flow", self.flow), ("--segmenter", self.segmenter)):
+            if value is not None and (self.import_dir is not None or self.dataset_masks):
+                raise UserError(
+                    f"{option} is for masks computed from flow: not with --import/--dataset-masks"
+                )
         if self.import_dir is not None:
             return IMPORT
-        return DATASET if self.dataset_masks else GEOMETRIC
+        if self.dataset_masks:
+            return DATASET
+        return GEOMETRIC if self.segmenter is None else LEARNED
 
     @property
     def dtype(self) -> str:
@@ -98,6 +107,7 @@ class Job:
     flow_path: str | None = None
     mask_paths: tuple[str, ...] = ()
     frame_size: tuple[int, int] = (0, 0)
+    segmenter_path: str | None = None
 
 
 @dataclass
@@ -194,19 +204,30 @@ def gray_frames(
 def _worker_init(parent: int) -> None:
     die_with_parent(parent)  # a killed `diod masks` leaves no worker behind
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+    os.environ["OMP_NUM_THREADS"] = "1"  # and torch's (the segmenter), read at its import
+
+
+@lru_cache(maxsize=2)
+def _learned_motion(path: str) -> MotionOf:
+    from stages.masks.learned.inference import LearnedMotion
+    from stages.masks.learned.modelfile import load_segmenter
+
+    segmenter = load_segmenter(path)
+    return LearnedMotion(segmenter.model, segmenter.motion, segmenter.threshold)
 
 
 def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
     """Masks (stop - start, H, W) of one run and their quality counts (None without GT)."""
     ds = _dataset(job.dataset, job.root)
     video = ds.video(job.split, job.video)
-    if job.method == GEOMETRIC:
+    if job.method in FROM_FLOW:
         images = None
-        if job.params.motion.texture_frac > 0:
+        if job.params.motion.texture_frac > 0 or job.method == LEARNED:
             first, stop = max(job.start - 1, 0), min(job.stop + 1, len(video))
             images = gray_frames(ds, video, first, stop, (job.height, job.width))
         flows = ZarrFlowPairs(job.flow_path, (job.start, job.stop), images)
-        labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width)
+        motion_of = _learned_motion(job.segmenter_path) if job.method == LEARNED else None
+        labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width, motion_of)
     else:
         im = job.params.instances
         labels = np.stack(
@@ -356,7 +377,7 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
     method = config.method
     upstream: dict[str, Artifact] = {}
     params: dict[str, Any] = {"method": method}
-    if method == GEOMETRIC:
+    if method in FROM_FLOW:
         flow = store.resolve(config.dataset, FLOW_STAGE, config.flow)
         root = config.root or flow.params.get("root")
         if root is None:
@@ -367,7 +388,12 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
         splits = list(config.splits or flow.params.get("splits") or _store_splits(flow))
         plans = _flow_plans(config, flow, ds, splits)
         upstream = {FLOW_STAGE: flow}
-        params.update(motion=asdict(config.motion), instances=asdict(config.instances))
+        motion = config.motion
+        if method == LEARNED:
+            segmenter_path, params["segmenter"] = resolve_segmenter(store, config.segmenter)
+            motion = _segmenter_motion(segmenter_path)
+            config = replace(config, segmenter=str(segmenter_path), motion=motion)
+        params.update(motion=asdict(motion), instances=asdict(config.instances))
     else:
         if config.root is None:
             option = "--import" if method == IMPORT else "--dataset-masks"
@@ -407,10 +433,39 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
         return writer.complete(summarise(writer.manifest["progress"], plans))
 
 
+def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
+    """(model file, its identity) of ``--segmenter``: a file path (identity: its content's
+    hash) or the id (prefix) of a complete ``segmenter`` artifact of any dataset of the
+    workspace (identity: the artifact id)."""
+    from stages.masks.learned.stage import MODEL_FILE
+    from stages.masks.learned.stage import STAGE as SEGMENTER_STAGE
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path.resolve(), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    found = [a for a in store.list(None, SEGMENTER_STAGE) if a.is_complete and a.id.startswith(ref)]
+    if not found:
+        raise UserError(
+            f"--segmenter {ref}: no such model file, nor a complete segmenter artifact with "
+            f"this id in {store.workspace} (train one with diod segmenter)"
+        )
+    if len(found) > 1:
+        raise UserError(f"--segmenter {ref}: ambiguous prefix ({', '.join(map(str, found))})")
+    return found[0].path / MODEL_FILE, found[0].id
+
+
+def _segmenter_motion(path: Path) -> MotionParams:
+    """The camera-fit settings a segmenter was trained with (its features need the same);
+    loading it here also turns a bad file into one error line before any work."""
+    from stages.masks.learned.modelfile import load_segmenter
+
+    return load_segmenter(path).motion
+
+
 def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
     return [
         Job(
-            method=GEOMETRIC if plan.flow_path else IMPORT,
+            method=config.method if plan.flow_path else IMPORT,
             dataset=config.dataset,
             root=root,
             split=plan.video.split,
@@ -424,6 +479,7 @@ def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
             flow_path=plan.flow_path,
             mask_paths=tuple(str(p) for p in plan.mask_paths[start:stop]),
             frame_size=plan.source_size,
+            segmenter_path=config.segmenter,
         )
         for start, stop in plan.runs
     ]
@@ -473,7 +529,7 @@ def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | No
         "masks": int(per_frame.sum()),
         "counts": None if counts is None else counts.to_dict(),
     }
-    if params["method"] == GEOMETRIC:
+    if params["method"] in FROM_FLOW:
         warning = implausible(masks)
         if warning is not None:
             log.warning("%s: %s", plan.key, warning)

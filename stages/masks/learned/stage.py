@@ -1,0 +1,144 @@
+"""``diod segmenter``: flow artifacts of datasets with moving/static ground truth (our
+synthetic worlds) -> a versioned ``segmenter`` artifact holding a trained model file.
+
+Resumable: the network, optimiser and sampler are checkpointed every
+``checkpoint_every`` steps (atomically), and a killed run continues from the last
+checkpoint to the same weights an uninterrupted one reaches. The model file is published
+only when training is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stages import zarrstore
+from stages.artifacts import Artifact, ArtifactStore, atomic_write_bytes
+from stages.datasets import open_dataset
+from stages.errors import UserError
+from stages.hardware import cpu_threads
+from stages.masks.learned.examples import IGNORE, video_examples
+from stages.masks.learned.features import CHANNELS
+from stages.masks.learned.modelfile import THRESHOLD, Segmenter, segmenter_state
+from stages.masks.learned.params import SegmenterTraining
+from stages.masks.learned.training import Example, Trainer
+from stages.masks.params import MotionParams
+from stages.progress import log, track
+
+STAGE = "segmenter"
+FLOW_STAGE = "flow"
+FORMAT_VERSION = 1
+MODEL_FILE = "segmenter.pt"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """What ``diod segmenter`` trains: on the flow artifacts ``flows`` (ids or prefixes of
+    ``dataset``; empty: the newest complete one) and their datasets' ground truth."""
+
+    dataset: str
+    flows: tuple[str, ...] = ()
+    training: SegmenterTraining = field(default_factory=SegmenterTraining)
+    motion: MotionParams = field(default_factory=MotionParams)
+    force: bool = False
+
+
+def _examples(store: ArtifactStore, dataset: str, flow: Artifact, motion: MotionParams):
+    """Every frame of every video the flow artifact covers, with its target."""
+    root = flow.params.get("root")
+    if root is None:
+        raise UserError(f"--flow {flow.id}: the flow artifact records no dataset root")
+    ds = open_dataset(dataset, root)
+    videos = []
+    for split in flow.params.get("splits") or ds.splits():
+        for video in ds.videos(split):
+            if ds.moving_ids(video) is None or not video.instances:
+                raise UserError(
+                    f"--flow {flow.id}: video '{split}/{video.name}' of {root} has no moving/"
+                    "static ground truth (instance ids and moving ids: a synth dataset)"
+                )
+            videos.append(video)
+    out: list[Example] = []
+    for video in track(videos, f"examples from flow {flow.id}"):
+        path = zarrstore.store_path(flow, zarrstore.FLOW_STORE) / video.split / video.name
+        out.extend(video_examples(ds, video, str(path), motion))
+    return out
+
+
+def _describe(examples: list[Example]) -> dict[str, Any]:
+    pixels = sum(t.size for _, t in examples)
+    moving = sum(int((t == 1).sum()) for _, t in examples)
+    ignored = sum(int((t == IGNORE).sum()) for _, t in examples)
+    sizes = sorted({f"{t.shape[0]}x{t.shape[1]}" for _, t in examples})
+    return {
+        "frames": len(examples),
+        "sizes": sizes,
+        "moving_fraction": round(moving / max(pixels, 1), 5),
+        "ignored_fraction": round(ignored / max(pixels, 1), 5),
+    }
+
+
+def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
+    """Write (or reuse, or resume) the segmenter artifact ``config`` determines."""
+    flows = [store.resolve(config.dataset, FLOW_STAGE, ref) for ref in config.flows or (None,)]
+    params = {
+        "flows": sorted(f.id for f in flows),
+        "training": dataclasses.asdict(config.training),
+        "motion": dataclasses.asdict(config.motion),
+        "channels": list(CHANNELS),
+    }
+    with store.open(
+        config.dataset, STAGE, params, format_version=FORMAT_VERSION, force=config.force
+    ) as writer:
+        if writer.was_complete:
+            log.info("segmenter %s is complete: reusing it (--force retrains)", writer.id)
+            return writer.artifact()
+        examples = [e for f in flows for e in _examples(store, config.dataset, f, config.motion)]
+        data = _describe(examples)
+        log.info(
+            "segmenter %s: %d frames (%s)", writer.id, data["frames"], ", ".join(data["sizes"])
+        )
+        torch.set_num_threads(cpu_threads())
+        trainer = Trainer(config.training)
+        checkpoint = writer.path / CHECKPOINT
+        if checkpoint.exists():
+            trainer.load_state_dict(torch.load(checkpoint, weights_only=False))
+            log.info("resuming segmenter %s at step %d", writer.id, trainer.step)
+        every = config.training.checkpoint_every
+        for stop in track(
+            range(trainer.step + every, config.training.steps + every, every),
+            "segmenter training",
+        ):
+            trainer.run(examples, until=stop)
+            _save(trainer.state_dict(), checkpoint)
+            writer.update(lambda m, s=trainer.step: m["progress"].update(step=s))
+        segmenter = Segmenter(
+            trainer.model,
+            config.motion,
+            THRESHOLD,
+            {"artifact": writer.id, "dataset": config.dataset, "flows": params["flows"]},
+        )
+        with writer.staging(MODEL_FILE, is_dir=False) as tmp:
+            torch.save(segmenter_state(segmenter), tmp)
+        checkpoint.unlink()
+        tail = trainer.losses[-min(100, len(trainer.losses)) :]
+        summary = {
+            "examples": data,
+            "steps": trainer.step,
+            "final_loss": round(float(np.mean(tail)), 4),
+        }
+        return writer.complete(summary)
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    """torch.save, atomically: a kill mid-write leaves the previous checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,231 @@
+"""The learned moving-object segmenter (stages/masks/learned): features, targets, training
+(loss, resume), the model file, and the `diod segmenter` / `diod masks --segmenter` commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli, write_gt_flow_artifact
+from scenes import STREET, H, W, forward_flow, ray_cast
+
+from stages.artifacts import ArtifactStore
+from stages.masks.learned.examples import IGNORE, invisible_ids
+from stages.masks.learned.features import CHANNELS, pair_evidence
+from stages.masks.learned.modelfile import load_segmenter
+from stages.masks.learned.network import MotionSegmenter
+from stages.masks.learned.params import SegmenterTraining
+from stages.masks.learned.training import MIRRORED_SIGN, Trainer, segmentation_loss
+from stages.masks.params import MotionParams
+
+CAR = (-0.9, 0.9, 12.0, 16.5, 1.5)
+
+
+def _street_pair(step: float = 1.0):
+    """Forward driving past facades and poles, a car ahead keeping its distance: exact
+    forward flow, its backward flow (minus, exact for the static scene) and an image."""
+    depth, hit = ray_cast(STREET + [CAR])
+    flow = forward_flow(depth, step, own=hit == len(STREET))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (H, W), dtype=np.uint8)  # texture everywhere
+    return flow, -flow, image
+
+
+def _mirror(features: np.ndarray) -> np.ndarray:
+    out = features[:, :, ::-1].copy()
+    out[list(MIRRORED_SIGN)] *= -1
+    return out
+
+
+def test_features_mirror_as_the_training_augmentation_says():
+    flow, back, image = _street_pair()
+    params = MotionParams()
+    direct = pair_evidence(flow, back, params, image, previous=(back, flow)).features
+    mflow = flow[:, :, ::-1].copy()
+    mflow[0] *= -1
+    mimage = image[:, ::-1].copy()
+    mirrored = pair_evidence(mflow, -mflow, params, mimage, previous=(-mflow, mflow)).features
+    assert direct.shape == (len(CHANNELS), H, W)
+    expected = _mirror(direct)
+    # the robust fits sample a grid that does not mirror onto itself, so values differ
+    # a little; a wrong sign convention turns the correlation negative
+    for c, name in enumerate(CHANNELS):
+        a, b = mirrored[c].ravel(), expected[c].ravel()
+        if a.std() < 1e-6 or b.std() < 1e-6:
+            assert np.allclose(a, b, atol=1e-4), name
+        else:
+            assert np.corrcoef(a, b)[0, 1] > 0.9, name
+    assert np.abs(direct[CHANNELS.index("parallax_across")]).max() > 0.5  # sign is tested
+
+
+def test_features_carry_across_resolutions():
+    """Positions, flow in percent of the width and the noise regime do not depend on the
+    frame size: the same scene at twice the size gives the same values."""
+    flow = np.zeros((2, 48, 160), np.float32)
+    flow[0] += 1.6  # 1 % of the width per frame
+    big = np.zeros((2, 96, 320), np.float32)
+    big[0] += 3.2
+    # backward flows that miss home by 0.1 and 0.2 px: the same noise relative to the size
+    small_back, big_back = -flow, -big
+    small_back[1] += 0.1
+    big_back[1] += 0.2
+    small = pair_evidence(flow, small_back, MotionParams()).features
+    large = pair_evidence(big, big_back, MotionParams()).features
+    for name in ("flow_u", "x", "y", "noise"):
+        c = CHANNELS.index(name)
+        assert small[c].min() == pytest.approx(large[c].min(), abs=1e-4), name
+        assert small[c].max() == pytest.approx(large[c].max(), abs=1e-4), name
+
+
+def test_previous_pair_is_marked_where_it_exists():
+    flow, back, image = _street_pair()
+    c = CHANNELS.index("previous_valid")
+    assert pair_evidence(flow, back, MotionParams(), image).features[c].max() == 0
+    with_previous = pair_evidence(flow, back, MotionParams(), image, previous=(back, flow))
+    assert with_previous.features[c].min() == 1
+
+
+def test_movers_below_the_flow_noise_are_ignored_not_negatives():
+    objects = [
+        {"id": 1, "moving": True, "residual_flow_px": [0.1, 2.0]},
+        {"id": 2, "moving": True, "residual_flow_px": [3.0, None]},
+        {"id": 3, "moving": False, "residual_flow_px": [0.0, 0.0]},
+    ]
+    assert invisible_ids(objects, 0, noise=0.3) == {1}
+    assert invisible_ids(objects, 1, noise=0.3) == set()
+
+
+def test_loss_ignores_pixels_without_a_target():
+    logits = torch.zeros(1, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    target[0, 0] = 1
+    target[0, 3] = IGNORE
+    segmentation_loss(logits, target, 1.0).backward()
+    assert torch.all(logits.grad[0, 3] == 0)
+    assert torch.all(logits.grad[0, :3] != 0)
+
+
+def test_network_takes_any_frame_size():
+    model = MotionSegmenter()
+    out = model(torch.zeros(1, len(CHANNELS), 37, 101))
+    assert out.shape == (1, 37, 101)
+
+
+def _examples(n: int = 4):
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(n):
+        feats = rng.normal(size=(len(CHANNELS), 24, 40)).astype(np.float16)
+        target = (rng.random((24, 40)) > 0.9).astype(np.uint8)
+        out.append((feats, target))
+    return out
+
+
+def test_a_resumed_training_reaches_the_same_weights():
+    config = SegmenterTraining(steps=6, batch_size=2, crop=(16, 32), warmup=2)
+    examples = _examples()
+    straight = Trainer(config).run(examples)
+    first = Trainer(config)
+    first.run(examples, until=3)
+    state = first.state_dict()
+    resumed = Trainer(config)
+    resumed.load_state_dict(state)
+    model = resumed.run(examples)
+    for a, b in zip(straight.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+# -- commands ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tiny_masks):
+    """(root, store, segmenter artifact) on the tiny synth set's exact flow."""
+    root, store, _ = tiny_masks
+    flow = write_gt_flow_artifact(store, "synth", root, backward=True)
+    from stages.masks.learned.stage import SegmenterConfig, train_segmenter
+
+    config = SegmenterConfig(
+        "synth", (flow.id,), SegmenterTraining(steps=4, batch_size=2, checkpoint_every=2)
+    )
+    return root, store, flow, train_segmenter(store, config)
+
+
+def test_segmenter_artifact_holds_a_loadable_model(trained):
+    _root, _store, flow, art = trained
+    assert art.is_complete and art.params["flows"] == [flow.id]
+    assert art.manifest["summary"]["steps"] == 4
+    segmenter = load_segmenter(art.path / "segmenter.pt")
+    assert segmenter.provenance["artifact"] == art.id
+    assert not (art.path / "checkpoint.pt").exists()
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(tiny_masks, trained, monkeypatch):
+    root, store, flow, done = trained
+    from stages.masks.learned import stage, training
+
+    config = stage.SegmenterConfig(
+        "synth", (flow.id,), SegmenterTraining(steps=4, batch_size=2, checkpoint_every=2, seed=5)
+    )
+    original = training.Trainer.run
+
+    def killed_after_first_checkpoint(self, examples, until=None, on_step=None):
+        if self.step >= 2:
+            raise KeyboardInterrupt
+        return original(self, examples, until, on_step)
+
+    monkeypatch.setattr(training.Trainer, "run", killed_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        stage.train_segmenter(store, config)
+    monkeypatch.setattr(training.Trainer, "run", original)
+    resumed = stage.train_segmenter(store, config)
+    assert resumed.manifest.get("resumed")
+    straight = stage.train_segmenter(
+        ArtifactStore(store.workspace.parent / "fresh"),
+        stage.SegmenterConfig(
+            "synth",
+            (
+                write_gt_flow_artifact(
+                    ArtifactStore(store.workspace.parent / "fresh"), "synth", root, backward=True
+                ).id,
+            ),
+            config.training,
+        ),
+    )
+    a = load_segmenter(resumed.path / "segmenter.pt").model.state_dict()
+    b = load_segmenter(straight.path / "segmenter.pt").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_masks_with_a_segmenter_by_artifact_id_and_by_file(trained, capsys):
+    root, store, flow, art = trained
+    ws = str(store.workspace)
+    base = ["--workspace", ws, "masks", "--dataset", "synth", "--flow", flow.id, "--workers", "0"]
+    code, out, err = run_cli([*base, "--segmenter", art.id[:8]], capsys)
+    assert code == 0, err
+    by_id = store.latest("synth", "masks")
+    assert by_id.params["method"] == "learned" and by_id.params["segmenter"] == art.id
+    code, out, err = run_cli([*base, "--segmenter", str(art.path / "segmenter.pt")], capsys)
+    assert code == 0, err
+    by_file = store.latest("synth", "masks")
+    assert by_file.params["segmenter"].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    "ref, expected",
+    [("nosuch", "no such model file, nor a complete segmenter artifact"), ("FILE", "not a")],
+)
+def test_a_bad_segmenter_is_one_error_line(trained, tmp_path, capsys, ref, expected):
+    root, store, flow, _art = trained
+    if ref == "FILE":
+        ref = str(tmp_path / "junk.pt")
+        (tmp_path / "junk.pt").write_bytes(b"not a model")
+    args = ["--workspace", str(store.workspace), "masks", "--dataset", "synth"]
+    code, _out, err = run_cli([*args, "--flow", flow.id, "--segmenter", ref], capsys)
+    assert code == 2
+    assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_segmenter_command_without_a_flow_artifact_is_one_error_line(tmp_path, capsys):
+    code, _out, err = run_cli(
+        ["--workspace", str(tmp_path), "segmenter", "--dataset", "synth"], capsys
+    )
+    assert code == 2 and "flow" in err
