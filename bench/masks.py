@@ -12,6 +12,7 @@ Target (docs/masks.md): >= 20 frames/s at 375x1242 on one core. The machine may 
 the load average is printed; compare sizes within one run.
 
     .venv/bin/python bench/masks.py [--videos 2] [--frames 10] [--camera-model parallax]
+    .venv/bin/python bench/masks.py --segmenter MODEL.pt   # the learned segmenter
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ import time
 from pathlib import Path
 
 import cv2
+import torch
 
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
 from stages.flow.stage import FlowConfig, compute_flow
 from stages.masks.geometric import GeometricParams, run_masks
+from stages.masks.learned.inference import LearnedMotion
+from stages.masks.learned.modelfile import load_segmenter
 from stages.masks.params import MotionParams
 from stages.masks.stage import MasksConfig, ZarrFlowPairs, compute_masks, gray_frames
 from stages.synthgen import SynthConfig, generate
@@ -43,7 +47,13 @@ def one_core() -> None:
 
 
 def measure(
-    base: Path, height: int, width: int, videos: int, frames: int, motion: MotionParams
+    base: Path,
+    height: int,
+    width: int,
+    videos: int,
+    frames: int,
+    motion: MotionParams,
+    segmenter: str | None,
 ) -> dict[str, float]:
     root = generate(
         base / f"synth-{height}x{width}",
@@ -59,6 +69,10 @@ def measure(
     ds = open_dataset("synth", root)
     paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
     params = GeometricParams(motion)
+    motion_of = None
+    if segmenter is not None:
+        loaded = load_segmenter(segmenter)
+        motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold)
     best = best_cpu = float("inf")
     for _ in range(3):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -66,11 +80,13 @@ def measure(
             video = ds.video("val", path.name)
             images = gray_frames(ds, video, 0, len(video), (height, width))
             pairs = ZarrFlowPairs(str(path), None, images)
-            run_masks(pairs, 0, pairs.num_frames, params, height, width)
+            run_masks(pairs, 0, pairs.num_frames, params, height, width, motion_of)
         best = min(best, time.perf_counter() - start)
         best_cpu = min(best_cpu, time.process_time() - start_cpu)
     start = time.perf_counter()
-    config = MasksConfig(dataset="synth", flow=flow.id, motion=motion, workers=1, force=True)
+    config = MasksConfig(
+        dataset="synth", flow=flow.id, motion=motion, segmenter=segmenter, workers=1, force=True
+    )
     art = compute_masks(store, config)
     stage = time.perf_counter() - start
     n = videos * frames
@@ -87,16 +103,19 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--camera-model", default=MotionParams().camera_model)
+    parser.add_argument("--segmenter", default=None, help="a segmenter model file")
     args = parser.parse_args()
     motion = MotionParams(camera_model=args.camera_model)
     one_core()
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [
-            (h, w, measure(Path(tmp), h, w, args.videos, args.frames, motion)) for h, w in SIZES
+            (h, w, measure(Path(tmp), h, w, args.videos, args.frames, motion, args.segmenter))
+            for h, w in SIZES
         ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"motion masks, {args.camera_model}, on one core ({args.videos} videos x {args.frames} "
+        f"motion masks, {args.segmenter or args.camera_model}, on one core ({args.videos} videos x {args.frames} "
         f"frames per size, load {load:.1f})"
     )
     print(

@@ -35,6 +35,13 @@ def COMMAND() -> None:
     help="Frame rate of the street world (default 10); speeds are m/s, so motion follows.",
 )
 @click.option(
+    "--still-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Street world: share of videos from a still, raised camera (default 0.25; "
+    "1: surveillance-like footage only).",
+)
+@click.option(
     "--lidar",
     is_flag=True,
     help="Street world: also a simulated LiDAR sweep per frame and the dense depth (lidar.npz).",
@@ -54,6 +61,7 @@ def synth(
     size: str,
     world: str,
     fps: float | None,
+    still_fraction: float | None,
     lidar: bool,
     force: bool,
 ) -> None:
@@ -67,6 +75,10 @@ def synth(
         if world != "street":
             raise UserError(f"--fps {fps}: only the street world has a frame rate")
         extra["fps"] = fps
+    if still_fraction is not None:
+        if world != "street":
+            raise UserError(f"--still-fraction {still_fraction}: only the street world has cameras")
+        extra["static_camera_fraction"] = still_fraction
     if lidar:
         if world != "street":
             raise UserError("--lidar: only the street world is 3-D (use --world street)")

@@ -42,9 +42,9 @@ SETTINGS = (MotionParams, InstanceParams)
 @click.option(
     "--segmenter",
     default=None,
-    help="Moving pixels by a trained segmenter (a model file, or the id of a `diod segmenter` "
-    "artifact of any dataset) instead of the geometric threshold; the camera-model options "
-    "then come from the model file.",
+    help="Moving pixels by a trained segmenter instead of the geometric threshold: `builtin` "
+    "(the packaged model, `make segmenter`), a model file, or the id of a `diod segmenter` "
+    "artifact of any dataset; the camera-model options then come from the model file.",
 )
 @splits_option("compute or import")
 @settings_options(*SETTINGS)

@@ -26,8 +26,9 @@ SETTINGS = (SegmenterTraining,)
     "--flow",
     "flows",
     multiple=True,
-    help="Flow artifact id or prefix to train on (repeatable: worlds, sizes, cameras; "
-    "default: the newest complete). Its dataset needs moving/static ground truth (synth).",
+    help="Flow artifact id or prefix to train on (repeatable: worlds, sizes, cameras; `all`: "
+    "every complete one; default: the newest complete). Its dataset needs moving/static "
+    "ground truth (synth).",
 )
 @settings_options(*SETTINGS)
 @force_option

@@ -434,13 +434,22 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
 
 
 def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
-    """(model file, its identity) of ``--segmenter``: a file path (identity: its content's
-    hash) or the id (prefix) of a complete ``segmenter`` artifact of any dataset of the
-    workspace (identity: the artifact id)."""
+    """(model file, its identity) of ``--segmenter``: ``builtin`` (the packaged model), a
+    file path (identity: its content's hash) or the id (prefix) of a complete
+    ``segmenter`` artifact of any dataset of the workspace (identity: the artifact id)."""
+    from stages.masks.learned.modelfile import BUILTIN, BUILTIN_FILE
     from stages.masks.learned.stage import MODEL_FILE
     from stages.masks.learned.stage import STAGE as SEGMENTER_STAGE
 
-    path = Path(ref).expanduser()
+    if ref == BUILTIN:
+        if not BUILTIN_FILE.is_file():
+            raise UserError(
+                f"--segmenter {BUILTIN}: this installation has no built-in model "
+                f"({BUILTIN_FILE}; `make segmenter` trains it)"
+            )
+        path = BUILTIN_FILE
+    else:
+        path = Path(ref).expanduser()
     if path.is_file():
         return path.resolve(), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     found = [a for a in store.list(None, SEGMENTER_STAGE) if a.is_complete and a.id.startswith(ref)]
@@ -530,32 +539,41 @@ def _publish(writer, plan: VideoPlan, masks: np.ndarray, counts: MaskCounts | No
         "counts": None if counts is None else counts.to_dict(),
     }
     if params["method"] in FROM_FLOW:
-        warning = implausible(masks)
+        warning = implausible(masks, params["method"])
         if warning is not None:
             log.warning("%s: %s", plan.key, warning)
             record["warning"] = warning
     writer.record(plan.key, record)
 
 
-def implausible(masks: np.ndarray) -> str | None:
+def implausible(masks: np.ndarray, method: str = GEOMETRIC) -> str | None:
     """Why a video's computed masks look wrong, naming the options to look at, or None.
 
     Almost no masks: its movers are slower than the flow's noise, or there are none.
     Masks over a large share of the frame: the camera model leaves the static scene as
-    motion (a homography under a camera driving forward through a 3-D scene).
+    motion (a homography under a camera driving forward through a 3-D scene), or footage
+    far from what a learned segmenter was trained on.
     """
     per_frame = float(masks.reshape(len(masks), -1).max(axis=1).mean())
     coverage = float((masks > 0).mean())
+    learned = method == LEARNED
     if coverage > MAX_COVERAGE:
-        return (
-            f"masks cover {coverage:.0%} of the frame: the camera model leaves the static scene "
-            "as motion; look at --camera-model (parallax for a camera driving forward) and "
-            "--noise-k"
+        look = (
+            "footage unlike the segmenter's training worlds; look at --segmenter (or drop it)"
+            if learned
+            else "the camera model leaves the static scene as motion; look at --camera-model "
+            "(parallax for a camera driving forward) and --noise-k"
         )
+        return f"masks cover {coverage:.0%} of the frame: {look}"
     if per_frame < MIN_MASKS_PER_FRAME:
+        look = (
+            "look at --segmenter (or a better flow)"
+            if learned
+            else "look at --noise-k and --min-residual (or a better flow)"
+        )
         return (
             f"almost no masks ({per_frame:.2f} per frame): no movers, or movers slower than the "
-            "flow's noise; look at --noise-k and --min-residual (or a better flow)"
+            f"flow's noise; {look}"
         )
     return None
 

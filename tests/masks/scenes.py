@@ -76,3 +76,16 @@ class Pairs:
 
 
 STREET = boxes(6.0, [(-4.5, 8.0), (4.5, 11.0), (-4.5, 20.0), (4.5, 30.0), (4.5, 45.0)])
+
+
+def backward_flow(boxes: list[tuple], step: float, moving: int | None = None) -> np.ndarray:
+    """Exact flow from the second frame back to the first when the camera moved ``step`` m
+    forward: the second frame's scene (static boxes ``step`` m nearer; box ``moving``, which
+    drives with the camera, where it was) seen by a camera moving ``step`` m back."""
+    shifted = [
+        b if i == moving else (b[0], b[1], b[2] - step, b[3] - step, b[4])
+        for i, b in enumerate(boxes)
+    ]
+    depth, hit = ray_cast(shifted)
+    own = hit == moving if moving is not None else None
+    return forward_flow(depth, -step, own=own)

@@ -375,8 +375,10 @@ def test_implausible_masks_are_flagged_naming_the_option():
     masks = np.zeros((10, 20, 30), np.uint8)
     assert "almost no masks (0.00 per frame)" in masks_stage.implausible(masks)
     assert "--noise-k" in masks_stage.implausible(masks)
+    assert "--segmenter" in masks_stage.implausible(masks, masks_stage.LEARNED)
     masks[:, :10, :20] = 1  # a third of every frame
     assert "--camera-model" in masks_stage.implausible(masks)
+    assert "--segmenter" in masks_stage.implausible(masks, masks_stage.LEARNED)
     masks[:, :10, :20] = 0
     masks[:, 2:6, 2:6] = 1
     assert masks_stage.implausible(masks) is None

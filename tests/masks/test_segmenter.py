@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from helpers import run_cli, write_gt_flow_artifact
-from scenes import STREET, H, W, forward_flow, ray_cast
+from scenes import STREET, H, W, backward_flow, forward_flow, ray_cast
 
 from stages.artifacts import ArtifactStore
 from stages.masks.learned.examples import IGNORE, invisible_ids
@@ -229,3 +230,87 @@ def test_segmenter_command_without_a_flow_artifact_is_one_error_line(tmp_path, c
         ["--workspace", str(tmp_path), "segmenter", "--dataset", "synth"], capsys
     )
     assert code == 2 and "flow" in err
+
+
+# -- the built-in model on hand-built 3-D flow ----------------------------------------------
+def _noisy(flow: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Flow with smooth noise of about ``sigma`` px, as a flow method leaves (DIS on our
+    street frames: about 0.3 px): the model was trained on estimated flow, never on exact."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1, flow.shape).astype(np.float32)
+    for c in range(2):
+        noise[c] = cv2.GaussianBlur(noise[c], (0, 0), 2.0)
+    noise *= sigma / noise.std()
+    return flow + noise
+
+
+class NoisyPairs:
+    """A video whose every pair has the same forward and backward flow, each with its own
+    smooth noise, and a textured frame (a ``geometric.FlowPairs``)."""
+
+    def __init__(self, forward: np.ndarray, backward: np.ndarray, sigma: float, frames: int = 4):
+        self.num_frames, self.has_backward = frames, True
+        self._forward = [_noisy(forward, sigma, 2 * t) for t in range(frames - 1)]
+        self._backward = [_noisy(backward, sigma, 2 * t + 1) for t in range(frames - 1)]
+        rng = np.random.default_rng(7)
+        texture = rng.integers(0, 255, forward.shape[1:], np.uint8)
+        self._image = cv2.GaussianBlur(texture, (3, 3), 0)
+
+    def forward(self, t: int) -> np.ndarray:
+        return self._forward[t]
+
+    def backward(self, t: int) -> np.ndarray:
+        return self._backward[t]
+
+    def image(self, t: int) -> np.ndarray:
+        return self._image
+
+
+def _builtin_masks(pairs: NoisyPairs) -> np.ndarray:
+    from stages.masks.geometric import GeometricParams, run_masks
+    from stages.masks.learned.inference import LearnedMotion
+    from stages.masks.learned.modelfile import BUILTIN_FILE
+
+    segmenter = load_segmenter(BUILTIN_FILE)
+    motion_of = LearnedMotion(segmenter.model, segmenter.motion, segmenter.threshold)
+    return run_masks(pairs, 0, 4, GeometricParams(segmenter.motion), H, W, motion_of)
+
+
+def _best_iou(frame: np.ndarray, truth: np.ndarray) -> float:
+    ious = [((frame == k) & truth).sum() / ((frame == k) | truth).sum() for k in range(1, 256)]
+    return max(ious[: frame.max()], default=0.0)
+
+
+def test_builtin_driving_past_facades_and_poles_gives_no_mask():
+    depth, _ = ray_cast(STREET)
+    pairs = NoisyPairs(forward_flow(depth, 1.0), backward_flow(STREET, 1.0), sigma=0.1)
+    assert _builtin_masks(pairs).max() == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the builtin (docs/masks.md): on this hand-built street its "
+    "probability on a car ahead keeping its distance is about 0.3; on the synthetic street "
+    "sets it finds about half of them",
+)
+def test_builtin_finds_a_car_ahead_keeping_its_distance():
+    depth, hit = ray_cast(STREET + [CAR])
+    on_car = hit == len(STREET)
+    forward = forward_flow(depth, 1.0, own=on_car)
+    backward = backward_flow(STREET + [CAR], 1.0, moving=len(STREET))
+    for frame in _builtin_masks(NoisyPairs(forward, backward, sigma=0.1)):
+        assert _best_iou(frame, on_car) > 0.5
+
+
+def test_builtin_finds_a_one_pixel_walker_on_a_still_camera():
+    """1 px per frame against flow noise of 0.08 px (the DIS noise of our still-camera
+    street frames is 0.07 px in its median)."""
+    forward = np.zeros((2, H, W), np.float32)
+    backward = np.zeros_like(forward)
+    walker = np.zeros((H, W), bool)
+    walker[50:74, 150:160] = True  # 24 x 10 px, a person ~15 m away
+    forward[0][walker] = 1.0
+    backward[0][50:74, 151:161] = -1.0
+    for frame in _builtin_masks(NoisyPairs(forward, backward, sigma=0.05)):
+        assert frame.max() == 1
+        assert _best_iou(frame, walker) > 0.5

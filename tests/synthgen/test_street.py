@@ -235,17 +235,20 @@ def _diod(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
-def test_cli_world_and_fps(tmp_path):
+def test_cli_world_fps_and_still_fraction(tmp_path):
     from diodcli.commands.data import COMMAND
 
     worlds = next(p for p in COMMAND.commands["synth"].params if p.name == "world")
     assert list(worlds.type.choices) == list(WORLDS) and worlds.default == next(iter(WORLDS))
     out = tmp_path / "street"
     args = ["data", "synth", "--out", str(out), "--train-videos", "1", "--val-videos", "0"]
-    made = _diod(*args, "--frames", "2", "--size", "32x96", "--world", "street", "--fps", "5")
+    street = ["--frames", "2", "--size", "32x96", "--world", "street", "--fps", "5"]
+    made = _diod(*args, *street, "--still-fraction", "1")
     assert made.returncode == 0, made.stderr
     config = json.loads((out / "synth.json").read_text())["config"]
     assert config["world"] == "street" and config["fps"] == 5.0 and config["height"] == 32
-    flat = ["data", "synth", "--out", str(tmp_path / "flat"), "--fps", "5"]
-    refused = _diod(*flat, "--train-videos", "1", "--val-videos", "0")
-    assert refused.returncode == 2 and "--fps" in refused.stderr
+    assert config["static_camera_fraction"] == 1.0
+    for option in (["--fps", "5"], ["--still-fraction", "1"]):
+        flat = ["data", "synth", "--out", str(tmp_path / "flat"), *option]
+        refused = _diod(*flat, "--train-videos", "1", "--val-videos", "0")
+        assert refused.returncode == 2 and option[0] in refused.stderr

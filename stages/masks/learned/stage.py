@@ -36,12 +36,15 @@ FLOW_STAGE = "flow"
 FORMAT_VERSION = 1
 MODEL_FILE = "segmenter.pt"
 CHECKPOINT = "checkpoint.pt"
+#: ``--flow all``
+ALL = "all"
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
     """What ``diod segmenter`` trains: on the flow artifacts ``flows`` (ids or prefixes of
-    ``dataset``; empty: the newest complete one) and their datasets' ground truth."""
+    ``dataset``; ``all``: every complete one; empty: the newest complete one) and their
+    datasets' ground truth."""
 
     dataset: str
     flows: tuple[str, ...] = ()
@@ -87,7 +90,12 @@ def _describe(examples: list[Example]) -> dict[str, Any]:
 
 def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
     """Write (or reuse, or resume) the segmenter artifact ``config`` determines."""
-    flows = [store.resolve(config.dataset, FLOW_STAGE, ref) for ref in config.flows or (None,)]
+    if ALL in config.flows:
+        flows = [a for a in store.list(config.dataset, FLOW_STAGE) if a.is_complete]
+        if not flows:
+            raise UserError(f"--flow all: no complete flow artifact of {config.dataset}")
+    else:
+        flows = [store.resolve(config.dataset, FLOW_STAGE, r) for r in config.flows or (None,)]
     params = {
         "flows": sorted(f.id for f in flows),
         "training": dataclasses.asdict(config.training),
