@@ -53,7 +53,7 @@ class SegmenterConfig:
     force: bool = False
 
 
-def _examples(store: ArtifactStore, dataset: str, flow: Artifact, motion: MotionParams):
+def _examples(dataset: str, flow: Artifact, motion: MotionParams) -> list[Example]:
     """Every frame of every video the flow artifact covers, with its target."""
     root = flow.params.get("root")
     if root is None:
@@ -108,7 +108,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
         if writer.was_complete:
             log.info("segmenter %s is complete: reusing it (--force retrains)", writer.id)
             return writer.artifact()
-        examples = [e for f in flows for e in _examples(store, config.dataset, f, config.motion)]
+        examples = [e for f in flows for e in _examples(config.dataset, f, config.motion)]
         data = _describe(examples)
         log.info(
             "segmenter %s: %d frames (%s)", writer.id, data["frames"], ", ".join(data["sizes"])
