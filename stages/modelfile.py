@@ -15,14 +15,13 @@ no ``--encoder-weights``); the model config still names the file and its sha256.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from stages.artifacts import Artifact, atomic_write_bytes
+from stages.artifacts import Artifact, atomic_torch_save
 from stages.errors import UserError
 from stages.model import DIOD, ModelConfig
 from stages.settings import flatten
@@ -109,9 +108,7 @@ def save(loaded: LoadedModel, path: Path) -> Path:
     if frozen is not None:
         content["frozen_encoder"] = {k: v.cpu().clone() for k, v in frozen().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(content, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_torch_save(content, path)
     return path
 
 

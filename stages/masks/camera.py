@@ -357,12 +357,15 @@ class ParallaxModel(CameraModel):
         """The flow left after the ground plane's: parallax plus independent motion."""
         return self._parallax
 
-    def residual(self, geometry: PairGeometry) -> np.ndarray:
-        """Distance of each pixel's parallax from the half-line a static point may take."""
-        mu = self._parallax
-        magnitude = cv2.magnitude(mu[0], mu[1])
+    def epipolar_components(
+        self, geometry: PairGeometry
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Each pixel's parallax split along the line from the epipole (positive: the way
+        static parallax points) and across it (signed), and the pixel's distance from the
+        epipole, (H, W) float32 px each; None without an epipole."""
         if self.epipole is None:
-            return magnitude
+            return None
+        mu = self._parallax
         h, w = geometry.shape
         xs, ys = pixel_grid(h, w)
         dx = xs - np.float32(self.epipole[0])
@@ -370,9 +373,19 @@ class ParallaxModel(CameraModel):
         dist = cv2.magnitude(dx, dy)
         np.maximum(dist, np.float32(1e-6), out=dist)
         along = (mu[0] * dx + mu[1] * dy) / dist
-        across = np.abs(mu[0] * dy - mu[1] * dx) / dist
-        sign = np.float32(self._orientation(along, geometry.confident))
-        return np.where(sign * along >= 0, across, magnitude)
+        along *= np.float32(self._orientation(along, geometry.confident))
+        across = (mu[0] * dy - mu[1] * dx) / dist
+        return along, across, dist
+
+    def residual(self, geometry: PairGeometry) -> np.ndarray:
+        """Distance of each pixel's parallax from the half-line a static point may take."""
+        mu = self._parallax
+        magnitude = cv2.magnitude(mu[0], mu[1])
+        components = self.epipolar_components(geometry)
+        if components is None:
+            return magnitude
+        along, across, _dist = components
+        return np.where(along >= 0, np.abs(across), magnitude)
 
     @staticmethod
     def _orientation(along: np.ndarray, confident: np.ndarray) -> float:

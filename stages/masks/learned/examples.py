@@ -38,10 +38,10 @@ def video_examples(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features (C, H, W) float16, target (H, W) uint8) for each frame of a video that
     has an outgoing flow, flow at the frames' size (the synthetic datasets' case)."""
-    probe = ZarrFlowPairs(flow_path, (0, 1))
-    height, width = probe.forward(0).shape[1:]
-    images = gray_frames(ds, video, 0, len(video), (height, width))
-    flows = ZarrFlowPairs(flow_path, None, images)
+    height, width = ds.frame_size(video)
+    flows = ZarrFlowPairs(flow_path, None, gray_frames(ds, video, 0, len(video), (height, width)))
+    if flows.forward(0).shape[1:] != (height, width):
+        raise ValueError(f"{video.name}: frames at {(height, width)}, flow at another size")
     moving = ds.moving_ids(video) or set()
     objects = ds.meta(video).get("objects", [])
     out = []
@@ -50,8 +50,6 @@ def video_examples(
         if evidence is None:  # the last frame, without backward flow
             continue
         ids = ds.instances(video, t)
-        if ids.shape != (height, width):
-            raise ValueError(f"{video.name}: GT at {ids.shape}, flow at {(height, width)}")
         target = np.isin(ids, sorted(moving)).astype(np.uint8)
         hidden = invisible_ids(objects, min(t, flows.num_frames - 2), evidence.noise)
         if hidden:

@@ -101,18 +101,11 @@ def _parallax(forward: np.ndarray, confident: np.ndarray, params: MotionParams, 
     model = ParallaxModel(params)
     geometry = PairGeometry(flow=forward, confident=confident)
     cv2.setRNGSeed(params.seed)
-    if not model.fit(geometry) or model.epipole is None:
+    components = model.epipolar_components(geometry) if model.fit(geometry) else None
+    if components is None:
         return  # no coherent translation: the channels stay zero
-    mu = model.relative_flow(geometry)
-    h, w = forward.shape[1:]
-    xs, ys = pixel_grid(h, w)
-    dx = xs - np.float32(model.epipole[0])
-    dy = ys - np.float32(model.epipole[1])
-    dist = np.maximum(cv2.magnitude(dx, dy), np.float32(1e-6))
-    out[along] = (mu[0] * dx + mu[1] * dy) / dist
-    out[along] *= np.float32(ParallaxModel._orientation(out[along], confident))
-    out[across] = (mu[0] * dy - mu[1] * dx) / dist
-    out[distance] = dist / np.float32(w)
+    out[along], out[across], out[distance] = components
+    out[distance] /= np.float32(forward.shape[2])
 
 
 def pair_evidence(

@@ -10,16 +10,14 @@ only when training is complete.
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from stages import zarrstore
-from stages.artifacts import Artifact, ArtifactStore, atomic_write_bytes
+from stages.artifacts import Artifact, ArtifactStore, atomic_torch_save
 from stages.datasets import open_dataset
 from stages.errors import UserError
 from stages.hardware import cpu_threads
@@ -125,7 +123,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
             "segmenter training",
         ):
             trainer.run(examples, until=stop)
-            _save(trainer.state_dict(), checkpoint)
+            atomic_torch_save(trainer.state_dict(), checkpoint)
             writer.update(lambda m, s=trainer.step: m["progress"].update(step=s))
         segmenter = Segmenter(
             trainer.model,
@@ -143,10 +141,3 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
             "final_loss": round(float(np.mean(tail)), 4),
         }
         return writer.complete(summary)
-
-
-def _save(state: dict[str, Any], path: Path) -> None:
-    """torch.save, atomically: a kill mid-write leaves the previous checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
