@@ -67,7 +67,7 @@ def encoder_forward(trainer: Trainer, batch: dict) -> float:
     """Seconds of the encoder's forward on the batch's frames (no gradients, the run's
     precision): all a frozen DINOv2 costs a burn-in step."""
     model = trainer.model
-    x = (batch["frames"].flatten(0, 1) - model.rgb_mean) / model.rgb_std
+    x = (batch["frames"].flatten(0, 1) - model.input_mean) / model.input_std
     if model.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), autocast(trainer.device, trainer.precision):

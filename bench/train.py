@@ -231,7 +231,7 @@ def _encoder_time(model, batch_cpu, trainer, repeats: int) -> float:
     from stages.train.loop import to_device
 
     frames = to_device(batch_cpu, trainer.device)["frames"].flatten(0, 1)
-    x = (frames - model.rgb_mean) / model.rgb_std
+    x = (frames - model.input_mean) / model.input_std
     if model.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     times = []

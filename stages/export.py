@@ -201,7 +201,7 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
             for v in videos
             if need_overlays(v) or not has_video(writer, PREDICTIONS_STORE, config.split, v.name)
         ]
-        streams = predictor.each_video([(ds.iter_frames(v), len(v)) for v in todo])
+        streams = predictor.each_video([(predictor.video_inputs(ds, v), len(v)) for v in todo])
         done = 0
         for video, stream in track(
             zip(todo, streams, strict=True), f"export {config.split}", total=len(todo)

@@ -201,7 +201,9 @@ def _object_maps(
     predictor = Predictor(
         model, size, geometry.crop_top, geometry.clip_length, config.batch_size, device, precision
     )
-    for start, first, maps in predictor.clips(remember(), len(footage), overlap):
+    for start, first, maps in predictor.clips(
+        predictor.rgb_inputs(remember()), len(footage), overlap
+    ):
         slot_ids, scores = argmax_scores(maps)
         clip = slot_ids.cpu().numpy()
         tracks.start_clip(clip[first - start - 1] if first > start else None)

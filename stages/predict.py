@@ -8,6 +8,10 @@ ends with the clip of its last T frames, of which only the frames not yet predic
 kept. Slots are carried within a clip, not across clips: a recurrent state carried over
 hundreds of frames is a regime the model never trained in. ``clip_length=1`` runs every
 frame alone (the KITTI protocol, whose test set is single images).
+
+What a model sees is its modality's: RGB frames, or (a LiDAR model, DIOD-3D) the frame's
+LiDAR sweep projected onto the same input grid, normalised as in training
+(``Predictor.video_inputs``).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.datasets import Dataset, Video
 from stages.errors import UserError
 from stages.frames import crop_resize_rgb, region
 from stages.hardware import autocast
+from stages.lidar.projection import normalise
 from stages.model import DIOD
 
 
@@ -58,6 +64,20 @@ def to_input(frame: np.ndarray, size: tuple[int, int], crop_top: float = 0.0) ->
     )
 
 
+def range_input(
+    ds: Dataset, video: Video, index: int, size: tuple[int, int], crop_top: float = 0.0
+) -> torch.Tensor:
+    """Frame ``index``'s LiDAR sweep as a LiDAR model's input: (4, h, w) normalised
+    (x, y, z, r), 0 where no point falls, on the grid of ``to_input``'s pixels."""
+    metric = ds.lidar(video, index, size, region(crop_top))
+    if metric is None:
+        where = video.extra.get("dir", video.name)
+        raise UserError(
+            f"{where}: no LiDAR for frame {index}; a LiDAR model needs a sweep per frame"
+        )
+    return torch.from_numpy(np.ascontiguousarray(normalise(metric).transpose(2, 0, 1)))
+
+
 def cropped_rows(map_height: int, crop_top: float) -> int:
     """Map rows standing for the cropped top of the frame."""
     return round(map_height * crop_top / (1.0 - crop_top))
@@ -83,9 +103,8 @@ def full_frame(maps: torch.Tensor, crop_top: float) -> torch.Tensor:
 @torch.no_grad()
 def predict_clips(
     model: DIOD,
-    frames: Iterable[np.ndarray],
+    inputs: Iterable[torch.Tensor],
     n_frames: int,
-    input_size: tuple[int, int],
     clip_length: int,
     batch_size: int,
     device: torch.device,
@@ -95,8 +114,10 @@ def predict_clips(
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Stream (start, first new frame, attention maps (T, K, h, w) float32 on ``device``)
     of every clip of ``clip_windows(n_frames, clip_length, overlap)``, in order, running
-    ``batch_size`` clips per forward pass. Only the frames of the clips in flight are held
-    in memory. With ``crop_top`` the maps cover the whole frame (see ``full_frame``)."""
+    ``batch_size`` clips per forward pass. ``inputs``: the model's input (C, H, W) of each
+    frame in order (``Predictor.rgb_inputs``, ``Predictor.video_inputs``). Only the inputs
+    of the clips in flight are held in memory. With ``crop_top`` (the top share the inputs
+    leave out) the maps cover the whole frame (see ``full_frame``)."""
     windows = clip_windows(n_frames, clip_length, overlap)
     held: dict[int, torch.Tensor] = {}
     pending: list[tuple[int, int, int]] = []
@@ -110,10 +131,10 @@ def predict_clips(
         for (a, _b, first), maps in zip(group, masks, strict=True):
             yield a, first, full_frame(maps, crop_top)
 
-    for i, frame in enumerate(frames):
+    for i, frame_input in enumerate(inputs):
         if i >= n_frames:
             break
-        held[i] = to_input(frame, input_size, crop_top)
+        held[i] = frame_input
         while next_window < len(windows) and windows[next_window][1] == i + 1:
             pending.append(windows[next_window])
             next_window += 1
@@ -174,15 +195,32 @@ class Predictor:
         """Top rows of the maps standing for the cropped top of the frame (``full_frame``)."""
         return cropped_rows(self.input_size[0] // self.model.stride, self.crop_top)
 
+    def rgb_inputs(self, frames: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+        """RGB frames (H, W, 3) uint8 as the model's inputs (an RGB model's)."""
+        if self.model.config.modality != "rgb":
+            raise UserError(
+                f"a {self.model.config.modality} model does not run on RGB frames alone; "
+                "run it on a dataset with LiDAR (diod export)"
+            )
+        return (to_input(frame, self.input_size, self.crop_top) for frame in frames)
+
+    def video_inputs(self, ds: Dataset, video: Video) -> Iterator[torch.Tensor]:
+        """The model's inputs over a dataset video, in order: its frames, or (a LiDAR
+        model) its sweeps on the same grid."""
+        if self.model.config.modality == "rgb":
+            return self.rgb_inputs(ds.iter_frames(video))
+        return (
+            range_input(ds, video, i, self.input_size, self.crop_top) for i in range(len(video))
+        )
+
     def clips(
-        self, frames: Iterable[np.ndarray], n_frames: int, overlap: int = 0
+        self, inputs: Iterable[torch.Tensor], n_frames: int, overlap: int = 0
     ) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(start, first new frame, maps (T, K, h, w)) of every clip (``predict_clips``)."""
         return predict_clips(
             self.model,
-            frames,
+            inputs,
             n_frames,
-            self.input_size,
             self.clip_length,
             self.batch_size,
             self.device,
@@ -192,16 +230,17 @@ class Predictor:
         )
 
     def __call__(
-        self, frames: Iterable[np.ndarray], n_frames: int
+        self, inputs: Iterable[torch.Tensor], n_frames: int
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """(first frame index, maps (n, K, h, w)) over a video, each frame once, in order."""
-        for start, first, maps in self.clips(frames, n_frames):
+        """(first frame index, maps (n, K, h, w)) over a video's inputs, each frame once,
+        in order."""
+        for start, first, maps in self.clips(inputs, n_frames):
             yield first, maps[first - start :]
 
     def each_video(
-        self, videos: Sequence[tuple[Iterable[np.ndarray], int]]
+        self, videos: Sequence[tuple[Iterable[torch.Tensor], int]]
     ) -> Iterator[Iterator[tuple[int, torch.Tensor]]]:
-        """For each (frames, n_frames) of ``videos`` in order, its stream of (first frame,
+        """For each (inputs, n_frames) of ``videos`` in order, its stream of (first frame,
         maps) as ``__call__`` gives it; each stream must be consumed before the next.
 
         With clips of one frame the videos share forward passes: frames of consecutive

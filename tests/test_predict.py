@@ -37,7 +37,7 @@ def test_streamed_prediction_equals_the_model_on_each_clip():
     got = torch.zeros(7, 4, 4, 8)
     seen = []
     predictor = Predictor(model, (16, 32), 0.0, 3, 2, torch.device("cpu"), "fp32")
-    for first, maps in predictor(iter(frames), 7):
+    for first, maps in predictor(predictor.rgb_inputs(frames), 7):
         got[first : first + len(maps)] = maps
         seen.extend(range(first, first + len(maps)))
     assert seen == list(range(7))
@@ -62,7 +62,7 @@ def test_cropped_top_rows_are_background_in_full_frame_maps():
         np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)
     ]
     predictor = Predictor(model, (16, 32), 0.5, 2, 1, torch.device("cpu"), "fp32")
-    ((first, maps),) = predictor(iter(frames), 2)
+    ((first, maps),) = predictor(predictor.rgb_inputs(frames), 2)
     assert first == 0 and maps.shape == (2, 3, 8, 8)
     assert frame_map_size((16, 32), 0.5, 4) == (8, 8)
     assert torch.equal(
@@ -81,5 +81,5 @@ def test_overlapping_clips_share_one_frame_and_cover_the_video():
     model = DIOD(ModelConfig(num_slots=3, encoder_width=0.125, decoder_channels=8)).eval()
     frames = [np.random.default_rng(i).integers(0, 256, (16, 32, 3), np.uint8) for i in range(7)]
     predictor = Predictor(model, (16, 32), 0.0, 3, 2, torch.device("cpu"), "fp32")
-    clips = list(predictor.clips(iter(frames), 7, overlap=1))
+    clips = list(predictor.clips(predictor.rgb_inputs(frames), 7, overlap=1))
     assert [(s, f, len(m)) for s, f, m in clips] == [(0, 0, 3), (2, 3, 3), (4, 5, 3)]

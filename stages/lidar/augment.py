@@ -20,9 +20,9 @@ from stages.errors import UserError
 
 @dataclass(frozen=True)
 class LidarAugment:
-    #: with this probability a clip loses this share of its filled pixels (the authors' one
-    #: number for both: 0.1 on KITTI, 0.4 on TRI-PD)
-    point_drop: float = 0.1
+    #: with this probability a clip loses this share of its filled pixels (the training
+    #: setting ``point_drop``, stages.train.config)
+    point_drop: float
 
     def __post_init__(self) -> None:
         if not 0 <= self.point_drop < 1:

@@ -24,6 +24,10 @@ ENCODERS = ("resnet18", *dinov2.VARIANTS)
 TOKEN_NORMS = ("token", "map")
 DECODER_LAYERS = ("4", "6")
 SLOT_INITS = ("standard", "shared")
+#: what the network sees and reconstructs: RGB frames (DIOD), or LiDAR range maps (x, y, z, r)
+#: on the camera's image grid (DIOD-3D, SPEC-xMOD.md section 2)
+MODALITIES = ("rgb", "lidar")
+CHANNELS = {"rgb": 3, "lidar": 4}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,13 @@ class ModelConfig(Settings):
     same weights (maps come out at 1/4 of the input).
     """
 
+    modality: str = Setting(
+        "rgb",
+        choice(*MODALITIES),
+        "What the network sees and reconstructs: RGB frames (DIOD), or the LiDAR sweep "
+        "projected on the image grid as normalised (x, y, z, r) maps (DIOD-3D: 4 input and "
+        "output channels, trained on the same 2D motion masks, with scene completion).",
+    ).field()
     num_slots: int = Setting(45, ints(2), "K, slots including the last, background one.").field()
     slot_dim: int = Setting(64, ints(1), "D, the slot width.").field()
     encoder: str = Setting(
@@ -109,11 +120,22 @@ class ModelConfig(Settings):
         return self.num_slots - 1
 
     @property
+    def channels(self) -> int:
+        """Input (and reconstruction) channels: 3 for RGB, 4 for (x, y, z, r) range maps."""
+        return CHANNELS[self.modality]
+
+    @property
     def input_multiple(self) -> int:
         """What the input sides must be multiples of, for this encoder."""
         return input_multiple(self.encoder)
 
     def check(self) -> None:
+        if self.modality == "lidar" and dinov2.is_dinov2(self.encoder):
+            raise SettingError(
+                "encoder",
+                f" {self.encoder}: DINOv2 was trained on RGB images; a LiDAR model trains its "
+                "ResNet-18 from scratch (--encoder resnet18)",
+            )
         if (self.token_norm == "map") != (self.map_size is not None):
             raise SettingError(
                 "map_size",

@@ -2,7 +2,8 @@
 
 Each map cell receives the sum of the slot vectors weighted by their attention there (one
 D-channel canvas per frame, so the cost does not grow with K); transposed convolutions
-upsample it x4 to the input resolution and predict RGB.
+upsample it x4 to the input resolution and predict the input's channels (RGB, or a dense
+LiDAR (x, y, z, r) map: DIOD-3D's scene completion).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# (kernel, stride) of each transposed convolution, the last one to RGB; both upsample x4.
+# (kernel, stride) of each transposed convolution, the last one to the output channels; both
+# upsample x4.
 LAYERS: dict[str, tuple[tuple[int, int], ...]] = {
     "4": ((5, 2), (5, 2), (5, 1), (3, 1)),
     "6": ((4, 2), (5, 1), (5, 1), (4, 2), (5, 1), (3, 1)),  # the authors'
@@ -29,14 +31,14 @@ def _upconv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.ConvTranspose
 class SlotDecoder(nn.Module):
     """Transposed convolutions (``LAYERS[layers]``) with ReLUs between them."""
 
-    def __init__(self, dim: int, channels: int, layers: str = "4"):
+    def __init__(self, dim: int, channels: int, layers: str = "4", out_channels: int = 3):
         super().__init__()
         spec = LAYERS[layers]
         modules: list[nn.Module] = []
         c_in = dim
         for i, (kernel, stride) in enumerate(spec):
             last = i == len(spec) - 1
-            modules.append(_upconv(c_in, 3 if last else channels, kernel, stride))
+            modules.append(_upconv(c_in, out_channels if last else channels, kernel, stride))
             if not last:
                 modules.append(nn.ReLU(inplace=True))
             c_in = channels

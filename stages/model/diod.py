@@ -1,6 +1,6 @@
 """The assembled DIOD video model (paper 4.3, docs/model.md), the same for student and teacher.
 
-    frames (B, T, 3, H, W) in [0, 1] --normalise--> ResNet-18 (per frame, 1/4 resolution)
+    inputs (B, T, C, H, W) --normalise--> ResNet-18 (per frame, 1/4 resolution)
       --> ConvGRU over time --> tokens (+ position, LayerNorm, MLP)
       --> slot attention frame by frame, slots carried from t to t+1
       --> attention maps W (the segmentation) and slots --> decoder --> reconstruction
@@ -8,6 +8,12 @@
 Everything that does not depend on the previous frame (encoder, the ConvGRU's input
 convolution, token projections, decoder) runs batched over all B*T frames; only the
 recurrences (ConvGRU state, slot updates) loop over the T frames.
+
+The inputs are RGB frames in [0, 1] (C = 3, centred by ImageNet statistics) or, for
+DIOD-3D (``modality = "lidar"``), LiDAR range maps (C = 4: x, y, z, r normalised into
+(0, 1) by the projection, 0 where no point fell), fed as they are, as the authors do: their
+zeros are the "no point" the network must learn to see. The decoder reconstructs the
+same C channels.
 """
 
 from __future__ import annotations
@@ -25,15 +31,19 @@ from stages.model.encoder import ResNet18Encoder, make_encoder
 from stages.model.positional import Tokenizer
 from stages.model.slot_attention import SlotAttention
 
-# The encoder is trained from scratch, but ImageNet statistics are the usual centring of RGB.
-RGB_MEAN = (0.485, 0.456, 0.406)
-RGB_STD = (0.229, 0.224, 0.225)
+# The encoder is trained from scratch, but ImageNet statistics are the usual centring of RGB;
+# range maps come normalised from the projection (stages.lidar.projection.normalise).
+INPUT_STATISTICS = {
+    "rgb": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "lidar": ((0.0, 0.0, 0.0, 0.0), (1.0, 1.0, 1.0, 1.0)),
+}
 
 
 @dataclass
 class DIODOutput:
     """masks: (B, T, K, h, w) attention maps, sum to 1 over K, last slot = background;
-    recon: (B, T, 3, H, W) reconstruction in the input's [0, 1] RGB space;
+    recon: (B, T, C, H, W) reconstruction in the input's space (RGB in [0, 1], or the dense
+    normalised LiDAR map);
     slots: (B, T, K, D) slots after the update on frame t."""
 
     masks: torch.Tensor
@@ -72,10 +82,13 @@ class DIOD(nn.Module):
         self.slot_attention = SlotAttention(
             config.slot_dim, config.mlp_hidden, config.eps, config.qkv_bias
         )
-        self.decoder = SlotDecoder(config.slot_dim, config.decoder_channels, config.decoder_layers)
+        self.decoder = SlotDecoder(
+            config.slot_dim, config.decoder_channels, config.decoder_layers, config.channels
+        )
         self.register_buffer("initial_slots", initial_slots(config))
-        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("rgb_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in INPUT_STATISTICS[config.modality])
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
         self.channels_last = False
 
     @property
@@ -92,13 +105,18 @@ class DIOD(nn.Module):
     def forward(self, frames: torch.Tensor, reconstruct: bool = True) -> DIODOutput:
         """``reconstruct=False`` skips the decoder (a full-resolution pass) where only the
         masks are wanted."""
-        b, t, _, height, width = frames.shape
+        b, t, channels, height, width = frames.shape
+        if channels != self.config.channels:
+            raise ValueError(
+                f"input has {channels} channels; this {self.config.modality} model takes "
+                f"{self.config.channels}"
+            )
         multiple = self.config.input_multiple
         if height % multiple or width % multiple:
             raise ValueError(
                 f"input size {height}x{width}: both sides must be multiples of {multiple}"
             )
-        x = (frames.flatten(0, 1) - self.rgb_mean) / self.rgb_std
+        x = (frames.flatten(0, 1) - self.input_mean) / self.input_std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         features = self.encoder(x)
@@ -125,5 +143,5 @@ class DIOD(nn.Module):
         canvas = SlotDecoder.canvas(attn.flatten(0, 1), slots.flatten(0, 1), h, w)
         if self.channels_last:
             canvas = canvas.contiguous(memory_format=torch.channels_last)
-        recon = self.decoder(canvas) * self.rgb_std + self.rgb_mean
+        recon = self.decoder(canvas) * self.input_std + self.input_mean
         return DIODOutput(masks=masks, recon=recon.unflatten(0, (b, t)), slots=slots)

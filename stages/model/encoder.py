@@ -69,10 +69,11 @@ class ResNet18Encoder(nn.Module):
     STRIDE = 4  # input pixels per feature cell
     INPUT_MULTIPLE = STRIDE  # input sides it takes
 
-    def __init__(self, width: float):
+    def __init__(self, width: float, in_channels: int = 3):
+        """``in_channels``: 3 for RGB, 4 for LiDAR (x, y, z, r) maps."""
         super().__init__()
         channels = [max(8, round(c * width)) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(*_conv_bn(3, channels[0], 7, 2), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(*_conv_bn(in_channels, channels[0], 7, 2), nn.ReLU(inplace=True))
         layers, c_in = [], channels[0]
         for c_out, stride in zip(channels, self.LAYER_STRIDES, strict=True):
             layers.append(
@@ -86,7 +87,7 @@ class ResNet18Encoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised images -> (N, C, H/4, W/4) features."""
+        """(N, in_channels, H, W) normalised inputs -> (N, C, H/4, W/4) features."""
         return self.layers(self.stem(x))
 
 
@@ -104,4 +105,4 @@ def make_encoder(
         return FrozenDINOv2.build(
             config.encoder, config.encoder_weights, config.encoder_sha256, frozen
         )
-    return ResNet18Encoder(config.encoder_width)
+    return ResNet18Encoder(config.encoder_width, config.channels)

@@ -4,7 +4,12 @@ regularisation of the whole foreground map.
 Per frame: Hungarian-match the motion masks to the K-1 foreground slots, size-weighted BCE
 on the matched maps, the fg/bg loss (eq. 1) on W_fg = 1 - W_bg against the union of the
 masks, and the MSE reconstruction of the clip:
-    L = MSE + mean over frames with masks of L_bce + mean over frames of L_fg.
+    L = rec_weight MSE + mean over frames with masks of L_bce + mean over frames of L_fg.
+
+DIOD-3D (a ``lidar`` model, SPEC-xMOD.md section 2) is the same loss on the clip's range
+maps (points dropped as augmentation), with scene completion in place of the MSE: the
+dense 4-channel output scored where the target has a point; the 2D motion masks supervise
+the maps over all pixels, with or without a point. The authors' weights: rec_weight 100.
 """
 
 from __future__ import annotations
@@ -54,13 +59,27 @@ def motion_terms(
     return losses.over_frames(per_frame, valid.any(dim=1), clips, frames)
 
 
+def reconstruction_term(
+    recon: torch.Tensor, seen: torch.Tensor, batch: dict[str, torch.Tensor], config: LossConfig
+) -> tuple[str, torch.Tensor]:
+    """The weighted reconstruction term and its log name: RGB, the MSE of the frames the
+    model saw (``seen``); LiDAR (a batch with ``lidar_target``), scene completion against
+    the clip's projection before point drop, or ``seen`` itself (``completion_target``)."""
+    if "lidar_target" not in batch:
+        return "mse", config.rec_weight * losses.reconstruction_loss(recon, seen, config.mse_range)
+    target = seen if config.completion_target == "input" else batch["lidar_target"]
+    return "completion", config.rec_weight * losses.completion_loss(recon, target)
+
+
 @dataclass
 class BurninObjective:
     """Burn-in's loss; with ``strong`` the model sees (and reconstructs) the strong colour
-    view of each clip, drawn from (seed, step, rank) as distillation's student views."""
+    view of each clip, drawn from (seed, step, rank) as distillation's student views; with
+    ``lidar`` it sees the clip's range maps."""
 
     losses: LossConfig
     strong: bool = False
+    lidar: bool = False
     seed: int = 0
     rank: int = 0
     name: str = "burnin"
@@ -71,20 +90,20 @@ class BurninObjective:
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        frames = batch["frames"]
+        seen = batch["lidar" if self.lidar else "frames"]
         if self.strong:
-            frames = strong_view(frames, step_generator(self.seed, step, self.rank))
-        out: DIODOutput = model(frames)
+            seen = strong_view(seen, step_generator(self.seed, step, self.rank))
+        out: DIODOutput = model(seen)
         maps = flat_maps(out)
         targets, valid = flat_masks(batch)
-        mse = losses.reconstruction_loss(out.recon, frames, self.losses.mse_range)
-        bce = motion_terms(maps, targets, valid, frames.shape[0], self.losses.bce_frames)
+        rec_name, rec = reconstruction_term(out.recon, seen, batch, self.losses)
+        bce = motion_terms(maps, targets, valid, seen.shape[0], self.losses.bce_frames)
         m_fg = targets.any(dim=1)
         fg = losses.fg_bg_loss(
             1 - maps[:, -1], m_fg, self.losses.alpha, self.losses.reg_region
         ).mean()
-        total = mse + bce + fg
-        return total, {"mse": mse.item(), "bce": bce.item(), "fg_bg": fg.item()}
+        total = rec + bce + fg
+        return total, {rec_name: rec.item(), "bce": bce.item(), "fg_bg": fg.item()}
 
     def after_step(self, model: nn.Module, step: int) -> None:
         return None
@@ -104,7 +123,8 @@ def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact | None
     model = DIOD(config.model)
     setup.initialise(store, request.init, model)
     log.info(
-        "burn-in: preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
+        "burn-in (%s): preset %s, %d steps (%d per epoch), batch %d x T=%d at %dx%d, K=%d, %s on %s",
+        config.model.modality,
         config.preset,
         setup.steps,
         setup.steps_per_epoch,
@@ -124,6 +144,7 @@ def train_burnin(store: ArtifactStore, request: TrainRequest) -> Artifact | None
         objective=BurninObjective(
             config.losses,
             strong=config.data.strong_view,
+            lidar=config.model.modality == "lidar",
             seed=config.loop.seed,
             rank=setup.ranks.rank,
         ),

@@ -48,13 +48,14 @@ from stages.settings import (
     show,
 )
 from stages.train.data import EPOCHS
-from stages.train.losses import COLOUR_RANGES, FRAME_REDUCTIONS, REGIONS
+from stages.train.losses import COLOUR_RANGES, COMPLETION_TARGETS, FRAME_REDUCTIONS, REGIONS
 from stages.train.memory_format import AUTO, MEMORY_FORMATS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
 STAGES = ("burnin", "distill")
 DINOV2 = "dinov2"  # a preset's table of what a DINOv2 encoder changes (its input size)
-TABLES = ("distill", DINOV2)  # a preset's tables that are not burn-in settings
+LIDAR = "lidar"  # a preset's table of what a LiDAR model changes (loss weights, point drop)
+TABLES = ("distill", DINOV2, LIDAR)  # a preset's tables that are not burn-in settings
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ class DataConfig(Settings):
         FLAG,
         "Burn-in: the model sees and reconstructs the strong colour view of each clip (jitter, "
         "grayscale, solarize), as the authors' burn-in; distillation's student always does.",
+    ).field()
+    point_drop: float = Setting(
+        0.1,
+        floats(0, 1, high_open=True),
+        "LiDAR models: with this probability a clip's input loses this share of its points "
+        "(the authors' one number for both: KITTI 0.1, TRI-PD 0.4).",
     ).field()
     epoch: str = Setting(
         "windows",
@@ -150,6 +157,19 @@ class LossConfig(Settings):
         "How a clip's frames combine in the matched-mask BCE terms: the mean over frames with "
         "masks (a term's weight does not grow with T), or the authors' sum over the T frames, "
         "averaged over clips (frames without masks count 0: about T times stronger).",
+    ).field()
+    rec_weight: float = Setting(
+        1.0,
+        floats(0),
+        "Weight of the reconstruction term: the RGB MSE, or a LiDAR model's scene completion "
+        "(the authors' DIOD-3D: 100 in burn-in, 50 in distillation).",
+    ).field()
+    completion_target: str = Setting(
+        "projection",
+        choice(*COMPLETION_TARGETS),
+        "LiDAR models: what the completion loss scores the dense output against: the clip's "
+        "projected sweep before point drop (dropped points are to be filled in), or the "
+        "model's own input (the authors': a dropped point is never asked for).",
     ).field()
     mse_range: str = Setting(
         "unit",
@@ -246,8 +266,14 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Rules between sections: the input suits the encoder (DINOv2: lcm of its
-        14-pixel patches and the 1/4 maps)."""
+        14-pixel patches and the 1/4 maps); range maps have no colours to jitter."""
         model = self.model
+        if model.modality == "lidar" and self.data.strong_view:
+            raise SettingError(
+                "strong_view",
+                ": a colour view of LiDAR range maps does not exist; drop the option for "
+                "--modality lidar",
+            )
         if is_dinov2(model.encoder):
             why = f"{model.encoder}: {PATCH}-pixel patches and maps at 1/{ResNet18Encoder.STRIDE}"
             check_input_size(self.data.input_size, model.input_multiple, why)
@@ -271,10 +297,24 @@ class RunConfig:
 
 def preset_values(name: str, stage: str) -> dict[str, Any]:
     """The flat values preset ``name`` sets for ``stage`` (distillation: only its own)."""
-    values = PRESETS[name]
+    return _stage_values(PRESETS[name], stage)
+
+
+def _stage_values(table: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """A preset table's values for ``stage``: its ``distill`` table, or its burn-in values."""
     if stage == "distill":
-        return dict(values.get("distill", {}))
-    return {k: v for k, v in values.items() if k not in TABLES}
+        return dict(table.get("distill", {}))
+    return {k: v for k, v in table.items() if k not in TABLES}
+
+
+def _modality_values(
+    name: str, values: dict[str, Any], given: Mapping[str, Any], stage: str
+) -> dict[str, Any]:
+    """``values`` with preset ``name``'s LiDAR table for ``stage`` layered under what was
+    given, when the run's network is a LiDAR one (DIOD-3D)."""
+    if values.get("modality", MODEL_DEFAULTS["modality"].default) != "lidar":
+        return values
+    return _layer(_layer(values, _stage_values(PRESETS[name].get(LIDAR, {}), stage)), given)
 
 
 def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,6 +392,7 @@ def resolve(
     values = _layer(values, given)
     if stage == "burnin":  # distillation keeps its burn-in's size
         values = _encoder_values(name, values, given)
+    values = _modality_values(name, values, given, stage)
     values["map_size"] = _map_size(values)
     if burnin is not None and values["map_size"] != _size_or_none(base.get("map_size")):
         raise SettingError(

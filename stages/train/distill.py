@@ -15,6 +15,13 @@ candidates (C, eqs. 2-3), both matched to the student's foreground slots and wei
 (1 + score); L_fg: eq. 1 with m'_fg. After every optimizer step the teacher follows the
 unwrapped student by EMA (identical on every DDP rank).
 
+A LiDAR model (DIOD-3D, SPEC-xMOD.md section 2) distils the same way on range maps: the
+teacher sees the clip's projection before point drop (its weak view), the student the
+dropped one (its strong view, the same pixels), and the reconstruction term is scene
+completion (``burnin.reconstruction_term``); the authors' weights are the preset's (50 for
+completion, alpha 0.4). Their code feeds both networks the same input and does not filter
+the motion masks; ours filters them with the teacher, as DIOD.
+
 Ablations of the paper's table 4: ``connection="one-to-one"``, ``motion_masks=False`` (only
 the teacher's pseudo-labels; m_fg of eq. 1 is then the union of the kept candidates) and
 ``offline=True`` (labels from the frozen burn-in model: no EMA; the frozen labeller is
@@ -43,7 +50,7 @@ from stages.evaluate import dataset_root
 from stages.model import DIOD, DIODOutput
 from stages.progress import log
 from stages.train import checkpoint, losses
-from stages.train.burnin import flat_maps, flat_masks
+from stages.train.burnin import flat_maps, flat_masks, reconstruction_term
 from stages.train.config import DistillSettings, LossConfig
 from stages.train.runner import (
     TrainRequest,
@@ -78,6 +85,7 @@ class DistillObjective:
     settings: DistillSettings
     losses: LossConfig
     strong: StrongAugConfig = StrongAugConfig()
+    lidar: bool = False
     seed: int = 0
     rank: int = 0
     name: str = "distill"
@@ -89,13 +97,16 @@ class DistillObjective:
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        weak = batch["frames"]
+        if self.lidar:
+            weak, strong = batch["lidar_target"], batch["lidar"]
+        else:
+            weak = batch["frames"]
+            strong = strong_view(weak, step_generator(self.seed, step, self.rank), self.strong)
         taught: DIODOutput = self.teacher(weak, reconstruct=False)
         t_maps = taught.masks.flatten(0, 1).float()  # (F, K, h, w)
         t_fg = 1.0 - t_maps[:, -1]
         candidates = teacher_candidates(t_maps, self.settings.labels)
 
-        strong = strong_view(weak, step_generator(self.seed, step, self.rank), self.strong)
         out: DIODOutput = model(strong)
         maps = flat_maps(out)  # (F, K, N)
         w_fg = 1.0 - maps[:, -1]
@@ -115,12 +126,12 @@ class DistillObjective:
             m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
             kept_masks = 0
         l_fg = losses.fg_bg_loss(w_fg, m_fg, self.losses.alpha, self.losses.reg_region).mean()
-        # the student's own input (eq. 5)
-        mse = losses.reconstruction_loss(out.recon, strong, self.losses.mse_range)
-        total = l_s + l_t + l_fg + mse
+        # the student's own input (eq. 5), or the scene it completes
+        rec_name, rec = reconstruction_term(out.recon, strong, batch, self.losses)
+        total = l_s + l_t + l_fg + rec
         frames = t_maps.shape[0]
         return total, {
-            "mse": mse.item(),
+            rec_name: rec.item(),
             "motion_bce": l_s.item(),
             "teacher_bce": l_t.item(),
             "fg_bg": l_fg.item(),
@@ -168,6 +179,7 @@ def train_distill(store: ArtifactStore, request: TrainRequest) -> Artifact | Non
         teacher=teacher,
         settings=settings,
         losses=config.losses,
+        lidar=config.model.modality == "lidar",
         seed=config.loop.seed,
         rank=setup.ranks.rank,
     )

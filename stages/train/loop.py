@@ -152,7 +152,7 @@ class Trainer:
     ) -> Trainer:
         """``loop.precision`` is concrete (``config.resolve`` chose it for the device kind).
 
-        ``frames_shape``: a batch's frames (B, T, 3, H, W), what ``memory_format``
+        ``frames_shape``: a batch's model inputs (B, T, C, H, W), what ``memory_format``
         (default: the runtime's) is timed on when it is ``auto``."""
         memory_format = memory_format or runtime.memory_format
         device = resolve_device(runtime.device)
@@ -290,7 +290,7 @@ def run(
     memory_format = runtime.memory_format
     if memory_format == memory_formats.AUTO and state is not None:
         memory_format = state.get("memory_format", memory_format)  # the run's own choice
-    frames_shape = (loop.batch_size, data.clip_length, 3, *data.input_size)
+    frames_shape = (loop.batch_size, data.clip_length, model.config.channels, *data.input_size)
     trainer = Trainer.build(model, objective, loop, runtime, ranks, frames_shape, memory_format)
     start = 0
     if state is not None:

@@ -16,6 +16,7 @@ EPS = 1e-6
 REGIONS = ("all", "nonobject")
 FRAME_REDUCTIONS = ("mean", "sum")
 COLOUR_RANGES = ("unit", "signed")
+COMPLETION_TARGETS = ("projection", "input")
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:

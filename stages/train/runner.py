@@ -23,6 +23,7 @@ from stages.datasets import open_dataset
 from stages.errors import UserError
 from stages.frames import size_at_area
 from stages.hardware import Distributed, resolve_device, usable_cores, worker_count
+from stages.lidar.augment import LidarAugment
 from stages.model.encoder import ResNet18Encoder
 from stages.progress import log
 from stages.train import checkpoint
@@ -177,7 +178,10 @@ def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
         config.loop.seed,
         data_cfg.crop_top,
         data_cfg.epoch,
+        lidar=LidarAugment(data_cfg.point_drop) if config.model.modality == "lidar" else None,
     )
+    if config.model.modality == "lidar":
+        check_lidar(data)
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // config.loop.batch_size
     steps = config.loop.steps
@@ -187,6 +191,20 @@ def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
         raise UserError(f"--steps/--epochs: expected at least one step, got {steps}")
     device = resolve_device(config.runtime.device)
     return RunSetup(config, root, data, ranks, steps, steps_per_epoch, device)
+
+
+def check_lidar(data: ClipDataset) -> None:
+    """A LiDAR model's data have a sweep at every frame: the first frame of each video is
+    looked at before training starts (a missing one later stops the run with the same
+    error, from the loader)."""
+    ds = open_dataset(data.dataset_name, data.root)
+    for video in data.videos:
+        if ds.lidar(video, 0, data.input_size) is None:
+            where = video.extra.get("dir", video.name)
+            raise UserError(
+                f"{where}: no LiDAR; --modality lidar trains on a sweep per frame (diod data "
+                "synth --lidar, KITTI raw with velodyne_points)"
+            )
 
 
 def loader_workers(config: RunConfig) -> int:

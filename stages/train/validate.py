@@ -55,7 +55,7 @@ def make_validator(
         for video, gt in zip(videos, gts, strict=True):
             pred = np.zeros(gt.shape, np.int64)
             scores = np.zeros((len(video), model.config.num_slots))
-            for first, maps in predictor(ds.iter_frames(video), len(video)):
+            for first, maps in predictor(predictor.video_inputs(ds, video), len(video)):
                 ids, s = argmax_scores(maps)
                 pred[first : first + len(maps)] = ids.cpu().numpy()
                 scores[first : first + len(maps)] = s.cpu().numpy()

@@ -118,7 +118,7 @@ def test_a_dataset_without_lidar_is_one_error_line(tmp_path):
     root = tiny_synth(tmp_path / "flat")
     masks = gt_masks_artifact(ArtifactStore(tmp_path / "runs"), root)
     clips = ClipDataset(
-        "synth", root, masks, "train", 3, (32, 64), (8, 16), None, 0, lidar=LidarAugment()
+        "synth", root, masks, "train", 3, (32, 64), (8, 16), None, 0, lidar=LidarAugment(0.1)
     )
     with pytest.raises(UserError, match="no LiDAR for frame 0"):
         clips[(0, 0)]
