@@ -4,7 +4,8 @@ An `eval` artifact scores either a masks artifact (motion masks as predictions, 
 baseline) or an `export` of a `burnin` or `distill` model; following its lineage names the
 row, and each row says the protocol that made its scores (``diod`` or ``paper``, see
 ``stages.protocols``). By default the newest score of each kind and protocol is shown, so
-after `make demo` the table reads motion masks -> burn-in -> DIOD.
+after `make demo` the table reads motion masks -> burn-in -> DIOD; LiDAR models
+(DIOD-3D, docs/lidar.md) get rows of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from stages.evaluate import read_scores
 
 KIND_ORDER = ("masks", "burnin", "distill")
 KIND_LABEL = {"masks": "motion masks", "burnin": "burn-in (BMOD+)", "distill": "DIOD"}
+#: rows of LiDAR models (``--modality lidar``): DIOD-3D after its burn-in and distillation
+LIDAR_LABEL = {"burnin": "DIOD-3D burn-in", "distill": "DIOD-3D"}
 #: distill options that make a run an ablation of paper table 4, and how the row names them
 ABLATIONS = {
     "connection": ("one-to-one", "one-to-one"),
@@ -54,8 +57,11 @@ class Row:
 
 
 def _label(kind: str, model: Artifact | None) -> str:
-    label = KIND_LABEL[kind]
-    if model is None or kind != "distill":
+    if model is None:
+        return KIND_LABEL[kind]
+    modality = model.params.get("config", {}).get("model", {}).get("modality", "rgb")
+    label = (LIDAR_LABEL if modality == "lidar" else KIND_LABEL)[kind]
+    if kind != "distill":
         return label
     params = model.params.get("distill", model.params)
     tags = [name for key, (value, name) in ABLATIONS.items() if params.get(key) == value]

@@ -16,6 +16,9 @@ changes: the input size, whose sides must be multiples of 28 (14-pixel patches, 
 with maps of ceil(side / 4); ours keep the maps at exactly 1/4, so each size is the nearest
 multiple of 28 to the authors' (their width; for the height, of the two equally near, the
 one nearer the ResNet preset's) or, without an authors' size, to the ResNet preset's.
+
+A preset's ``lidar`` table is what a LiDAR network (``--modality lidar``, DIOD-3D) changes,
+for burn-in and (its own ``distill`` table) for distillation: ``DIOD_3D`` below.
 """
 
 from __future__ import annotations
