@@ -516,3 +516,20 @@ class ArtifactWriter:
         shutil.rmtree(self.path / STAGING, ignore_errors=True)
         self.update(finish)
         return self.artifact()
+
+
+_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime): a run resolves its
+    configuration more than once, and a DINOv2 ViT-g weights file is 4.5 GB."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]

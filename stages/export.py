@@ -48,9 +48,8 @@ class ExportConfig:
 
     dataset: str
     split: str = "val"
-    model: str | None = (
-        None  # burnin/distill artifact id (prefix); None: newest distill, else burnin
-    )
+    model: str | None = None  # burnin/distill/xmod artifact id (prefix); None: the newest
+    modality: str | None = None  # an xmod model's network: rgb (None) or lidar
     protocol: str = "diod"
     which: str | None = None  # for distill artifacts; burn-in has one network
     batchnorm: str | None = None  # "eval": running statistics; "train": each batch's
@@ -93,13 +92,13 @@ def run_settings(config: ExportConfig) -> protocols.ExportSettings:
 # -- model ----------------------------------------------------------------------------------
 def model_artifact(store: ArtifactStore, dataset: str, ref: str | None) -> Artifact:
     """A complete burn-in or distill artifact: ``ref`` = an id (prefix), or a stage name
-    (its newest complete artifact), or None (the newest distill, else the newest burn-in)."""
+    (its newest complete artifact), or None (the newest xmod, else distill, else burn-in)."""
     if ref is None:
         for stage in checkpoint.MODEL_STAGES:
             if any(a.is_complete for a in store.list(dataset, stage)):
                 return store.latest(dataset, stage)
         raise UserError(
-            f"no complete burnin or distill artifact for dataset '{dataset}' in {store.workspace}: "
+            f"no complete trained model (burnin, distill, xmod) for dataset '{dataset}' in {store.workspace}: "
             "run `diod train` first"
         )
     return checkpoint.find_trained(store, ref, dataset)
@@ -138,8 +137,13 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
     run = run_settings(config)
     source = model_artifact(store, config.dataset, config.model)
-    loaded = modelfile.from_artifact(source, run.which)
+    loaded = modelfile.from_artifact(source, run.which, config.modality or "rgb")
     model, geometry = loaded.model, loaded.geometry
+    if config.modality not in (None, model.config.modality):
+        raise UserError(
+            f"--modality {config.modality}: {source} is a {model.config.modality} model "
+            "(only an xmod model has both networks)"
+        )
     if model.config.num_slots > 256:
         raise UserError(
             f"model {source} has {model.config.num_slots} slots: the uint8 'slots' array holds at most 256"
@@ -162,7 +166,7 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     videos = ds.videos(config.split)
-    which = run.which if source.stage == "distill" else "model"
+    which = run.which if source.stage != "burnin" else "model"
     params = {
         "split": config.split,
         "which": which,
@@ -179,6 +183,8 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
         "mp4": config.mp4,
         "fps": config.fps if config.mp4 else None,
     }
+    if source.stage == "xmod":  # which of its two networks
+        params["modality"] = model.config.modality
     with store.open(
         config.dataset,
         STAGE,

@@ -30,7 +30,9 @@ from stages.train.initialise import MODEL_FILE_FORMAT
 
 FORMAT = MODEL_FILE_FORMAT
 VERSION = 1
-NORMALISATION = "rgb/255"  # frames are RGB in [0, 1]: uint8 / 255, no mean/std
+#: what the input values are, by modality: RGB in [0, 1] (uint8 / 255, no mean/std), or
+#: LiDAR (x, y, z, r) scaled by stages.lidar.projection.normalise's fixed ranges
+NORMALISATION = {"rgb": "rgb/255", "lidar": "xyzr/fixed-ranges"}
 NETWORKS = ("teacher", "student")
 
 
@@ -52,18 +54,20 @@ class LoadedModel:
 
 
 def network_of(artifact: Artifact, which: str) -> str:
-    """The checkpoint entry of the network to use: a distillation's teacher (the EMA of the
-    student, the steadier one) or its student (``model``); a burn-in's one network. An
-    offline distillation has no teacher: its student is the only network that trained."""
+    """The checkpoint entry of the network to use: a distillation's (or xMOD's) teacher
+    (the EMA of the student, the steadier one) or its student (``model``); a burn-in's one
+    network. An offline distillation has no teacher: its student is the only network that
+    trained."""
     if which not in NETWORKS:
         raise UserError(f"--which {which}: expected one of {', '.join(NETWORKS)}")
-    if artifact.stage != "distill":
+    if artifact.stage not in ("distill", "xmod"):
         return "model"
     return "teacher" if which == "teacher" else "model"
 
 
-def from_artifact(artifact: Artifact, which: str = "teacher") -> LoadedModel:
-    """The network of a complete burn-in or distill artifact, as a model file would hold it."""
+def from_artifact(artifact: Artifact, which: str = "teacher", modality: str = "rgb") -> LoadedModel:
+    """The network of a complete burn-in, distill or xmod artifact, as a model file would
+    hold it; ``modality`` picks one of an xmod artifact's two networks."""
     state = checkpoint.final(artifact)
     key = network_of(artifact, which)
     trained = flatten(state["config"])  # nested by section (older checkpoints: flat)
@@ -77,13 +81,13 @@ def from_artifact(artifact: Artifact, which: str = "teacher") -> LoadedModel:
         "validation": summary.get("validation"),
     }
     return LoadedModel(
-        model=checkpoint.model_from(state, key),
+        model=checkpoint.model_from(state, key, modality),
         geometry=InputGeometry(
             size=tuple(trained["input_size"]),
             crop_top=float(trained.get("crop_top", 0.0)),
             clip_length=int(trained["clip_length"]),
         ),
-        network="student" if artifact.stage == "distill" and key == "model" else key,
+        network="student" if artifact.stage != "burnin" and key == "model" else key,
         lineage=lineage,
     )
 
@@ -99,7 +103,7 @@ def save(loaded: LoadedModel, path: Path) -> Path:
             "size": list(loaded.geometry.size),
             "crop_top": loaded.geometry.crop_top,
             "clip_length": loaded.geometry.clip_length,
-            "normalisation": NORMALISATION,
+            "normalisation": NORMALISATION[loaded.model.config.modality],
         },
         "lineage": _plain(loaded.lineage),
         "weights": {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()},
@@ -129,12 +133,12 @@ def load(path: Path) -> LoadedModel:
             f"{path}: diod model file version {content.get('version')}, this diod reads "
             f"version {VERSION}"
         )
-    if content["input"].get("normalisation") != NORMALISATION:
-        raise UserError(f"{path}: unknown input normalisation {content['input']!r}")
     try:  # a frozen encoder comes with the file (older or hand-made files: its weights file)
         model = DIOD(ModelConfig.from_dict(content["model_config"]), content.get("frozen_encoder"))
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+    if content["input"].get("normalisation") != NORMALISATION[model.config.modality]:
+        raise UserError(f"{path}: unknown input normalisation {content['input']!r}")
     try:
         model.load_state_dict(content["weights"])
     except RuntimeError as exc:

@@ -15,16 +15,24 @@ from typing import Any
 
 from stages.artifacts import Artifact, ArtifactStore
 from stages.evaluate import read_scores
+from stages.settings import flatten
 
-KIND_ORDER = ("masks", "burnin", "distill")
-KIND_LABEL = {"masks": "motion masks", "burnin": "burn-in (BMOD+)", "distill": "DIOD"}
-#: rows of LiDAR models (``--modality lidar``): DIOD-3D after its burn-in and distillation
-LIDAR_LABEL = {"burnin": "DIOD-3D burn-in", "distill": "DIOD-3D"}
-#: distill options that make a run an ablation of paper table 4, and how the row names them
+KIND_ORDER = ("masks", "burnin", "distill", "xmod")
+KIND_LABEL = {
+    "masks": "motion masks",
+    "burnin": "burn-in (BMOD+)",
+    "distill": "DIOD",
+    "xmod": "xMOD-2D",
+}
+#: rows of LiDAR networks: DIOD-3D after its burn-in and distillation, xMOD's 3D student
+LIDAR_LABEL = {"burnin": "DIOD-3D burn-in", "distill": "DIOD-3D", "xmod": "xMOD-3D"}
+#: distill options that make a run an ablation of paper table 4 (or of xMOD's cross-modal
+#: labels), and how the row names them
 ABLATIONS = {
     "connection": ("one-to-one", "one-to-one"),
     "motion_masks": (False, "no motion masks"),
     "offline": (True, "offline pseudo-labels"),
+    "dist_source": ("same", "same-modality labels"),
 }
 
 
@@ -56,24 +64,27 @@ class Row:
         }
 
 
-def _label(kind: str, model: Artifact | None) -> str:
+def _label(kind: str, model: Artifact | None, export: Artifact | None) -> str:
     if model is None:
         return KIND_LABEL[kind]
     modality = model.params.get("config", {}).get("model", {}).get("modality", "rgb")
+    if kind == "xmod":  # two networks: the export says which one ran
+        modality = export.params.get("modality", "rgb")
     label = (LIDAR_LABEL if modality == "lidar" else KIND_LABEL)[kind]
-    if kind != "distill":
+    if kind == "burnin":
         return label
-    params = model.params.get("distill", model.params)
-    tags = [name for key, (value, name) in ABLATIONS.items() if params.get(key) == value]
+    settings = flatten(model.params.get("config", model.params))  # nested by section
+    tags = [name for key, (value, name) in ABLATIONS.items() if settings.get(key) == value]
     return f"{label} ({', '.join(tags)})" if tags else label
 
 
 def _row(store: ArtifactStore, scored: Artifact) -> Row | None:
+    export = None
     if "masks" in scored.upstream:
         kind, source, model = "masks", scored.upstream["masks"], None
     elif "export" in scored.upstream:
         export = store.get(scored.dataset, "export", scored.upstream["export"])
-        kinds = [k for k in ("distill", "burnin") if k in export.upstream]
+        kinds = [k for k in ("xmod", "distill", "burnin") if k in export.upstream]
         if not kinds:
             return None
         kind, source = kinds[0], export.upstream[kinds[0]]
@@ -82,7 +93,7 @@ def _row(store: ArtifactStore, scored: Artifact) -> Row | None:
         return None
     return Row(
         kind=kind,
-        label=_label(kind, model),
+        label=_label(kind, model, export),
         protocol=scored.params.get("protocol", "diod"),
         source=source,
         eval_id=scored.id,

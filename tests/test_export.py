@@ -88,7 +88,7 @@ def test_per_frame_protocol_and_model_selection(trained):
         export(store, ExportConfig(dataset="synth", model="zzz"))
     with pytest.raises(UserError, match="--which"):
         export(store, ExportConfig(dataset="synth", which="both"))
-    with pytest.raises(UserError, match="no complete burnin or distill"):
+    with pytest.raises(UserError, match="no complete trained model"):
         export(ArtifactStore(store.workspace / "nothing"), ExportConfig(dataset="synth"))
 
 

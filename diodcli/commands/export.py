@@ -27,7 +27,14 @@ PROTOCOL_DEFAULT = " [default: the protocol's: diod {}; paper {}]"
 @click.option(
     "--model",
     default=None,
-    help="Model: a burnin/distill artifact id (prefix), or `burnin` / `distill` for the newest complete one of that stage [default: the newest distill, else burn-in].",
+    help="Model: a burnin/distill/xmod artifact id (prefix), or `burnin` / `distill` / `xmod` for the newest complete one of that stage [default: the newest xmod, else distill, else burn-in].",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["rgb", "lidar"]),
+    default=None,
+    help="Which of an xmod model's two networks runs: the RGB one (on frames) or the LiDAR "
+    "one (on the sweeps) [default: rgb]; other models have one, of their own modality.",
 )
 @protocol_option(
     "How the model runs: `diod` (the options' defaults) or `paper`, the authors' evaluation "

@@ -1,4 +1,5 @@
-"""`diod train --stage burnin|distill`: train the DIOD model (burn-in, then distillation).
+"""`diod train --stage burnin|distill|xmod`: train the DIOD model (burn-in, then
+distillation; xMOD: an RGB and a LiDAR model together).
 
 Every training setting's option is made from its declaration (stages.train.config): this
 file names no setting, default or range. Options the user does not give stay None and are
@@ -34,7 +35,7 @@ HEADINGS = {
     "data": "Data",
     "loop": "Optimisation (paper 3.2)",
     "losses": "Losses (eq. 1)",
-    "distill": "Distillation (--stage distill only; paper 3.3)",
+    "distill": "Distillation (--stage distill and xmod; paper 3.3)",
     "runtime": "Runtime (not part of the artifact id)",
 }
 REQUEST = "Run"
@@ -101,7 +102,8 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
                 "--stage",
                 type=click.Choice(STAGES),
                 required=True,
-                help="burnin: on motion masks; distill: teacher-student from a burn-in.",
+                help="burnin: on motion masks; distill: teacher-student from a burn-in; "
+                "xmod: an RGB and a LiDAR model distilled across modalities (docs/lidar.md).",
             ),
             dataset_option(),
             click.option(
@@ -132,6 +134,20 @@ def build_command(sections: dict[str, type] = SECTIONS) -> click.Command:
                 "tensors of matching name and shape load, the rest stay freshly initialised "
                 "(listed in the log and the manifest). distill: instead of a burn-in, on "
                 "--masks (the authors' KITTI recipe, from their TRI-PD model).",
+            ),
+            click.option(
+                "--rgb-model",
+                default=None,
+                metavar="MODEL",
+                help="xmod: the RGB network to start from: a burnin/distill artifact id or a "
+                "model file.",
+            ),
+            click.option(
+                "--lidar-model",
+                default=None,
+                metavar="MODEL",
+                help="xmod: the LiDAR network (--modality lidar) to start from: a "
+                "burnin/distill artifact id or a model file.",
             ),
             root_option(),
             click.option(
@@ -166,8 +182,13 @@ def to_request(options: Mapping[str, Any], setting_of: Mapping[str, str]) -> Tra
     inputs = {p: v for p, v in options.items() if p not in setting_of}
     if inputs["stage"] == "distill" and inputs["masks"] is not None and inputs["init"] is None:
         raise UserError("--masks: distillation uses its burn-in's masks (or give --init)")
-    if inputs["stage"] == "burnin" and inputs["burnin"] is not None:
+    if inputs["stage"] != "distill" and inputs["burnin"] is not None:
         raise UserError("--burnin: only for --stage distill")
+    for option in ("rgb_model", "lidar_model"):
+        if inputs["stage"] != "xmod" and inputs[option] is not None:
+            raise UserError(f"--{option.replace('_', '-')}: only for --stage xmod")
+    if inputs["stage"] == "xmod" and inputs["init"] is not None:
+        raise UserError("--init: xmod starts from --rgb-model and --lidar-model")
     return TrainRequest(given=given, **inputs)
 
 

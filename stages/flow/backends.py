@@ -13,7 +13,6 @@ Lightning, which nothing else in the pipeline needs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import warnings
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stages.artifacts import file_sha256
 from stages.errors import UserError
 from stages.hardware import autocast, resolve_device, resolve_precision
 from stages.progress import log
@@ -134,14 +134,6 @@ def _model_args(name: str):
     parser = ArgumentParser()
     parser.add_class_arguments(import_ptlflow().get_model_reference(name), "model")
     return parser.parse_args([])
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pretrained_checkpoints(name: str) -> dict[str, str]:

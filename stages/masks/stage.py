@@ -10,7 +10,6 @@ computed from the manifest over every video, resumed or not.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ import numpy as np
 import zarr
 
 from stages import zarrstore
-from stages.artifacts import Artifact, ArtifactStore
+from stages.artifacts import Artifact, ArtifactStore, file_sha256
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.hardware import die_with_parent, usable_cores, worker_count
@@ -451,7 +450,7 @@ def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
     else:
         path = Path(ref).expanduser()
     if path.is_file():
-        return path.resolve(), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return path.resolve(), "sha256:" + file_sha256(path)[:16]
     found = [a for a in store.list(None, SEGMENTER_STAGE) if a.is_complete and a.id.startswith(ref)]
     if not found:
         raise UserError(

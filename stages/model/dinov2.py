@@ -20,7 +20,6 @@ teacher) shares this module instead of duplicating it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stages.artifacts import file_sha256
 from stages.errors import UserError
 from stages.progress import log
 from stages.settings import SettingError
@@ -53,23 +53,6 @@ def is_dinov2(encoder: str) -> bool:
 
 
 # -- the weights file ----------------------------------------------------------------------
-_hashes: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime): a run resolves its
-    configuration more than once, and a ViT-g file is 4.5 GB."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _hashes:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 24):
-                digest.update(chunk)
-        _hashes[key] = digest.hexdigest()
-    return _hashes[key]
-
-
 def expected(variant: str) -> str:
     """What a weights file of ``variant`` is, for error messages."""
     return (

@@ -60,14 +60,14 @@ def motion_terms(
 
 
 def reconstruction_term(
-    recon: torch.Tensor, seen: torch.Tensor, batch: dict[str, torch.Tensor], config: LossConfig
+    recon: torch.Tensor, seen: torch.Tensor, projection: torch.Tensor | None, config: LossConfig
 ) -> tuple[str, torch.Tensor]:
-    """The weighted reconstruction term and its log name: RGB, the MSE of the frames the
-    model saw (``seen``); LiDAR (a batch with ``lidar_target``), scene completion against
-    the clip's projection before point drop, or ``seen`` itself (``completion_target``)."""
-    if "lidar_target" not in batch:
+    """The weighted reconstruction term and its log name: an RGB model (``projection``
+    None), the MSE of the frames it saw (``seen``); a LiDAR model, scene completion against
+    the clip's ``projection`` before point drop, or ``seen`` itself (``completion_target``)."""
+    if projection is None:
         return "mse", config.rec_weight * losses.reconstruction_loss(recon, seen, config.mse_range)
-    target = seen if config.completion_target == "input" else batch["lidar_target"]
+    target = seen if config.completion_target == "input" else projection
     return "completion", config.rec_weight * losses.completion_loss(recon, target)
 
 
@@ -96,7 +96,8 @@ class BurninObjective:
         out: DIODOutput = model(seen)
         maps = flat_maps(out)
         targets, valid = flat_masks(batch)
-        rec_name, rec = reconstruction_term(out.recon, seen, batch, self.losses)
+        projection = batch["lidar_target"] if self.lidar else None
+        rec_name, rec = reconstruction_term(out.recon, seen, projection, self.losses)
         bce = motion_terms(maps, targets, valid, seen.shape[0], self.losses.bce_frames)
         m_fg = targets.any(dim=1)
         fg = losses.fg_bg_loss(

@@ -20,9 +20,11 @@ import torch
 from stages.artifacts import Artifact, ArtifactStore
 from stages.errors import UserError
 from stages.model import DIOD, ModelConfig
+from stages.model.pair import is_pair_config
 
 DIRECTORY = "checkpoints"
-MODEL_STAGES = ("distill", "burnin")  # the stages whose artifacts hold a trained network
+#: the stages whose artifacts hold trained networks, latest in the chain first
+MODEL_STAGES = ("xmod", "distill", "burnin")
 PATTERN = re.compile(r"step_(\d{8})\.pt$")
 
 
@@ -80,11 +82,12 @@ def final(artifact: Artifact) -> dict[str, Any]:
     return load(found[1])
 
 
-def model_from(state: dict[str, Any], which: str = "model") -> DIOD:
+def model_from(state: dict[str, Any], which: str = "model", modality: str = "rgb") -> DIOD:
     """A DIOD built from a checkpoint's model config, with the weights of ``which``:
     ``model`` (the trained network; the student in distillation) or an extra module name
-    (e.g. ``teacher``)."""
-    model = DIOD(ModelConfig.from_dict(state["model_config"]))
+    (e.g. ``teacher``). An xMOD checkpoint holds a pair of networks: ``modality`` picks
+    one (other checkpoints hold one network and ignore it)."""
+    config = state["model_config"]
     if which == "model":
         weights = state["model"]
     elif which in state.get("extra", {}):
@@ -92,6 +95,10 @@ def model_from(state: dict[str, Any], which: str = "model") -> DIOD:
     else:
         have = ", ".join(["model", *state.get("extra", {})])
         raise UserError(f"checkpoint has no '{which}' weights (it has: {have})")
+    if is_pair_config(config):
+        config, prefix = config[modality], f"{modality}."
+        weights = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    model = DIOD(ModelConfig.from_dict(config))
     model.load_state_dict(weights)
     return model
 
@@ -112,7 +119,7 @@ def find_trained(
     found = [a for a in complete if a.id.startswith(ref)]
     if not found:
         raise UserError(
-            f"{option} {ref}: no complete burnin or distill artifact with this id in {where}"
+            f"{option} {ref}: no complete burnin, distill or xmod artifact with this id in {where}"
         )
     if len(found) > 1:
         raise UserError(f"{option} {ref}: ambiguous prefix ({', '.join(str(a) for a in found)})")

@@ -52,7 +52,11 @@ from stages.train.losses import COLOUR_RANGES, COMPLETION_TARGETS, FRAME_REDUCTI
 from stages.train.memory_format import AUTO, MEMORY_FORMATS
 from stages.train.presets import DEFAULT_FOR_DATASET, PRESETS
 
-STAGES = ("burnin", "distill")
+STAGES = ("burnin", "distill", "xmod")
+#: stages trained by distillation: xMOD (cross-modal, stages.train.xmod) resolves each of its
+#: two networks' runs as a distillation of that network
+DISTILLING = ("distill", "xmod")
+DIST_SOURCES = ("cross", "same")
 DINOV2 = "dinov2"  # a preset's table of what a DINOv2 encoder changes (its input size)
 LIDAR = "lidar"  # a preset's table of what a LiDAR model changes (loss weights, point drop)
 TABLES = ("distill", DINOV2, LIDAR)  # a preset's tables that are not burn-in settings
@@ -196,6 +200,13 @@ class DistillSettings(Settings):
         FLAG,
         "Labels from the frozen burn-in model, no EMA teacher (table-4 ablation).",
     ).field()
+    dist_source: str = Setting(
+        "cross",
+        choice(*DIST_SOURCES),
+        "xMOD only: whose teacher's pseudo-labels each student learns from: the other "
+        "modality's (cross, the paper) or its own (same, the authors' code); the motion masks "
+        "are judged by the other modality's teacher either way.",
+    ).field()
 
 
 @dataclass(frozen=True)
@@ -242,7 +253,11 @@ RUNTIME = "runtime"
 
 
 def stage_sections(stage: str) -> dict[str, type]:
-    return {k: v for k, v in SECTIONS.items() if k != "distill" or stage == "distill"}
+    return {k: v for k, v in SECTIONS.items() if k != "distill" or stage in DISTILLING}
+
+
+#: settings of one stage only, beyond their section's (the section is shared)
+STAGE_ONLY = {"dist_source": "xmod"}
 
 
 def setting_names(stage: str) -> dict[str, str]:
@@ -302,7 +317,7 @@ def preset_values(name: str, stage: str) -> dict[str, Any]:
 
 def _stage_values(table: Mapping[str, Any], stage: str) -> dict[str, Any]:
     """A preset table's values for ``stage``: its ``distill`` table, or its burn-in values."""
-    if stage == "distill":
+    if stage in DISTILLING:
         return dict(table.get("distill", {}))
     return {k: v for k, v in table.items() if k not in TABLES}
 
@@ -359,7 +374,8 @@ def resolve(
     """The run configuration of ``stage`` on ``dataset``.
 
     ``given``: flat {setting name: value} of what the user set (config file, command line);
-    ``burnin``: for distillation, the burn-in's saved configuration (``RunConfig.to_dict``;
+    ``burnin``: for distillation (and each network of xMOD), the saved configuration of
+    the run it starts from (``RunConfig.to_dict``;
     a flat record of older versions works too); None: the preset's burn-in configuration
     (a distillation started from another model). Raises SettingError naming the setting."""
     if stage not in STAGES:
@@ -367,8 +383,9 @@ def resolve(
     given = {k: v for k, v in (given or {}).items() if v is not None}
     names = setting_names(stage)
     for name in given:
-        if name not in names:
-            other = "distill" if name in setting_names("distill") else None
+        only = STAGE_ONLY.get(name)
+        if name not in names or only not in (None, stage):
+            other = only or ("distill" if name in setting_names("distill") else None)
             raise SettingError(
                 name,
                 f": only for --stage {other}" if other else ": no such setting",

@@ -44,7 +44,7 @@ from stages.artifacts import Artifact, ArtifactStore
 from stages.distill.augment import StrongAugConfig, step_generator, strong_view
 from stages.distill.ema import EmaTeacher
 from stages.distill.motion_filter import filter_motion_masks
-from stages.distill.pseudolabels import teacher_candidates
+from stages.distill.pseudolabels import Candidates, PseudoLabelConfig, teacher_candidates
 from stages.errors import UserError
 from stages.evaluate import dataset_root
 from stages.model import DIOD, DIODOutput
@@ -78,6 +78,77 @@ def _matched_term(
 
 
 @dataclass
+class TeacherLabels:
+    """What a teacher's pass over the weak view gives a student: its confident candidates
+    (eqs. 2-3) and its foreground map W_fg (F, h, w), which judges the motion masks (eq. 4)."""
+
+    candidates: Candidates
+    fg: torch.Tensor
+
+
+def teacher_labels(taught: DIODOutput, config: PseudoLabelConfig) -> TeacherLabels:
+    maps = taught.masks.flatten(0, 1).float()  # (F, K, h, w)
+    return TeacherLabels(teacher_candidates(maps, config), 1.0 - maps[:, -1])
+
+
+def student_loss(
+    out: DIODOutput,
+    seen: torch.Tensor,
+    projection: torch.Tensor | None,
+    batch: dict[str, torch.Tensor],
+    labels: TeacherLabels,
+    judge: torch.Tensor,
+    settings: DistillSettings,
+    config: LossConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5 for one student that saw ``seen`` and gave ``out``: L_t on ``labels``'
+    candidates, L_s on the motion masks whose mean under the foreground map ``judge`` reaches
+    the threshold (eq. 4), L_fg, and the reconstruction term (``burnin.reconstruction_term``;
+    ``projection``: a LiDAR clip's undropped maps). DIOD: ``labels`` and ``judge`` are the
+    student's own teacher's; xMOD crosses them between the modalities."""
+    maps = flat_maps(out)  # (F, K, N)
+    w_fg = 1.0 - maps[:, -1]
+    candidates = labels.candidates
+    c_targets = candidates.masks.flatten(2)
+    clips, frames_how = seen.shape[0], config.bce_frames
+    l_t = _matched_term(maps, c_targets, candidates.valid, candidates.scores, clips, frames_how)
+    if settings.motion_masks:
+        targets, valid = flat_masks(batch)
+        frame_masks = targets.view(targets.shape[0], targets.shape[1], *judge.shape[1:])
+        kept = filter_motion_masks(frame_masks, valid, judge, settings.labels.threshold)
+        l_s = _matched_term(maps, targets, kept.valid, kept.scores, clips, frames_how)
+        m_fg = kept.fg.flatten(1)
+        kept_masks = kept.valid.sum().item()
+    else:
+        l_s = maps.sum() * 0
+        m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
+        kept_masks = 0
+    l_fg = losses.fg_bg_loss(w_fg, m_fg, config.alpha, config.reg_region).mean()
+    # the student's own input (eq. 5), or the scene it completes
+    rec_name, rec = reconstruction_term(out.recon, seen, projection, config)
+    frames = maps.shape[0]
+    return l_s + l_t + l_fg + rec, {
+        rec_name: rec.item(),
+        "motion_bce": l_s.item(),
+        "teacher_bce": l_t.item(),
+        "fg_bg": l_fg.item(),
+        "candidates_per_frame": candidates.valid.sum().item() / frames,
+        "kept_masks_per_frame": kept_masks / frames,
+    }
+
+
+def views(
+    batch: dict[str, torch.Tensor], lidar: bool, generator: torch.Generator, strong: StrongAugConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(teacher's weak view, student's strong view, undropped projection or None): RGB, the
+    loader's clip and its strong colour view; LiDAR, the clip's projection before and after
+    point drop (the same pixels)."""
+    if lidar:
+        return batch["lidar_target"], batch["lidar"], batch["lidar_target"]
+    return batch["frames"], strong_view(batch["frames"], generator, strong), None
+
+
+@dataclass
 class DistillObjective:
     """Eq. 5 for the student; the teacher labels the weak view and follows by EMA."""
 
@@ -97,47 +168,13 @@ class DistillObjective:
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.lidar:
-            weak, strong = batch["lidar_target"], batch["lidar"]
-        else:
-            weak = batch["frames"]
-            strong = strong_view(weak, step_generator(self.seed, step, self.rank), self.strong)
-        taught: DIODOutput = self.teacher(weak, reconstruct=False)
-        t_maps = taught.masks.flatten(0, 1).float()  # (F, K, h, w)
-        t_fg = 1.0 - t_maps[:, -1]
-        candidates = teacher_candidates(t_maps, self.settings.labels)
-
+        generator = step_generator(self.seed, step, self.rank)
+        weak, strong, projection = views(batch, self.lidar, generator, self.strong)
+        labels = teacher_labels(self.teacher(weak, reconstruct=False), self.settings.labels)
         out: DIODOutput = model(strong)
-        maps = flat_maps(out)  # (F, K, N)
-        w_fg = 1.0 - maps[:, -1]
-
-        c_targets = candidates.masks.flatten(2)
-        clips, frames_how = weak.shape[0], self.losses.bce_frames
-        l_t = _matched_term(maps, c_targets, candidates.valid, candidates.scores, clips, frames_how)
-        if self.settings.motion_masks:
-            targets, valid = flat_masks(batch)
-            frame_masks = targets.view(targets.shape[0], targets.shape[1], *t_fg.shape[1:])
-            kept = filter_motion_masks(frame_masks, valid, t_fg, self.settings.labels.threshold)
-            l_s = _matched_term(maps, targets, kept.valid, kept.scores, clips, frames_how)
-            m_fg = kept.fg.flatten(1)
-            kept_masks = kept.valid.sum().item()
-        else:
-            l_s = maps.sum() * 0
-            m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
-            kept_masks = 0
-        l_fg = losses.fg_bg_loss(w_fg, m_fg, self.losses.alpha, self.losses.reg_region).mean()
-        # the student's own input (eq. 5), or the scene it completes
-        rec_name, rec = reconstruction_term(out.recon, strong, batch, self.losses)
-        total = l_s + l_t + l_fg + rec
-        frames = t_maps.shape[0]
-        return total, {
-            rec_name: rec.item(),
-            "motion_bce": l_s.item(),
-            "teacher_bce": l_t.item(),
-            "fg_bg": l_fg.item(),
-            "candidates_per_frame": candidates.valid.sum().item() / frames,
-            "kept_masks_per_frame": kept_masks / frames,
-        }
+        return student_loss(
+            out, strong, projection, batch, labels, labels.fg, self.settings, self.losses
+        )
 
     def after_step(self, model: nn.Module, step: int) -> None:
         if not self.settings.offline:

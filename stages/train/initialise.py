@@ -11,7 +11,6 @@ of the run's artifact id.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.artifacts import ArtifactStore
+from stages.artifacts import ArtifactStore, file_sha256
 from stages.errors import UserError
 from stages.train import checkpoint
 
@@ -34,14 +33,6 @@ class InitSource:
 
     weights: dict[str, torch.Tensor]
     identity: dict[str, str]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _network(state: dict[str, Any]) -> str:
@@ -79,7 +70,7 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
         if not path.is_file():
             raise UserError(f"--init {path}: file not found")
         return InitSource(
-            _file_weights(path), {"file": str(path.resolve()), "sha256": _sha256(path)}
+            _file_weights(path), {"file": str(path.resolve()), "sha256": file_sha256(path)}
         )
     artifact = checkpoint.find_trained(store, ref, option="--init")
     state = checkpoint.final(artifact)

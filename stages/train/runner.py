@@ -44,7 +44,8 @@ class TrainRequest:
     upstream artifact (masks for burn-in, a burn-in for distillation; None: the newest
     complete one), the dataset root (None: the one recorded upstream) and what to do with
     an existing run of the same configuration. ``init``: weights to start from
-    (``stages.train.initialise``); a distillation given one starts from it, not a burn-in."""
+    (``stages.train.initialise``); a distillation given one starts from it, not a burn-in.
+    ``rgb_model``, ``lidar_model``: xMOD's two trained networks (artifact ids or files)."""
 
     stage: str
     dataset: str
@@ -54,6 +55,8 @@ class TrainRequest:
     burnin: str | None = None
     root: str | None = None
     init: str | None = None
+    rgb_model: str | None = None
+    lidar_model: str | None = None
     resume: bool = False
     force: bool = False
     dry_run: bool = False
@@ -71,10 +74,16 @@ class RunSetup:
     steps_per_epoch: int
     device: torch.device
     init: dict[str, Any] | None = None  # --init: its source and what loaded
+    #: xMOD: the LiDAR network's run configuration (``config`` is the RGB network's) and
+    #: the two networks' sources
+    partner: RunConfig | None = None
+    sources: dict[str, dict[str, str]] | None = None
 
     def record(self) -> dict[str, Any]:
         """What every checkpoint keeps of the run: its configuration and derived sizes."""
+        partner = {"lidar_config": self.partner.to_dict()} if self.partner is not None else {}
         return {
+            **partner,
             "config": self.config.to_dict(),
             "run": {
                 "steps": self.steps,
@@ -108,6 +117,9 @@ class RunSetup:
         }
         if self.init is not None:
             params["init"] = self.init["source"]
+        if self.partner is not None:
+            params["lidar_config"] = self.partner.identity()
+            params["sources"] = self.sources
         return params
 
     def initialise(self, store: ArtifactStore, ref: str | None, model: nn.Module) -> None:
@@ -160,9 +172,14 @@ def auto_size(
     return resolve(request.stage, request.dataset, given, preset=request.preset, burnin=burnin)
 
 
-def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
+def prepare_run(
+    config: RunConfig, root: Path, masks: Artifact, lidar: LidarAugment | None = None
+) -> RunSetup:
     """The training split's clips, the run length (``steps``, or ``epochs`` times the
-    optimizer steps one epoch takes per rank) and the device."""
+    optimizer steps one epoch takes per rank) and the device. The clips carry range maps
+    for a LiDAR network, or when ``lidar`` says how (xMOD's RGB-led run)."""
+    if lidar is None and config.model.modality == "lidar":
+        lidar = LidarAugment(config.data.point_drop)
     data_cfg = config.data
     height, width = data_cfg.input_size
     stride = ResNet18Encoder.STRIDE
@@ -178,9 +195,9 @@ def prepare_run(config: RunConfig, root: Path, masks: Artifact) -> RunSetup:
         config.loop.seed,
         data_cfg.crop_top,
         data_cfg.epoch,
-        lidar=LidarAugment(data_cfg.point_drop) if config.model.modality == "lidar" else None,
+        lidar=lidar,
     )
-    if config.model.modality == "lidar":
+    if lidar is not None:
         check_lidar(data)
     ranks = Distributed.from_env()
     steps_per_epoch = (len(data) // ranks.world) // config.loop.batch_size
@@ -202,7 +219,7 @@ def check_lidar(data: ClipDataset) -> None:
         if ds.lidar(video, 0, data.input_size) is None:
             where = video.extra.get("dir", video.name)
             raise UserError(
-                f"{where}: no LiDAR; --modality lidar trains on a sweep per frame (diod data "
+                f"{where}: no LiDAR; a LiDAR network trains on a sweep per frame (diod data "
                 "synth --lidar, KITTI raw with velodyne_points)"
             )
 

@@ -54,7 +54,7 @@ def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path, tiny_masks):
     torch.save({"weights": {}}, other)
     with pytest.raises(UserError, match="expected a diod model file"):
         init_source(store, str(other))
-    with pytest.raises(UserError, match="--init zzzz: no complete burnin or distill"):
+    with pytest.raises(UserError, match="--init zzzz: no complete burnin, distill or xmod"):
         init_source(store, "zzzz")
 
 

@@ -165,7 +165,7 @@ def test_lidar_training_without_lidar_is_one_error_line(tmp_path, capsys):
     masks = gt_masks_artifact(store, root)
     from stages.train import train
 
-    with pytest.raises(UserError, match="no LiDAR; --modality lidar trains on a sweep per frame"):
+    with pytest.raises(UserError, match="no LiDAR; a LiDAR network trains on a sweep per frame"):
         train(store, tiny_request(modality="lidar"))
     code, _out, err = run_cli(
         ["--workspace", str(tmp_path / "runs"), "train", "--stage", "burnin", "--dataset",
