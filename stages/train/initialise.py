@@ -45,20 +45,35 @@ def _weights(state: dict[str, Any], network: str) -> dict[str, torch.Tensor]:
     return state["model"] if network == "model" else state["extra"][network]
 
 
-def _file_weights(path: Path) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class TrainedFile:
+    """A trained network read from a file: its weights, and the configuration of the run
+    that trained it (a model file's: its network and input geometry only)."""
+
+    weights: dict[str, torch.Tensor]
+    record: dict[str, Any]
+
+
+def read_trained_file(path: Path, option: str) -> TrainedFile:
     """The network of a model file, or of a training checkpoint (its teacher if it has one,
-    else its model)."""
+    else its model); a file that is neither is one UserError naming ``option``."""
     try:
         content = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"--init {path}: unreadable ({reason[:120]})") from None
+        raise UserError(f"{option} {path}: unreadable ({reason[:120]})") from None
     if isinstance(content, dict) and content.get("format") == MODEL_FILE_FORMAT:
-        return content["weights"]
+        geometry = content["input"]
+        data = {k: geometry[k] for k in ("crop_top", "clip_length")}
+        record = {
+            "model": content["model_config"],
+            "data": {"input_size": geometry["size"], **data},
+        }
+        return TrainedFile(content["weights"], record)
     if isinstance(content, dict) and isinstance(content.get("model"), dict):
-        return _weights(content, _network(content))
+        return TrainedFile(_weights(content, _network(content)), content.get("config", {}))
     raise UserError(
-        f"--init {path}: expected a diod model file (diod export-model) or a diod training "
+        f"{option} {path}: expected a diod model file (diod export-model) or a diod training "
         "checkpoint (a dict with 'model' weights)"
     )
 
@@ -70,7 +85,8 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
         if not path.is_file():
             raise UserError(f"--init {path}: file not found")
         return InitSource(
-            _file_weights(path), {"file": str(path.resolve()), "sha256": file_sha256(path)}
+            read_trained_file(path, "--init").weights,
+            {"file": str(path.resolve()), "sha256": file_sha256(path)},
         )
     artifact = checkpoint.find_trained(store, ref, option="--init")
     state = checkpoint.final(artifact)

@@ -33,7 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages import modelfile
 from stages.artifacts import Artifact, ArtifactStore, file_sha256
 from stages.distill.augment import StrongAugConfig, step_generator
 from stages.distill.ema import EmaTeacher
@@ -46,6 +45,7 @@ from stages.progress import log
 from stages.train import checkpoint
 from stages.train.config import DistillSettings, LossConfig, RunConfig
 from stages.train.distill import student_loss, teacher_labels, views
+from stages.train.initialise import read_trained_file
 from stages.train.runner import (
     AUTO_SIZE,
     TrainRequest,
@@ -77,18 +77,9 @@ def load_source(store: ArtifactStore, ref: str, option: str) -> Source:
     if path.suffix or path.exists():
         if not path.is_file():
             raise UserError(f"{option} {path}: file not found")
-        loaded = modelfile.load(path)
-        geometry = loaded.geometry
-        record = {
-            "model": loaded.model.config.to_dict(),
-            "data": {
-                "input_size": list(geometry.size),
-                "crop_top": geometry.crop_top,
-                "clip_length": geometry.clip_length,
-            },
-        }
+        trained = read_trained_file(path, option)
         identity = {"file": str(path.resolve()), "sha256": file_sha256(path)}
-        return Source(record, loaded.model.state_dict(), identity)
+        return Source(trained.record, trained.weights, identity)
     artifact = checkpoint.find_trained(store, ref, option=option)
     if artifact.stage not in ("burnin", "distill"):
         raise UserError(f"{option} {ref}: an {artifact.stage} artifact; give a burn-in or distill")
@@ -203,7 +194,13 @@ def train_xmod(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
     networks = {}
     for modality, config in (("rgb", rgb_config), ("lidar", lidar_config)):
         networks[modality] = DIOD(config.model)
-        networks[modality].load_state_dict(sources[modality].weights)
+        try:
+            networks[modality].load_state_dict(sources[modality].weights)
+        except RuntimeError:
+            raise UserError(
+                f"--{modality}-model {request_ref(request, modality)}: its weights do not fit "
+                "the network its configuration describes (an xmod checkpoint?)"
+            ) from None
     pair = CrossModalPair(networks["rgb"], networks["lidar"])
     teacher = EmaTeacher(pair, keep_rate=rgb_config.distill.ema)
     objective = XmodObjective(
