@@ -37,6 +37,25 @@ def tiny_synth(
     return generate(out, config)
 
 
+#: the size of ``tiny_street_lidar``'s frames, which its runs train at
+STREET_SIZE = (48, 160)
+
+
+def tiny_street_lidar(out: Path) -> tuple[Path, ArtifactStore]:
+    """Three street videos with LiDAR (two train, one val) under ``out``/data and a
+    workspace ``out``/runs holding their GT-moving masks: what LiDAR training needs."""
+    from stages.synthgen import StreetConfig, generate
+
+    height, width = STREET_SIZE
+    config = StreetConfig(
+        train_videos=2, val_videos=1, frames=5, height=height, width=width, lidar=True
+    )
+    root = generate(out / "data", config, workers=1)
+    store = ArtifactStore(out / "runs")
+    gt_masks_artifact(store, root)
+    return root, store
+
+
 def gt_masks_artifact(store: ArtifactStore, root: Path, dataset: str = "synth") -> Artifact:
     """A masks artifact in the common format: ids 1..M of the GT moving objects per frame."""
     ds = open_dataset(dataset, root)

@@ -9,7 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import gt_masks_artifact, run_cli, tiny_request, tiny_synth
+from helpers import (
+    STREET_SIZE,
+    gt_masks_artifact,
+    run_cli,
+    tiny_request,
+    tiny_street_lidar,
+    tiny_synth,
+)
 
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
@@ -18,11 +25,10 @@ from stages.lidar.projection import normalise
 from stages.model import DIOD, ModelConfig
 from stages.predict import Predictor
 from stages.settings import SettingError
-from stages.synthgen import StreetConfig, generate
 from stages.train import checkpoint
 from stages.train.config import resolve
 
-SIZE = (48, 160)
+SIZE = STREET_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +36,7 @@ def street(tmp_path_factory):
     """Street videos with LiDAR, their GT-moving masks, and a 4-step LiDAR burn-in."""
     from stages.train import train
 
-    config = StreetConfig(train_videos=2, val_videos=1, frames=5, height=48, width=160, lidar=True)
-    root = generate(tmp_path_factory.mktemp("street3d") / "data", config, workers=1)
-    store = ArtifactStore(tmp_path_factory.mktemp("street3d") / "runs")
-    gt_masks_artifact(store, root)
+    root, store = tiny_street_lidar(tmp_path_factory.mktemp("street3d"))
     burnin = train(store, tiny_request(modality="lidar", input_size=SIZE, val_videos=1))
     return root, store, burnin
 

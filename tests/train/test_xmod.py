@@ -8,15 +8,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import gt_masks_artifact, run_cli, tiny_request
+from helpers import STREET_SIZE, run_cli, tiny_request, tiny_street_lidar
 
 from stages import modelfile
-from stages.artifacts import ArtifactStore
 from stages.errors import UserError
-from stages.synthgen import StreetConfig, generate
 from stages.train import checkpoint
 
-SIZE = (48, 160)
+SIZE = STREET_SIZE
 #: settings the two source runs fix; an xmod request leaves them to the sources
 INHERITED = {"num_slots", "encoder_width", "decoder_channels", "clip_length", "input_size"}
 
@@ -32,10 +30,7 @@ def sources(tmp_path_factory):
     """Street videos with LiDAR, their GT-moving masks, an RGB and a LiDAR burn-in."""
     from stages.train import train
 
-    config = StreetConfig(train_videos=2, val_videos=1, frames=5, height=48, width=160, lidar=True)
-    root = generate(tmp_path_factory.mktemp("xmod") / "data", config, workers=1)
-    store = ArtifactStore(tmp_path_factory.mktemp("xmod") / "runs")
-    gt_masks_artifact(store, root)
+    root, store = tiny_street_lidar(tmp_path_factory.mktemp("xmod"))
     rgb = train(store, tiny_request(input_size=SIZE, val_split=""))
     lidar = train(store, tiny_request(modality="lidar", input_size=SIZE, val_split=""))
     return store, rgb, lidar
