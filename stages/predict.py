@@ -28,7 +28,7 @@ from stages.datasets import Dataset, Video
 from stages.errors import UserError
 from stages.frames import crop_resize_rgb, region
 from stages.hardware import autocast
-from stages.lidar.projection import normalise
+from stages.lidar.projection import fill_gaps, normalise
 from stages.model import DIOD
 
 
@@ -65,17 +65,24 @@ def to_input(frame: np.ndarray, size: tuple[int, int], crop_top: float = 0.0) ->
 
 
 def range_input(
-    ds: Dataset, video: Video, index: int, size: tuple[int, int], crop_top: float = 0.0
+    ds: Dataset,
+    video: Video,
+    index: int,
+    size: tuple[int, int],
+    crop_top: float = 0.0,
+    fill: float = 0.0,
 ) -> torch.Tensor:
     """Frame ``index``'s LiDAR sweep as a LiDAR model's input: (4, h, w) normalised
-    (x, y, z, r), 0 where no point falls, on the grid of ``to_input``'s pixels."""
+    (x, y, z, r) on the grid of ``to_input``'s pixels, gaps filled up to ``fill`` point
+    spacings (the model's ``lidar_fill``), 0 where empty."""
     metric = ds.lidar(video, index, size, region(crop_top))
     if metric is None:
         where = video.extra.get("dir", video.name)
         raise UserError(
             f"{where}: no LiDAR for frame {index}; a LiDAR model needs a sweep per frame"
         )
-    return torch.from_numpy(np.ascontiguousarray(normalise(metric).transpose(2, 0, 1)))
+    maps = fill_gaps(normalise(metric), fill)
+    return torch.from_numpy(np.ascontiguousarray(maps.transpose(2, 0, 1)))
 
 
 def cropped_rows(map_height: int, crop_top: float) -> int:
@@ -209,8 +216,10 @@ class Predictor:
         model) its sweeps on the same grid."""
         if self.model.config.modality == "rgb":
             return self.rgb_inputs(ds.iter_frames(video))
+        fill = self.model.config.lidar_fill
         return (
-            range_input(ds, video, i, self.input_size, self.crop_top) for i in range(len(video))
+            range_input(ds, video, i, self.input_size, self.crop_top, fill)
+            for i in range(len(video))
         )
 
     def clips(

@@ -23,6 +23,9 @@ class LidarAugment:
     #: with this probability a clip loses this share of its filled pixels (the training
     #: setting ``point_drop``, stages.train.config)
     point_drop: float
+    #: the network's input fills gaps up to this many point spacings (the model setting
+    #: ``lidar_fill``, stages.lidar.projection.fill_gaps); 0: sparse
+    fill: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.point_drop < 1:

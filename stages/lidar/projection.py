@@ -13,12 +13,14 @@ dropped rather than clipped to it: a clipped z with unclipped x and y is a point
 not exist.
 
 ``normalise`` maps the metric channels to (0, 1) with the authors' fixed KITTI ranges, so
-that 0 still means "no point".
+that 0 still means "no point". ``fill_gaps`` gives the empty cells between points their
+nearest point: a LiDAR network's input (docs/lidar.md, "Sparse or filled input").
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from stages.frames import FULL, Box, box_pixels
 
@@ -93,3 +95,24 @@ def normalise(metric: np.ndarray) -> np.ndarray:
 def valid(metric: np.ndarray) -> np.ndarray:
     """(...) bool: the cells that hold a point (a point has range > 0)."""
     return metric[..., 3] > 0
+
+
+def fill_gaps(maps: np.ndarray, spacings: float) -> np.ndarray:
+    """(..., h, w, 4) maps (metric or normalised) with every empty cell given the values of
+    its nearest point, where that point lies within ``spacings`` mean point spacings; cells
+    farther from any point (the sky, beyond the range) stay empty. The mean spacing of a
+    map is 1 / sqrt(its share of filled cells), in cells: the rule reads the same at any
+    grid size or beam count. ``spacings`` 0: the maps unchanged."""
+    if spacings <= 0:
+        return maps
+    out = np.zeros_like(maps)
+    for index in np.ndindex(maps.shape[:-3]):
+        cells = maps[index]
+        empty = ~valid(cells)
+        share = 1.0 - empty.mean()
+        if share == 0:
+            continue
+        distance, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
+        near = distance <= spacings / np.sqrt(share)
+        out[index] = np.where(near[..., None], cells[rows, cols], 0)
+    return out

@@ -13,9 +13,10 @@ ratio (the input size fixes it anyway, and wide driving frames would be stretche
 usual [3/4, 4/3] ratio range).
 
 With LiDAR (``lidar``, DIOD-3D), each item also holds the clip's range maps on the input
-grid under the same crop and flip (``stages.lidar.augment``): the student's input, points
-dropped, and the completion target, none dropped; both normalised (x, y, z, r) in (0, 1),
-0 where empty.
+grid under the same crop and flip (``stages.lidar.augment``), normalised (x, y, z, r) in
+(0, 1), 0 where empty: ``lidar``, the network's input (points dropped, gaps filled as the
+model's ``lidar_fill`` says), ``lidar_weak``, the same without the drop (a distillation
+teacher's view), and ``lidar_target``, the sparse projection (the completion target).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from stages.errors import UserError
 from stages.frames import FULL, Box, crop_resize_labels, crop_resize_rgb, region, within
 from stages.hardware import die_with_parent
 from stages.lidar.augment import LidarAugment, drop_points, mirror
-from stages.lidar.projection import normalise
+from stages.lidar.projection import fill_gaps, normalise
 from stages.zarrstore import MASKS_STORE, open_video, video_names
 
 
@@ -159,7 +160,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def _range_maps(
         self, video: Video, start: int, box: Box, mirrored: bool, rng: np.random.Generator
     ) -> dict[str, torch.Tensor]:
-        """The clip's LiDAR input and completion target, (T, 4, H, W) float32 each."""
+        """The clip's LiDAR input, teacher view and completion target, (T, 4, H, W) float32
+        each."""
         maps = []
         for i in range(start, start + self.clip_length):
             metric = self._source().lidar(video, i, self.input_size, box)
@@ -171,10 +173,15 @@ class ClipDataset(torch.utils.data.Dataset):
             maps.append(metric)
         metric = np.stack(maps)
         target = normalise(mirror(metric) if mirrored else metric)
-        seen = drop_points(target, rng, self.lidar.point_drop)
+        seen = fill_gaps(drop_points(target, rng, self.lidar.point_drop), self.lidar.fill)
+        maps = {
+            "lidar": seen,
+            "lidar_weak": fill_gaps(target, self.lidar.fill),
+            "lidar_target": target,
+        }
         return {
-            "lidar": torch.from_numpy(np.ascontiguousarray(seen.transpose(0, 3, 1, 2))),
-            "lidar_target": torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2))),
+            key: torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2)))
+            for key, value in maps.items()
         }
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -222,7 +229,7 @@ def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
         masks[i, :, :k] = it["masks"]
         valid[i, :, :k] = it["valid"]
     batch = {"masks": masks, "valid": valid}
-    for key in ("frames", "lidar", "lidar_target"):
+    for key in ("frames", "lidar", "lidar_weak", "lidar_target"):
         if key in items[0]:
             batch[key] = torch.stack([it[key] for it in items])
     return batch

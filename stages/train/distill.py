@@ -16,8 +16,8 @@ candidates (C, eqs. 2-3), both matched to the student's foreground slots and wei
 unwrapped student by EMA (identical on every DDP rank).
 
 A LiDAR model (DIOD-3D, SPEC-xMOD.md section 2) distils the same way on range maps: the
-teacher sees the clip's projection before point drop (its weak view), the student the
-dropped one (its strong view, the same pixels), and the reconstruction term is scene
+teacher sees the clip's input before point drop (its weak view), the student the dropped
+one (its strong view, the same pixels), and the reconstruction term is scene
 completion (``burnin.reconstruction_term``); the authors' weights are the preset's (50 for
 completion, alpha 0.4). Their code feeds both networks the same input and does not filter
 the motion masks; ours filters them with the teacher, as DIOD.
@@ -140,11 +140,11 @@ def student_loss(
 def views(
     batch: dict[str, torch.Tensor], lidar: bool, generator: torch.Generator, strong: StrongAugConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(teacher's weak view, student's strong view, undropped projection or None): RGB, the
-    loader's clip and its strong colour view; LiDAR, the clip's projection before and after
-    point drop (the same pixels)."""
+    """(teacher's weak view, student's strong view, the completion target or None): RGB, the
+    loader's clip and its strong colour view; LiDAR, the network's input before and after
+    point drop (the same pixels), and the sparse projection."""
     if lidar:
-        return batch["lidar_target"], batch["lidar"], batch["lidar_target"]
+        return batch["lidar_weak"], batch["lidar"], batch["lidar_target"]
     return batch["frames"], strong_view(batch["frames"], generator, strong), None
 
 

@@ -179,7 +179,7 @@ def prepare_run(
     optimizer steps one epoch takes per rank) and the device. The clips carry range maps
     for a LiDAR network, or when ``lidar`` says how (xMOD's RGB-led run)."""
     if lidar is None and config.model.modality == "lidar":
-        lidar = LidarAugment(config.data.point_drop)
+        lidar = LidarAugment(config.data.point_drop, config.model.lidar_fill)
     data_cfg = config.data
     height, width = data_cfg.input_size
     stride = ResNet18Encoder.STRIDE

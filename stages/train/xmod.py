@@ -185,7 +185,12 @@ def train_xmod(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
         raise UserError("--offline: xMOD's teachers follow their students (no offline variant)")
     masks = store.resolve(request.dataset, "masks", request.masks)
     root = Path(request.root) if request.root else dataset_root(store, masks)
-    setup = prepare_run(rgb_config, root, masks, LidarAugment(lidar_config.data.point_drop))
+    setup = prepare_run(
+        rgb_config,
+        root,
+        masks,
+        LidarAugment(lidar_config.data.point_drop, lidar_config.model.lidar_fill),
+    )
     setup.partner = lidar_config
     setup.sources = {m: sources[m].identity for m in MODALITIES}
     log.info("%s", setup.plan())

@@ -14,7 +14,7 @@ from stages.datasets import open_dataset
 from stages.errors import UserError
 from stages.frames import box_pixels, crop_resize_labels
 from stages.lidar.augment import LidarAugment, drop_points, mirror
-from stages.lidar.projection import normalise, valid
+from stages.lidar.projection import fill_gaps, normalise, valid
 from stages.synthgen import StreetConfig, generate
 from stages.train.data import Augment, ClipDataset, collate, draw_geometry
 from stages.train.losses import completion_loss
@@ -89,6 +89,29 @@ def test_completion_loss_ignores_empty_targets():
     assert completion_loss(predicted, torch.zeros_like(target)) == 0
 
 
+def test_gaps_take_their_nearest_point_within_a_resolution_free_radius():
+    """Each empty cell takes its nearest point's values within `spacings` mean point
+    spacings (1 / sqrt(filled share)); farther cells stay empty; 0 leaves the map as is."""
+    maps = np.zeros((1, 40, 40, 4), np.float32)
+    maps[0, 10, 10] = (0.1, 0.2, 0.3, 0.4)
+    maps[0, 10, 30] = (0.5, 0.6, 0.7, 0.8)
+    maps[0, 30, 10] = (0.9, 0.9, 0.9, 0.9)
+    maps[0, 30, 30] = (0.3, 0.3, 0.3, 0.3)
+    assert fill_gaps(maps, 0) is maps
+    spacing = 1 / np.sqrt(4 / 1600)  # 20 cells
+    filled = fill_gaps(maps, 0.25)  # within 5 cells of a point
+    np.testing.assert_array_equal(filled[0, 12, 13], maps[0, 10, 10])
+    np.testing.assert_array_equal(filled[0, 27, 33], maps[0, 30, 30])
+    assert not valid(filled[0, 20, 20]) and not valid(filled[0, 10, 16])
+    assert valid(filled[0, 10, 15]) and 0.25 * spacing == 5
+    # the same points on a grid twice as fine: the radius doubles with the spacing
+    fine = np.zeros((1, 80, 80, 4), np.float32)
+    fine[0, 20, 20], fine[0, 20, 60] = maps[0, 10, 10], maps[0, 10, 30]
+    fine[0, 60, 20], fine[0, 60, 60] = maps[0, 30, 10], maps[0, 30, 30]
+    np.testing.assert_array_equal(valid(fill_gaps(fine, 0.25))[0, ::2, ::2], valid(filled)[0])
+    assert not valid(fill_gaps(np.zeros_like(maps), 2.0)).any()  # nothing to fill from
+
+
 def test_clips_carry_range_maps_cut_and_flipped_with_their_frames(street, tmp_path):
     store = ArtifactStore(tmp_path / "runs")
     masks = gt_masks_artifact(store, street)
@@ -109,7 +132,18 @@ def test_clips_carry_range_maps_cut_and_flipped_with_their_frames(street, tmp_pa
         metric = mirror(ds.lidar(video, clip.start + t, SIZE, box))
         expected = normalise(metric).transpose(2, 0, 1)
         np.testing.assert_array_equal(item["lidar_target"][t].numpy(), expected)
-    torch.testing.assert_close(item["lidar"], item["lidar_target"])  # no drop asked
+    torch.testing.assert_close(item["lidar"], item["lidar_target"])  # no drop, no fill asked
+    torch.testing.assert_close(item["lidar_weak"], item["lidar_target"])
+    filled = ClipDataset(
+        "synth", street, masks, "train", 3, SIZE, (12, 40), augment, 7,
+        lidar=LidarAugment(0.0, fill=2.0),
+    )[(1, 0)]  # fmt: skip
+    np.testing.assert_array_equal(filled["lidar_target"], item["lidar_target"])  # still sparse
+    np.testing.assert_array_equal(
+        filled["lidar"].numpy(),
+        fill_gaps(item["lidar_target"].numpy().transpose(0, 2, 3, 1), 2.0).transpose(0, 3, 1, 2),
+    )
+    assert (filled["lidar"][:, 3] > 0).float().mean() > 2 * (item["lidar"][:, 3] > 0).float().mean()
     batch = collate([item, clips[(0, 0)]])
     assert batch["lidar"].shape == (2, 3, 4, *SIZE) and batch["frames"].shape[:2] == (2, 3)
 
