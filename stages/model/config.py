@@ -47,12 +47,12 @@ class ModelConfig(Settings):
         "output channels, trained on the same 2D motion masks, with scene completion).",
     ).field()
     lidar_fill: float = Setting(
-        2.0,
+        0.0,
         floats(0),
         "LiDAR models: each empty input pixel takes the values of its nearest point when that "
         "point lies within this many mean point spacings (1 / sqrt(the share of pixels with a "
         "point): the same at any resolution); farther pixels (sky) stay empty; the completion "
-        "target stays the sparse projection. 0: the sparse projection as the authors feed it.",
+        "target stays the sparse projection. 0: the sparse projection, as the authors feed it.",
     ).field()
     num_slots: int = Setting(45, ints(2), "K, slots including the last, background one.").field()
     slot_dim: int = Setting(64, ints(1), "D, the slot width.").field()
