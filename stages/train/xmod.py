@@ -109,7 +109,7 @@ def resolve_pair(request: TrainRequest, sources: dict[str, Source]) -> tuple[Run
         if a != b:
             raise UserError(
                 f"--rgb-model and --lidar-model: trained with {key} {a} and {b}; xMOD trains "
-                f"both on the same clips (give --{key.replace('_', '-')} to both runs)"
+                f"both networks on the same clips: give two models trained with one {key}"
             )
     return configs["rgb"], configs["lidar"]
 
