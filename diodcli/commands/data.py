@@ -47,6 +47,18 @@ def COMMAND() -> None:
     help="Street world: also a simulated LiDAR sweep per frame and the dense depth (lidar.npz).",
 )
 @click.option(
+    "--lidar-beams",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="With --lidar: lasers (default 64, KITTI's HDL-64E; fewer: a sparser sensor).",
+)
+@click.option(
+    "--lidar-step",
+    type=click.FloatRange(0.01, 10),
+    default=None,
+    help="With --lidar: degrees of azimuth between firings (default 0.17, the HDL-64E's).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace a different dataset at --out (one of the same settings is reused).",
@@ -63,6 +75,8 @@ def synth(
     fps: float | None,
     still_fraction: float | None,
     lidar: bool,
+    lidar_beams: int | None,
+    lidar_step: float | None,
     force: bool,
 ) -> None:
     """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
@@ -83,6 +97,13 @@ def synth(
         if world != "street":
             raise UserError("--lidar: only the street world is 3-D (use --world street)")
         extra["lidar"] = True
+    sensor = {"lidar_beams": lidar_beams, "lidar_azimuth_step_deg": lidar_step}
+    for name, value in sensor.items():
+        if value is not None:
+            if not lidar:
+                option = "--lidar-beams" if name == "lidar_beams" else "--lidar-step"
+                raise UserError(f"{option} {value}: sets the LiDAR of --lidar, which is off")
+            extra[name] = value
     config = WORLDS[world](
         seed=seed,
         train_videos=train_videos,

@@ -143,7 +143,8 @@ def test_clips_carry_range_maps_cut_and_flipped_with_their_frames(street, tmp_pa
         filled["lidar"].numpy(),
         fill_gaps(item["lidar_target"].numpy().transpose(0, 2, 3, 1), 2.0).transpose(0, 3, 1, 2),
     )
-    assert (filled["lidar"][:, 3] > 0).float().mean() > 2 * (item["lidar"][:, 3] > 0).float().mean()
+    has_point = (item["lidar"][:, 3] > 0).float().mean()
+    assert has_point < (filled["lidar"][:, 3] > 0).float().mean() < 1  # gaps filled, sky not
     batch = collate([item, clips[(0, 0)]])
     assert batch["lidar"].shape == (2, 3, 4, *SIZE) and batch["frames"].shape[:2] == (2, 3)
 

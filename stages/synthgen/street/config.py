@@ -124,14 +124,12 @@ class StreetConfig(VideoSetConfig):
 
     # --- the LiDAR (street/lidar.py): off unless asked for (``diod data synth --lidar``)
     lidar: bool = False
-    #: lasers, evenly spaced in elevation; None: KITTI's density on this frame size, as its
-    #: Velodyne HDL-64E's 64 lasers fall on KITTI's 375 rows (16 at 96 rows; lidar.py)
-    lidar_beams: int | None = None
+    #: lasers, evenly spaced in elevation: the HDL-64E's 64 (``diod data synth --lidar-beams``)
+    lidar_beams: int = 64
     #: elevation of the lowest and highest laser, degrees above level: the HDL-64E's
     lidar_elevation_deg: tuple[float, float] = (-24.9, 2.0)
-    #: azimuth between two firings, degrees; None: KITTI's density on this frame size, as the
-    #: HDL-64E's 0.17 degrees at 10 Hz fall on KITTI's 1242 columns (0.66 at 320)
-    lidar_azimuth_step_deg: float | None = None
+    #: azimuth between two firings, degrees: the HDL-64E's 0.17 at 10 Hz (``--lidar-step``)
+    lidar_azimuth_step_deg: float = 0.17
     #: where the LiDAR sits relative to the camera, m (right, down, forward; level with the
     #: road): KITTI's rig, 8 cm above and 27 cm behind its cameras
     lidar_offset_m: tuple[float, float, float] = (0.0, -0.08, -0.27)
@@ -227,10 +225,10 @@ def validate_street(config: StreetConfig) -> None:
         )
     if config.noise_std < 0:
         raise UserError(f"synth option noise_std={config.noise_std}: expected >= 0")
-    if config.lidar_beams is not None and not 1 <= config.lidar_beams <= 512:
+    if not 1 <= config.lidar_beams <= 512:
         raise UserError(f"synth option lidar_beams={config.lidar_beams}: expected 1..512")
     step = config.lidar_azimuth_step_deg
-    if step is not None and not 0.01 <= step <= 10:
+    if not 0.01 <= step <= 10:
         raise UserError(
             f"synth option lidar_azimuth_step_deg={config.lidar_azimuth_step_deg}: "
             "expected 0.01..10 degrees"

@@ -10,10 +10,12 @@ too: no return from the sky or beyond the maximum range, Gaussian range noise, r
 dropouts, and objects with weak returns (dark or specular paint; drawn per video) that
 lose most of their points. Only the beams that can land in the camera's view are traced.
 
-By default the beams and firings are as dense per pixel as KITTI's on KITTI's frames (about
-5 % of the pixels get a point), whatever the frame size: the full HDL-64E on a 96x320 frame
-would fill a third of the pixels, and the sparsity DIOD-3D must cope with would be gone. A
-set meant to mimic the sensor instead of the model's view of it gives both explicitly.
+By default it is the sensor itself, 64 lasers fired every 0.17 degrees, whatever the frame
+size: a KITTI sweep reaches a model's grid by binning every point into its cell
+(``stages.lidar.projection``), so a synthetic sweep must be the physical one for a set to
+show a model what KITTI shows it at the same grid (about 5 % of the pixels filled at KITTI's
+own 375x1242, about 40 % at 96x320). Fewer lasers or coarser firings
+(``diod data synth --lidar-beams/--lidar-step``) give a sparser sensor, a harder case.
 
 A sweep is stored in the sensor's frame with KITTI's axes (x forward, y left, z up),
 beside the 4x4 transform into the camera's coordinates, so it reaches the image grid by
@@ -39,25 +41,6 @@ from stages.synthgen.street.scene import FrameShapes
 VIEW_MARGIN_PX = 8
 #: the sky is always the first shape of a frame (``StreetScene.frame``)
 SKY = 0
-#: KITTI's Velodyne HDL-64E (lasers; degrees between firings at 10 Hz) over its colour
-#: frames (rows, columns, horizontal field of view in degrees): the default density
-KITTI_LASERS, KITTI_STEP_DEG = 64, 0.17
-KITTI_ROWS, KITTI_COLUMNS, KITTI_HFOV_DEG = 375, 1242, 81.0
-
-
-def lasers(config: StreetConfig) -> int:
-    """``lidar_beams``, or as many as fall on the frame's rows as KITTI's on its rows."""
-    if config.lidar_beams is not None:
-        return config.lidar_beams
-    return max(2, round(KITTI_LASERS * config.height / KITTI_ROWS))
-
-
-def azimuth_step_deg(config: StreetConfig) -> float:
-    """``lidar_azimuth_step_deg``, or the step with KITTI's firings per pixel column."""
-    if config.lidar_azimuth_step_deg is not None:
-        return config.lidar_azimuth_step_deg
-    kitti_px = KITTI_COLUMNS / KITTI_HFOV_DEG  # columns per degree
-    return KITTI_STEP_DEG * kitti_px / (config.width / config.hfov_deg)
 
 
 @dataclass(frozen=True)
@@ -74,10 +57,10 @@ class Sensor:
     @classmethod
     def of(cls, config: StreetConfig) -> Sensor:
         low, high = np.radians(config.lidar_elevation_deg)
-        elevation = np.linspace(high, low, lasers(config))
+        elevation = np.linspace(high, low, config.lidar_beams)
         # azimuth to the right, over the camera's view and a little more
         half = math.radians(config.hfov_deg / 2 + 5.0)
-        step = math.radians(azimuth_step_deg(config))
+        step = math.radians(config.lidar_azimuth_step_deg)
         azimuth = np.arange(-half, half + step / 2, step)
         el, az = np.meshgrid(elevation, azimuth, indexing="ij")
         beams = np.stack([np.cos(el) * np.cos(az), -np.cos(el) * np.sin(az), np.sin(el)])
