@@ -29,6 +29,7 @@ from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.evaluate import dataset_root
 from stages.frames import FULL, crop_resize_rgb
+from stages.fusion import FUSION_IOU, fuse_maps
 from stages.hardware import PRECISION, model_precision, resolve_device
 from stages.overlays import overlay, palette
 from stages.predict import Predictor, argmax_scores, use_batch_statistics
@@ -49,7 +50,7 @@ class ExportConfig:
     dataset: str
     split: str = "val"
     model: str | None = None  # burnin/distill/xmod artifact id (prefix); None: the newest
-    modality: str | None = None  # an xmod model's network: rgb (None) or lidar
+    modality: str | None = None  # an xmod model's network: rgb (None), lidar, or both fused
     protocol: str = "diod"
     which: str | None = None  # for distill artifacts; burn-in has one network
     batchnorm: str | None = None  # "eval": running statistics; "train": each batch's
@@ -137,32 +138,25 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
     """Predict every video of ``config.split`` and publish the predictions artifact."""
     run = run_settings(config)
     source = model_artifact(store, config.dataset, config.model)
-    loaded = modelfile.from_artifact(source, run.which, config.modality or "rgb")
-    model, geometry = loaded.model, loaded.geometry
-    if config.modality not in (None, model.config.modality):
-        raise UserError(
-            f"--modality {config.modality}: {source} is a {model.config.modality} model "
-            "(only an xmod model has both networks)"
-        )
-    if model.config.num_slots > 256:
-        raise UserError(
-            f"model {source} has {model.config.num_slots} slots: the uint8 'slots' array holds at most 256"
-        )
     device = resolve_device(config.device)
-    model.to(device).eval()
-    if run.batchnorm == "train":
-        use_batch_statistics(model)
-    predictor = Predictor(
-        model=model,
-        input_size=geometry.size,
-        crop_top=geometry.crop_top,
-        clip_length=run.clip_length or geometry.clip_length,
-        batch_size=run.batch_size,
-        device=device,
-        precision=model_precision(run.precision or PRECISION.default, device),
-    )
-    if device.type == "cuda":
-        model.use_channels_last()
+    if config.modality == "fused":
+        if source.stage != "xmod":
+            raise UserError(
+                f"--modality fused: {source} has one network; late fusion runs an xmod "
+                "model's RGB and LiDAR networks together"
+            )
+        predictors = [_predictor(source, run, modality, device) for modality in ("rgb", "lidar")]
+        _check_fusable(source, *predictors)
+    else:
+        predictors = [_predictor(source, run, config.modality or "rgb", device)]
+        if config.modality not in (None, predictors[0].model.config.modality):
+            raise UserError(
+                f"--modality {config.modality}: {source} is a "
+                f"{predictors[0].model.config.modality} model (only an xmod model has both "
+                "networks)"
+            )
+    predictor = predictors[0]
+    model = predictor.model
     root = Path(config.root) if config.root is not None else dataset_root(store, source)
     ds = open_dataset(config.dataset, root)
     videos = ds.videos(config.split)
@@ -183,8 +177,10 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
         "mp4": config.mp4,
         "fps": config.fps if config.mp4 else None,
     }
-    if source.stage == "xmod":  # which of its two networks
-        params["modality"] = model.config.modality
+    if source.stage == "xmod":  # which of its two networks, or both fused
+        params["modality"] = config.modality or "rgb"
+    if config.modality == "fused":
+        params["fusion_iou"] = FUSION_IOU
     with store.open(
         config.dataset,
         STAGE,
@@ -207,7 +203,7 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
             for v in videos
             if need_overlays(v) or not has_video(writer, PREDICTIONS_STORE, config.split, v.name)
         ]
-        streams = predictor.each_video([(predictor.video_inputs(ds, v), len(v)) for v in todo])
+        streams = _streams(predictors, ds, todo)
         done = 0
         for video, stream in track(
             zip(todo, streams, strict=True), f"export {config.split}", total=len(todo)
@@ -230,6 +226,62 @@ def export(store: ArtifactStore, config: ExportConfig) -> Artifact:
                 "batchnorm": run.batchnorm,
             }
         )
+
+
+def _predictor(
+    source: Artifact, run: protocols.ExportSettings, modality: str, device: torch.device
+) -> Predictor:
+    """One network of ``source`` (``modality``'s, for an xmod model) loaded to run."""
+    loaded = modelfile.from_artifact(source, run.which, modality)
+    model, geometry = loaded.model, loaded.geometry
+    if model.config.num_slots > 256:
+        raise UserError(
+            f"model {source} has {model.config.num_slots} slots: the uint8 'slots' array "
+            "holds at most 256"
+        )
+    model.to(device).eval()
+    if run.batchnorm == "train":
+        use_batch_statistics(model)
+    if device.type == "cuda":
+        model.use_channels_last()
+    return Predictor(
+        model=model,
+        input_size=geometry.size,
+        crop_top=geometry.crop_top,
+        clip_length=run.clip_length or geometry.clip_length,
+        batch_size=run.batch_size,
+        device=device,
+        precision=model_precision(run.precision or PRECISION.default, device),
+    )
+
+
+def _check_fusable(source: Artifact, rgb: Predictor, lidar: Predictor) -> None:
+    """Late fusion pairs the two networks' slots on one grid: they must agree on it."""
+    shape = [
+        (p.map_size, p.model.config.num_slots, p.model.config.background_slot) for p in (rgb, lidar)
+    ]
+    if shape[0] != shape[1]:
+        raise UserError(
+            f"--modality fused: the networks of {source} differ in (map size, slots, background "
+            f"slot): rgb {shape[0]}, lidar {shape[1]}; fusion needs one grid and one slot layout"
+        )
+
+
+def _streams(
+    predictors: list[Predictor], ds: Dataset, videos: list[Video]
+) -> Iterator[Iterator[tuple[int, torch.Tensor]]]:
+    """Per video, its stream of (first frame, maps): one network's, or (two predictors) the
+    RGB and LiDAR networks' maps of the same frames fused (``stages.fusion``)."""
+    runs = [p.each_video([(p.video_inputs(ds, v), len(v)) for v in videos]) for p in predictors]
+    if len(runs) == 1:
+        return runs[0]
+    background = predictors[0].model.config.background_slot
+
+    def fused(rgb: Iterator, lidar: Iterator) -> Iterator[tuple[int, torch.Tensor]]:
+        for (first, rgb_maps), (_, lidar_maps) in zip(rgb, lidar, strict=True):
+            yield first, fuse_maps(rgb_maps, lidar_maps, background)
+
+    return (fused(rgb, lidar) for rgb, lidar in zip(*runs, strict=True))
 
 
 def _export_video(

@@ -26,6 +26,8 @@ KIND_LABEL = {
 }
 #: rows of LiDAR networks: DIOD-3D after its burn-in and distillation, xMOD's 3D student
 LIDAR_LABEL = {"burnin": "DIOD-3D burn-in", "distill": "DIOD-3D", "xmod": "xMOD-3D"}
+#: the row of an xmod model's two networks late-fused (``diod export --modality fused``)
+FUSED_LABEL = {"xmod": "xMOD fused"}
 #: distill options that make a run an ablation of paper table 4 (or of xMOD's cross-modal
 #: labels), and how the row names them
 ABLATIONS = {
@@ -70,7 +72,7 @@ def _label(kind: str, model: Artifact | None, export: Artifact | None) -> str:
     modality = model.params.get("config", {}).get("model", {}).get("modality", "rgb")
     if kind == "xmod":  # two networks: the export says which one ran
         modality = export.params.get("modality", "rgb")
-    label = (LIDAR_LABEL if modality == "lidar" else KIND_LABEL)[kind]
+    label = {"lidar": LIDAR_LABEL, "fused": FUSED_LABEL}.get(modality, KIND_LABEL)[kind]
     if kind == "burnin":
         return label
     settings = flatten(model.params.get("config", model.params))  # nested by section

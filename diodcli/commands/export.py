@@ -31,10 +31,11 @@ PROTOCOL_DEFAULT = " [default: the protocol's: diod {}; paper {}]"
 )
 @click.option(
     "--modality",
-    type=click.Choice(["rgb", "lidar"]),
+    type=click.Choice(["rgb", "lidar", "fused"]),
     default=None,
-    help="Which of an xmod model's two networks runs: the RGB one (on frames) or the LiDAR "
-    "one (on the sweeps) [default: rgb]; other models have one, of their own modality.",
+    help="Which of an xmod model's two networks runs: the RGB one (on frames), the LiDAR "
+    "one (on the sweeps), or both, late-fused (objects both see, IoU > 0.1) [default: rgb]; "
+    "other models have one, of their own modality.",
 )
 @protocol_option(
     "How the model runs: `diod` (the options' defaults) or `paper`, the authors' evaluation "

@@ -112,11 +112,16 @@ def test_a_stopped_xmod_run_resumes_to_the_uninterrupted_one(sources, tmp_path, 
     assert all(torch.equal(v, b["extra"]["teacher"][k]) for k, v in a["extra"]["teacher"].items())
 
 
-def test_either_network_exports_and_reports_as_its_row(sources, tmp_path):
+def test_either_network_or_both_fused_export_and_report_as_their_rows(
+    sources, tmp_path, monkeypatch
+):
     """A model file can be a source; export runs the RGB network on frames, the LiDAR one
-    on the sweeps; the report names them xMOD-2D and xMOD-3D."""
+    on the sweeps, or both fused frame by frame; the report names them xMOD-2D, xMOD-3D
+    and xMOD fused."""
+    from stages import export as export_stage
     from stages.evaluate import EvalConfig, evaluate
     from stages.export import ExportConfig, export
+    from stages.fusion import fuse_maps
     from stages.report import results
     from stages.train import train
 
@@ -124,16 +129,28 @@ def test_either_network_exports_and_reports_as_its_row(sources, tmp_path):
     path = modelfile.save(modelfile.from_artifact(lidar), tmp_path / "lidar.pt")
     art = train(store, _request(rgb.id, str(path), steps=1, checkpoint_every=1))
     assert art.params["sources"]["lidar"]["sha256"]
-    for modality in ("rgb", "lidar"):
+    fused_frames: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def spy(rgb_maps: torch.Tensor, lidar_maps: torch.Tensor, background: int) -> torch.Tensor:
+        fused_frames.append((rgb_maps, lidar_maps))
+        return fuse_maps(rgb_maps, lidar_maps, background)
+
+    monkeypatch.setattr(export_stage, "fuse_maps", spy)
+    for modality in ("rgb", "lidar", "fused"):
         predictions = export(
             store, ExportConfig("synth", model=art.id, modality=modality, device="cpu")
         )
         assert predictions.params["modality"] == modality
         evaluate(store, EvalConfig("synth", predictions=predictions.id))
+    # every frame of the split fused once, from two networks' different maps of it
+    assert sum(len(r) for r, _ in fused_frames) == predictions.manifest["summary"]["frames"]
+    assert all(r.shape == m.shape and not torch.equal(r, m) for r, m in fused_frames)
     labels = {row.label for row in results(store, "synth", "val")}
-    assert {"xMOD-2D", "xMOD-3D"} <= labels
+    assert {"xMOD-2D", "xMOD-3D", "xMOD fused"} <= labels
     with pytest.raises(UserError, match="--modality lidar: .* is a rgb model"):
         export(store, ExportConfig("synth", model=rgb.id, modality="lidar", device="cpu"))
+    with pytest.raises(UserError, match="--modality fused: .* has one network"):
+        export(store, ExportConfig("synth", model=rgb.id, modality="fused", device="cpu"))
 
 
 def test_wrong_sources_and_options_are_one_error_line(sources, capsys):
