@@ -60,7 +60,8 @@ def test_a_lidar_network_takes_and_reconstructs_four_channels():
 
 def test_lidar_runs_take_the_authors_weights_from_the_preset():
     """SPEC-xMOD.md section 2: burn-in 100 L_rec, distillation 50 L_rec and alpha 0.4; point
-    drop 0.1 on KITTI, 0.4 on TRI-PD; no colour view. RGB runs keep theirs."""
+    drop 0.1 on KITTI, 0.4 on TRI-PD; no colour view. RGB runs keep theirs. The CPU preset
+    scales the completion weights by 1/100 and fills the gaps between beams."""
     rgb = resolve("burnin", "kitti", {"input_size": (16, 24)})
     assert rgb.losses.rec_weight == 1.0 and rgb.data.strong_view and rgb.losses.alpha == 0.3
     kitti = resolve("burnin", "kitti", {"input_size": (16, 24), "modality": "lidar"})
@@ -71,6 +72,12 @@ def test_lidar_runs_take_the_authors_weights_from_the_preset():
     distill = resolve("distill", "kitti", burnin=kitti.to_dict())
     assert distill.model.modality == "lidar"
     assert (distill.losses.rec_weight, distill.losses.alpha) == (50, 0.4)
+    assert kitti.model.lidar_fill == 0  # the authors' sparse input
+    cpu = resolve("burnin", "synth", {"modality": "lidar"})
+    assert (cpu.losses.rec_weight, cpu.model.lidar_fill, cpu.data.strong_view) == (1, 2, False)
+    cpu_distill = resolve("distill", "synth", burnin=cpu.to_dict())
+    assert (cpu_distill.losses.rec_weight, cpu_distill.losses.alpha) == (0.5, 0.4)
+    assert cpu_distill.model.lidar_fill == 2
     given = resolve("distill", "kitti", {"rec_weight": 7.0}, burnin=kitti.to_dict())
     assert given.losses.rec_weight == 7.0  # what is given wins over the table
     with pytest.raises(SettingError, match="strong_view: a colour view of LiDAR"):
@@ -83,7 +90,7 @@ def test_lidar_burnin_learns_completion_on_range_maps(street):
     root, store, burnin = street
     state = checkpoint.final(burnin)
     assert state["config"]["model"]["modality"] == "lidar"
-    assert state["config"]["losses"]["rec_weight"] == 100
+    assert state["config"]["losses"]["rec_weight"] == 1  # the CPU preset's
     rows = _rows(burnin)
     assert {"completion", "bce", "fg_bg"} <= set(rows[0]) and "mse" not in rows[0]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
@@ -131,7 +138,7 @@ def test_lidar_distillation_teacher_sees_the_undropped_sweep(street, monkeypatch
     inherited = {"num_slots", "encoder_width", "decoder_channels", "clip_length", "input_size"}
     request = replace(request, given={k: v for k, v in request.given.items() if k not in inherited})
     art = train(store, request)
-    assert checkpoint.final(art)["config"]["losses"]["rec_weight"] == 50
+    assert checkpoint.final(art)["config"]["losses"]["rec_weight"] == 0.5  # the CPU preset's
     assert "completion" in _rows(art)[0]
     for batch in seen:
         assert torch.equal(batch["teacher"], batch["lidar_weak"])
