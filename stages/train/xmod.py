@@ -68,6 +68,8 @@ class Source:
     record: dict[str, Any]
     weights: dict[str, torch.Tensor]
     identity: dict[str, str]
+    #: the scores of the source run's last validation, where it has them (artifacts)
+    validation: dict[str, float] | None = None
 
 
 def load_source(store: ArtifactStore, ref: str, option: str) -> Source:
@@ -90,7 +92,27 @@ def load_source(store: ArtifactStore, ref: str, option: str) -> Source:
         "artifact": f"{artifact.dataset}/{artifact.stage}/{artifact.id}",
         "network": network,
     }
-    return Source(state["config"], weights, identity)
+    validation = artifact.manifest.get("summary", {}).get("validation")
+    return Source(state["config"], weights, identity, validation)
+
+
+def warn_if_blind(sources: dict[str, Source]) -> None:
+    """A source that found no object on its validation split (F1@50 0: not one of its
+    segments matched an object at IoU 0.5) makes a teacher that keeps none of the other
+    student's motion masks and labels nothing: that student, then its teacher, then the
+    first student fall to all-background (seen with a DIOD-3D burn-in on sparse sweeps:
+    docs/lidar.md). Said before the run, not refused: a validation split can be unlike the
+    training data."""
+    for modality, source in sources.items():
+        if source.validation and source.validation.get("f1_50") == 0:
+            log.warning(
+                "--%s-model %s found no object on its validation split (F1@50 0): its teacher "
+                "will keep none of the %s student's motion masks and give it no pseudo-labels; "
+                "xMOD then turns both networks to background (docs/lidar.md)",
+                modality,
+                next(iter(source.identity.values())),
+                OTHER[modality],
+            )
 
 
 def resolve_pair(request: TrainRequest, sources: dict[str, Source]) -> tuple[RunConfig, RunConfig]:
@@ -181,6 +203,7 @@ def train_xmod(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
         raise UserError("--stage xmod: give --rgb-model and --lidar-model (artifact ids or files)")
     sources = {m: load_source(store, request_ref(request, m), f"--{m}-model") for m in MODALITIES}
     rgb_config, lidar_config = resolve_pair(request, sources)
+    warn_if_blind(sources)
     if rgb_config.distill.offline:
         raise UserError("--offline: xMOD's teachers follow their students (no offline variant)")
     masks = store.resolve(request.dataset, "masks", request.masks)

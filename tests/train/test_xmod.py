@@ -173,3 +173,24 @@ def test_wrong_sources_and_options_are_one_error_line(sources, capsys):
         capsys,
     )  # fmt: skip
     assert code == 2 and "--rgb-model: only for --stage xmod" in err and "Traceback" not in err
+
+
+def test_a_source_that_found_no_object_is_warned_of(sources, monkeypatch, caplog):
+    """A blind source (F1@50 0 in its validation) makes xMOD collapse: said before the run."""
+    from stages.train import train, xmod
+
+    store, rgb, lidar = sources
+    loaded = xmod.load_source
+
+    def blind_lidar(store, ref, option):
+        source = loaded(store, ref, option)
+        blind = {"f1_50": 0.0, "all_ari": 0.0}
+        return replace(source, validation=blind) if option == "--lidar-model" else source
+
+    monkeypatch.setattr(xmod, "load_source", blind_lidar)
+    with caplog.at_level("WARNING", logger="diod"):
+        assert train(store, replace(_request(rgb.id, lidar.id), dry_run=True)) is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    assert warned[0].startswith(f"--lidar-model synth/burnin/{lidar.id} found no object")
+    assert "none of the rgb student's motion masks" in warned[0]
