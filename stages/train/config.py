@@ -323,13 +323,22 @@ def _stage_values(table: Mapping[str, Any], stage: str) -> dict[str, Any]:
 
 
 def _modality_values(
-    name: str, values: dict[str, Any], given: Mapping[str, Any], stage: str
+    name: str, values: dict[str, Any], given: Mapping[str, Any], stage: str, from_burnin: bool
 ) -> dict[str, Any]:
     """``values`` with preset ``name``'s LiDAR table for ``stage`` layered under what was
-    given, when the run's network is a LiDAR one (DIOD-3D)."""
+    given, when the run's network is a LiDAR one (DIOD-3D). A distillation straight from
+    another model (``--init``, no burn-in record) takes the table's burn-in values first,
+    as it takes the preset's own burn-in values where a record would be (its network's
+    ``lidar_fill`` among them)."""
     if values.get("modality", MODEL_DEFAULTS["modality"].default) != "lidar":
         return values
-    return _layer(_layer(values, _stage_values(PRESETS[name].get(LIDAR, {}), stage)), given)
+    table = PRESETS[name].get(LIDAR, {})
+    layer = _stage_values(table, stage)
+    if stage in DISTILLING and not from_burnin:
+        names = setting_names(stage)
+        burnin = {k: v for k, v in _stage_values(table, "burnin").items() if k in names}
+        layer = {**burnin, **layer}
+    return _layer(_layer(values, layer), given)
 
 
 def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,7 +418,7 @@ def resolve(
     values = _layer(values, given)
     if stage == "burnin":  # distillation keeps its burn-in's size
         values = _encoder_values(name, values, given)
-    values = _modality_values(name, values, given, stage)
+    values = _modality_values(name, values, given, stage, from_burnin=burnin is not None)
     values["map_size"] = _map_size(values)
     if burnin is not None and values["map_size"] != _size_or_none(base.get("map_size")):
         raise SettingError(

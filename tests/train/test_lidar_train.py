@@ -78,6 +78,8 @@ def test_lidar_runs_take_the_authors_weights_from_the_preset():
     cpu_distill = resolve("distill", "synth", burnin=cpu.to_dict())
     assert (cpu_distill.losses.rec_weight, cpu_distill.losses.alpha) == (0.5, 0.4)
     assert cpu_distill.model.lidar_fill == 2
+    straight = resolve("distill", "synth", {"modality": "lidar"})  # --init: no burn-in record
+    assert straight.to_dict() == cpu_distill.to_dict()
     given = resolve("distill", "kitti", {"rec_weight": 7.0}, burnin=kitti.to_dict())
     assert given.losses.rec_weight == 7.0  # what is given wins over the table
     with pytest.raises(SettingError, match="strong_view: a colour view of LiDAR"):
