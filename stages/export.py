@@ -3,8 +3,10 @@
 Videos are run as ``stages.predict`` says (clips of T, each from a fresh state), with the
 model-run settings of a protocol (``stages.protocols``: which network, BatchNorm mode, clip
 length, batch, precision; ``--protocol paper`` runs the model as the authors' evaluation did).
+An xmod model runs one of its networks (``modality`` rgb or lidar) or both, their maps of
+each frame late-fused (``fused``, ``stages.fusion``) and written as one network's.
 
-Output (stage ``export``, upstream {"burnin" | "distill": id}), ``predictions.zarr`` with a
+Output (stage ``export``, upstream {"burnin" | "distill" | "xmod": id}), ``predictions.zarr`` with a
 group per ``<split>/<video>``: ``slots`` (T, h, w) uint8 argmax slot id, ``scores`` (T, K)
 float32 mean soft attention of slot k inside its argmax segment (0 where empty), optional
 ``soft`` (T, K, h, w) float16; attrs num_slots, background_slot, height, width,
