@@ -33,12 +33,10 @@ def fuse_maps(
     the background slot 1 exactly where no fused object is."""
     if rgb.shape != lidar.shape:
         raise ValueError(f"maps of different shapes: rgb {rgb.shape}, lidar {lidar.shape}")
-    n, k = rgb.shape[:2]
-    segments = [
-        F.one_hot(maps.argmax(1).flatten(1), k).transpose(1, 2).float()  # (n, K, N)
-        for maps in (rgb, lidar)
-    ]
-    s2, s3 = segments
+    k = rgb.shape[1]
+    s2, s3 = (  # argmax segments, (n, K, N) one-hot
+        F.one_hot(maps.argmax(1).flatten(1), k).transpose(1, 2).float() for maps in (rgb, lidar)
+    )
     inter = s2 @ s3.transpose(1, 2)  # (n, K_rgb, K_lidar) pixels in both
     union = s2.sum(2, keepdim=True) + s3.sum(2).unsqueeze(1) - inter
     objects = torch.ones(k, dtype=torch.bool, device=rgb.device)

@@ -97,13 +97,15 @@ def synth(
         if world != "street":
             raise UserError("--lidar: only the street world is 3-D (use --world street)")
         extra["lidar"] = True
-    sensor = {"lidar_beams": lidar_beams, "lidar_azimuth_step_deg": lidar_step}
-    for name, value in sensor.items():
-        if value is not None:
-            if not lidar:
-                option = "--lidar-beams" if name == "lidar_beams" else "--lidar-step"
-                raise UserError(f"{option} {value}: sets the LiDAR of --lidar, which is off")
-            extra[name] = value
+    for option, setting, value in (
+        ("--lidar-beams", "lidar_beams", lidar_beams),
+        ("--lidar-step", "lidar_azimuth_step_deg", lidar_step),
+    ):
+        if value is None:
+            continue
+        if not lidar:
+            raise UserError(f"{option} {value}: sets the LiDAR of --lidar, which is off")
+        extra[setting] = value
     config = WORLDS[world](
         seed=seed,
         train_videos=train_videos,

@@ -323,22 +323,20 @@ def _stage_values(table: Mapping[str, Any], stage: str) -> dict[str, Any]:
 
 
 def _modality_values(
-    name: str, values: dict[str, Any], given: Mapping[str, Any], stage: str, from_burnin: bool
+    name: str, values: dict[str, Any], given: Mapping[str, Any], stage: str
 ) -> dict[str, Any]:
     """``values`` with preset ``name``'s LiDAR table for ``stage`` layered under what was
-    given, when the run's network is a LiDAR one (DIOD-3D). A distillation straight from
-    another model (``--init``, no burn-in record) takes the table's burn-in values first,
-    as it takes the preset's own burn-in values where a record would be (its network's
-    ``lidar_fill`` among them)."""
+    given, when the run's network is a LiDAR one (DIOD-3D)."""
     if values.get("modality", MODEL_DEFAULTS["modality"].default) != "lidar":
         return values
-    table = PRESETS[name].get(LIDAR, {})
-    layer = _stage_values(table, stage)
-    if stage in DISTILLING and not from_burnin:
-        names = setting_names(stage)
-        burnin = {k: v for k, v in _stage_values(table, "burnin").items() if k in names}
-        layer = {**burnin, **layer}
-    return _layer(_layer(values, layer), given)
+    return _layer(_layer(values, _stage_values(PRESETS[name].get(LIDAR, {}), stage)), given)
+
+
+def _preset_burnin(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """What a burn-in of preset ``name`` would have recorded for the network ``given``
+    describes: the record a distillation straight from another model (``--init``) lacks.
+    A LiDAR network's includes the preset LiDAR table's burn-in values (``lidar_fill``)."""
+    return _modality_values(name, _layer(preset_values(name, "burnin"), given), given, "burnin")
 
 
 def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,7 +407,7 @@ def resolve(
         # from a burn-in: its record (nested by section; older records are flat already);
         # straight from another model (--init): the preset's burn-in configuration
         name = _preset_name(preset or (burnin or {}).get("preset"), dataset)
-        base = flatten(burnin) if burnin is not None else preset_values(name, "burnin")
+        base = flatten(burnin) if burnin is not None else _preset_burnin(name, given)
         if burnin is not None:
             _keep_network(given, base)
         runtime = dict(declared(RuntimeConfig))
@@ -418,7 +416,7 @@ def resolve(
     values = _layer(values, given)
     if stage == "burnin":  # distillation keeps its burn-in's size
         values = _encoder_values(name, values, given)
-    values = _modality_values(name, values, given, stage, from_burnin=burnin is not None)
+    values = _modality_values(name, values, given, stage)
     values["map_size"] = _map_size(values)
     if burnin is not None and values["map_size"] != _size_or_none(base.get("map_size")):
         raise SettingError(

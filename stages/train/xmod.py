@@ -71,6 +71,11 @@ class Source:
     #: the scores of the source run's last validation, where it has them (artifacts)
     validation: dict[str, float] | None = None
 
+    @property
+    def name(self) -> str:
+        """The artifact (dataset/stage/id) or file it was read from."""
+        return next(iter(self.identity.values()))
+
 
 def load_source(store: ArtifactStore, ref: str, option: str) -> Source:
     """``ref``: a model file (``diod export-model``), or a complete burn-in or distill
@@ -110,7 +115,7 @@ def warn_if_blind(sources: dict[str, Source]) -> None:
                 "will keep none of the %s student's motion masks and give it no pseudo-labels; "
                 "xMOD then turns both networks to background (docs/lidar.md)",
                 modality,
-                next(iter(source.identity.values())),
+                source.name,
                 OTHER[modality],
             )
 
@@ -253,7 +258,7 @@ def train_xmod(store: ArtifactStore, request: TrainRequest) -> Artifact | None:
     log.info(
         "xmod (labels %s) from %s and %s: %d steps, batch %d x T=%d at %dx%d, %s on %s",
         objective.dist_source,
-        *(next(iter(sources[m].identity.values())) for m in MODALITIES),
+        *(sources[m].name for m in MODALITIES),
         setup.steps,
         rgb_config.loop.batch_size,
         rgb_config.data.clip_length,
