@@ -32,7 +32,7 @@ from stages.progress import log, track
 from stages.zarrstore import MASKS_STORE, PREDICTIONS_STORE, open_video, video_names
 
 STAGE = "eval"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: by_group, by_condition
 GRANULARITIES = ("frame", "clip")
 #: ARI samples when neither the options nor the protocol fix them: frames; clips of 5
 DEFAULT_GRANULARITY, DEFAULT_CLIP_LEN = "frame", 5
@@ -328,6 +328,8 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
                 background=maps.background,
                 scores=None if maps.scores is None else maps.scores[scored],
                 moving_ids=gt.moving_ids,
+                groups=ds.object_groups(video),
+                conditions=ds.conditions(video),
                 frame_names=[video.frames[i] for i in indices],
             )
         scores = _json_safe(

@@ -15,7 +15,7 @@ for the ARI. Scores are fractions in [0, 1]; a ratio with an empty denominator i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -223,6 +223,9 @@ class _Chunk:
     gt_fraction: np.ndarray
     gt_best_iou: np.ndarray
     gt_moving: np.ndarray
+    #: per object group the dataset records: 1 member, 0 not (``Dataset.object_groups``)
+    gt_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    conditions: frozenset[str] = frozenset()
     clips: list[dict] = field(default_factory=list)
     video_fg_ari: float = float("nan")
     video_mbo: float = float("nan")
@@ -269,11 +272,14 @@ class Evaluation:
         background: int | None,
         scores: np.ndarray | None = None,
         moving_ids: Iterable[int] | None = None,
+        groups: Mapping[str, Iterable[int]] | None = None,
+        conditions: Iterable[str] = (),
         frame_names: Sequence[str] | None = None,
     ) -> None:
         """Score one video: ``gt`` (T, h, w) ids (0 = bg) already at the prediction size,
         ``pred`` (T, h, w) ids, ``background`` the predicted id that is no segment (None:
-        every id is one), ``scores`` (T, >= max id + 1) per-id confidence (None: 1)."""
+        every id is one), ``scores`` (T, >= max id + 1) per-id confidence (None: 1).
+        ``groups`` (name -> GT ids) and ``conditions`` (the video's) are scored apart."""
         if gt.shape != pred.shape or pred.ndim != 3:
             raise ValueError(f"GT {gt.shape} and prediction {pred.shape} must be equal (T, h, w)")
         frames, h, w = pred.shape
@@ -331,6 +337,11 @@ class Evaluation:
             gt_fraction=gt_area[gt_t, gt_g] / (h * w),
             gt_best_iou=iou[gt_t, gt_g].max(-1) if len(gt_t) else np.zeros(0),
             gt_moving=moving,
+            gt_groups={
+                name: np.isin(gt_ids[gt_g], np.fromiter(ids, np.int64)).astype(np.int8)
+                for name, ids in (groups or {}).items()
+            },
+            conditions=frozenset(conditions),
         )
         if self.video_scores:
             video = tables.sum(0)
@@ -443,6 +454,66 @@ class Evaluation:
                 }
                 for kind, flag in (("moving", 1), ("static", 0))
             }
+        out["by_group"] = self._by_group(matched, gt_best_iou)
+        out["by_condition"] = self._by_condition(headline, matched)
+        return out
+
+    def _by_group(self, matched: np.ndarray, gt_best_iou: np.ndarray) -> dict:
+        """Recall@50 and mIoU of each recorded object group's members and of the other
+        objects of the videos that record it (e.g. objects with weak LiDAR returns)."""
+        names = sorted({name for c in self._chunks for name in c.gt_groups})
+        out = {}
+        for name in names:
+            member = np.concatenate(
+                [c.gt_groups.get(name, np.full(len(c.gt_moving), -1)) for c in self._chunks]
+            )
+            out[name] = {
+                kind: {
+                    "recall": _ratio(matched[member == flag].sum(), (member == flag).sum()),
+                    "n_gt": int((member == flag).sum()),
+                    "miou": _mean(gt_best_iou[member == flag]),
+                }
+                for kind, flag in (("members", 1), ("others", 0))
+            }
+        return out
+
+    def _by_condition(self, tp: np.ndarray, matched: np.ndarray) -> dict:
+        """The headline scores (ARIs; F1, precision and recall at the headline IoU, as
+        ``by_size``) of the videos under each recorded condition (e.g. night) and of the
+        others: a prediction and its match lie in one frame, so the dataset-level matching
+        splits exactly by video."""
+        names = sorted({name for c in self._chunks for name in c.conditions})
+        if not names:
+            return {}
+        frame_video = self._cat("frame_video").astype(np.int64)
+        pred_video = frame_video[self._cat("pred_frame").astype(np.int64)]
+        gt_video = frame_video[self._cat("gt_frame").astype(np.int64)]
+        fg, full, kept = self._samples()
+        if self.clip_len is None:
+            sample_video = frame_video
+        else:
+            sample_video = np.repeat(
+                np.arange(len(self._chunks)), [len(c.clips) for c in self._chunks]
+            )
+        out = {}
+        for name in names:
+            under = np.array([name in c.conditions for c in self._chunks])
+            out[name] = {}
+            for kind, flag in (("with", True), ("without", False)):
+                pred, gt, sample = (
+                    under[pred_video] == flag,
+                    under[gt_video] == flag,
+                    (under[sample_video] == flag) & kept,
+                )
+                n_tp, n_pred, n_gt = int(tp[pred].sum()), int(pred.sum()), int(gt.sum())
+                out[name][kind] = {
+                    "n_videos": int((under == flag).sum()),
+                    "fg_ari": _mean(fg[sample]),
+                    "all_ari": _mean(full[sample]),
+                    "precision": _ratio(n_tp, n_pred),
+                    "recall": _ratio(int(matched[gt].sum()), n_gt),
+                    "f1": _ratio(2 * n_tp, n_pred + n_gt),
+                }
         return out
 
     def per_frame(self) -> list[dict]:

@@ -275,6 +275,45 @@ def test_size_buckets_and_motion_split():
     assert no_motion["by_motion"] is None
 
 
+def test_object_groups_and_conditions_split_the_headline_scores():
+    day_gt = _frame((1, 0, 4, 0, 4), (2, 4, 8, 4, 8))
+    day_pred = _frame((0, 0, 4, 0, 4), fill=BG)  # finds object 1 only
+    night_gt = _frame((1, 0, 4, 0, 4), (2, 4, 8, 4, 8), (3, 0, 2, 5, 8))
+    night_pred = _frame((0, 0, 4, 0, 4), (1, 4, 8, 4, 8), (2, 6, 8, 0, 2), fill=BG)  # 2 TP, 1 FP
+    ev = Evaluation()
+    ev.add_video("day", day_gt[None], day_pred[None], background=BG, groups={"weak": {2}})
+    ev.add_video(
+        "night",
+        night_gt[None],
+        night_pred[None],
+        background=BG,
+        groups={"weak": {2, 3}},
+        conditions={"night"},
+    )
+    ev.add_video("unrecorded", day_gt[None], day_pred[None], background=BG)
+    s = ev.summary()
+    weak = s["by_group"]["weak"]
+    # members: day 2 (missed), night 2 (found), night 3 (missed); the third video records nothing
+    assert weak["members"]["n_gt"] == 3 and weak["members"]["recall"] == pytest.approx(1 / 3)
+    assert weak["others"]["n_gt"] == 2 and weak["others"]["recall"] == 1.0
+    night = s["by_condition"]["night"]
+    assert night["with"]["n_videos"] == 1 and night["without"]["n_videos"] == 2
+    assert night["with"]["precision"] == pytest.approx(2 / 3)
+    assert night["with"]["recall"] == pytest.approx(2 / 3)
+    assert night["with"]["f1"] == pytest.approx(2 / 3)
+    assert night["without"]["precision"] == 1.0 and night["without"]["recall"] == 0.5
+    # the split adds up to the whole: 4 TP of 5 predictions and 7 objects
+    assert s["tp_50"] == 4 and s["n_pred"] == 5 and s["n_gt"] == 7
+    assert night["with"]["all_ari"] == pytest.approx(_ari(night_gt, night_pred))
+    clips = Evaluation(clip_len=1)  # one-frame clips: the same ARI samples
+    clips.add_video("day", day_gt[None], day_pred[None], background=BG)
+    clips.add_video("night", night_gt[None], night_pred[None], background=BG, conditions={"night"})
+    assert clips.summary()["by_condition"]["night"]["with"]["all_ari"] == night["with"]["all_ari"]
+    plain = Evaluation()
+    plain.add_video("day", day_gt[None], day_pred[None], background=BG)
+    assert plain.summary()["by_group"] == {} and plain.summary()["by_condition"] == {}
+
+
 def test_miou_is_the_best_overlap_per_gt_object():
     gt = _frame((1, 0, 4, 0, 4), (2, 4, 8, 4, 8))
     pred = _frame((0, 0, 4, 0, 2), (1, 0, 4, 2, 4), fill=BG)  # halves of object 1; object 2 missed

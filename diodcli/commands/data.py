@@ -59,6 +59,25 @@ def COMMAND() -> None:
     help="With --lidar: degrees of azimuth between firings (default 0.17, the HDL-64E's).",
 )
 @click.option(
+    "--lidar-weak-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="With --lidar: share of objects with weak returns, drawn per video (default 0.2).",
+)
+@click.option(
+    "--lidar-weak-dropout",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="With --lidar: share of a weak object's returns that are lost (default 0.7).",
+)
+@click.option(
+    "--night-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Street world: share of videos filmed at night: dark, low-contrast, noisy frames; "
+    "the LiDAR sees as by day (default 0).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace a different dataset at --out (one of the same settings is reused).",
@@ -77,6 +96,9 @@ def synth(
     lidar: bool,
     lidar_beams: int | None,
     lidar_step: float | None,
+    lidar_weak_fraction: float | None,
+    lidar_weak_dropout: float | None,
+    night_fraction: float | None,
     force: bool,
 ) -> None:
     """Write the built-in synthetic dataset in the `folder` layout (deterministic by seed)."""
@@ -93,6 +115,10 @@ def synth(
         if world != "street":
             raise UserError(f"--still-fraction {still_fraction}: only the street world has cameras")
         extra["static_camera_fraction"] = still_fraction
+    if night_fraction is not None:
+        if world != "street":
+            raise UserError(f"--night-fraction {night_fraction}: only the street world has nights")
+        extra["night_fraction"] = night_fraction
     if lidar:
         if world != "street":
             raise UserError("--lidar: only the street world is 3-D (use --world street)")
@@ -100,6 +126,8 @@ def synth(
     for option, setting, value in (
         ("--lidar-beams", "lidar_beams", lidar_beams),
         ("--lidar-step", "lidar_azimuth_step_deg", lidar_step),
+        ("--lidar-weak-fraction", "lidar_weak_object_fraction", lidar_weak_fraction),
+        ("--lidar-weak-dropout", "lidar_weak_dropout", lidar_weak_dropout),
     ):
         if value is None:
             continue

@@ -68,6 +68,15 @@ def _print_table(scores: dict, title: str) -> None:
         )
     for kind, s in (scores["by_motion"] or {}).items():
         table.add_row(f"{kind} objects recall@50", f"{_pct(s['recall'])}  (n_gt {s['n_gt']})")
+    for group, kinds in scores["by_group"].items():
+        for kind, s in kinds.items():
+            table.add_row(f"{group}: {kind} recall@50", f"{_pct(s['recall'])}  (n_gt {s['n_gt']})")
+    for condition, kinds in scores["by_condition"].items():
+        for kind, s in kinds.items():
+            table.add_row(
+                f"videos {kind} {condition}: F1@50 / all-ARI",
+                f"{_pct(s['f1'])} / {_pct(s['all_ari'])}  ({s['n_videos']} videos)",
+            )
     Console().print(table)
 
 

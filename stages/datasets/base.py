@@ -136,6 +136,16 @@ class Dataset(ABC):
         """Which GT instance ids move in the world, when the dataset says (synth does)."""
         return None
 
+    def object_groups(self, video: Video) -> dict[str, set[int]]:
+        """GT instance ids by a property the dataset records, scored apart by ``diod eval``
+        (synth: ``lidar_weak``, the objects its LiDAR barely sees); none by default."""
+        return {}
+
+    def conditions(self, video: Video) -> frozenset[str]:
+        """The video's capture conditions, scored apart by ``diod eval`` (synth: ``night``);
+        none by default."""
+        return frozenset()
+
     def gt_flow(self, video: Video) -> np.ndarray | None:
         """Ground-truth forward flow (T-1, 2, H, W) float32, channels (dx, dy), if known."""
         return None

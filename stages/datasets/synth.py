@@ -40,6 +40,16 @@ class SynthDataset(FolderDataset):
     def moving_ids(self, video: Video) -> set[int]:
         return {int(i) for i in self.meta(video)["moving_ids"]}
 
+    def object_groups(self, video: Video) -> dict[str, set[int]]:
+        objects = self.meta(video).get("objects", [])
+        if not any("lidar_weak" in o for o in objects):
+            return {}
+        return {"lidar_weak": {int(o["id"]) for o in objects if o.get("lidar_weak")}}
+
+    def conditions(self, video: Video) -> frozenset[str]:
+        light = self.meta(video).get("light", {})
+        return frozenset({"night"} if light.get("night") else ())
+
     def gt_flow(self, video: Video) -> np.ndarray:
         path = video.extra["dir"] / "flow.npz"
         try:

@@ -226,6 +226,10 @@ def test_cli_sets_the_sensor_of_lidar_only(tmp_path):
     )
     assert not (tmp_path / "off").exists()
     sparse = ("--lidar", "--lidar-beams", "16", "--lidar-step", "0.66", "--size", "48x160")
-    assert _synth_cli(tmp_path / "on", *tiny, *sparse).returncode == 0
+    weak = ("--lidar-weak-fraction", "1", "--lidar-weak-dropout", "0.95")
+    assert _synth_cli(tmp_path / "on", *tiny, *sparse, *weak).returncode == 0
     recorded = json.loads((tmp_path / "on" / "synth.json").read_text())["config"]
     assert (recorded["lidar_beams"], recorded["lidar_azimuth_step_deg"]) == (16, 0.66)
+    assert (recorded["lidar_weak_object_fraction"], recorded["lidar_weak_dropout"]) == (1, 0.95)
+    ds, (video,) = _videos(tmp_path / "on")
+    assert ds.object_groups(video)["lidar_weak"] == {o["id"] for o in ds.meta(video)["objects"]}

@@ -31,6 +31,17 @@ class StreetConfig(VideoSetConfig):
     #: Gaussian sensor noise, 8-bit levels: as the flat world
     noise_std: float = 2.0
 
+    # --- night (street/light.py): off unless asked for (``diod data synth --night-fraction``)
+    #: share of videos filmed at night: dark, low-contrast, noisy frames (the LiDAR is not
+    #: affected); 0 keeps every video a day one
+    night_fraction: float = 0.0
+    #: exposure at night as a share of the day's, drawn per video: street lighting
+    night_gain: tuple[float, float] = (0.08, 0.25)
+    #: level the blacks are lifted to (flare of street lights, black level), share of white
+    night_veil: float = 0.04
+    #: shot-noise variance per 8-bit level of signal: std 5 levels at level 25
+    night_shot_noise: float = 1.0
+
     # --- the driving camera
     #: height above the road, m: KITTI's roof rig
     camera_height_m: float = 1.65
@@ -149,11 +160,14 @@ class StreetConfig(VideoSetConfig):
 
     def to_json(self) -> dict[str, Any]:
         """The world first, then every field: ``synth.json`` says which world made it.
-        Without a LiDAR its settings are left out: the data does not depend on them (and a
-        dataset written before they existed stays the same dataset)."""
+        Without a LiDAR, or without night videos, their settings are left out: the data does
+        not depend on them (and a dataset written before they existed stays the same
+        dataset)."""
         fields = super().to_json()
         if not self.lidar:
             fields = {k: v for k, v in fields.items() if not k.startswith("lidar")}
+        if not self.night_fraction:
+            fields = {k: v for k, v in fields.items() if not k.startswith("night")}
         return {"world": self.world, **fields}
 
 
@@ -189,8 +203,11 @@ RANGES = {  # option -> (lowest allowed, highest allowed or None)
     "crossing_speed_mps": (0.0, 40.0),
     "lidar_elevation_deg": (-89.0, 89.0),
     "lidar_range_m": (0.0, None),
+    "night_gain": (0.01, 1.0),
 }
 FRACTIONS = (
+    "night_fraction",
+    "night_veil",
     "lidar_dropout",
     "lidar_weak_object_fraction",
     "lidar_weak_dropout",
@@ -223,8 +240,9 @@ def validate_street(config: StreetConfig) -> None:
         raise UserError(
             f"synth option curb_height_m={config.curb_height_m}: expected 0 <= curb < camera"
         )
-    if config.noise_std < 0:
-        raise UserError(f"synth option noise_std={config.noise_std}: expected >= 0")
+    for name in ("noise_std", "night_shot_noise"):
+        if getattr(config, name) < 0:
+            raise UserError(f"synth option {name}={getattr(config, name)}: expected >= 0")
     if not 1 <= config.lidar_beams <= 512:
         raise UserError(f"synth option lidar_beams={config.lidar_beams}: expected 1..512")
     step = config.lidar_azimuth_step_deg

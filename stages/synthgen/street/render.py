@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages.synthgen.street.light import Night
 from stages.synthgen.street.primitives import Shape
 from stages.synthgen.street.rig import StreetCamera
 from stages.synthgen.street.scene import StreetScene
@@ -181,7 +182,11 @@ def _project_in_front(camera: StreetCamera, points: np.ndarray) -> tuple[np.ndar
     return camera.focal * x / z + camera.cx, camera.focal * y / z + camera.cy
 
 
-def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float) -> StreetVideo:
+def render_street(
+    scene: StreetScene, rng: np.random.Generator, noise_std: float, night: Night | None = None
+) -> StreetVideo:
+    """Every frame of the scene; at ``night`` (street/light.py) darker, flatter and noisier,
+    with the day's noise draws unchanged (the night's own come from its stream)."""
     cameras = scene.rig.cameras
     rgb, ids, flows, rigid, depth = [], [], [], [], []
     for t, camera in enumerate(cameras):
@@ -189,7 +194,11 @@ def render_street(scene: StreetScene, rng: np.random.Generator, noise_std: float
         seen = cast(frame.shapes, frame.corners, camera, scene.height, scene.width)
         depth.append(np.where(seen.owner == 0, 0.0, seen.depth).astype(np.float32))  # 0: sky
         colour = shade(frame.shapes, camera, seen, scene.sun)
+        if night is not None:
+            colour = night.expose(colour)
         noisy = colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
+        if night is not None:
+            noisy += night.shot_noise(colour * 255.0)
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         idents = np.array([s.ident for s in frame.shapes], np.uint16)
         ids.append(idents[seen.owner])

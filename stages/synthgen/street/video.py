@@ -11,7 +11,8 @@ transform into the camera's coordinates (``lidar_to_camera``, 4x4), the camera's
 matrix (``camera``, 3x4, on the frame's pixels) and the camera's dense depth along its
 optical axis (``depth``, (T, H, W) float32, m; 0 where it sees the sky): the ground truth a
 scene-completion loss can be scored against. The LiDAR draws from its own random stream,
-so turning it on changes no other file.
+so turning it on changes no other file. With night videos (``night_fraction``, street/light.py)
+``meta.json`` says which video is one (``light``: ``night``, ``exposure`` relative to the day).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from stages.datasets.arrays import write_npz
 from stages.synthgen.street.config import StreetConfig
 from stages.synthgen.street.lidar import Sensor, scan, weak_returns
+from stages.synthgen.street.light import night_of
 from stages.synthgen.street.render import StreetVideo, render_street
 from stages.synthgen.street.scene import StreetScene, sample_street_scene
 from stages.synthgen.video import video_name, video_rng, write_video_files
@@ -39,7 +41,7 @@ def make_street_video(
     """The scene, its rendering with compact ids, and the actor index of each id - 1."""
     rng = video_rng(config.seed, split, index)
     scene = sample_street_scene(rng, config)
-    video = render_street(scene, rng, config.noise_std)
+    video = render_street(scene, rng, config.noise_std, night_of(config, split, index))
     seen = np.flatnonzero(np.bincount(video.ids.ravel(), minlength=len(scene.actors) + 1))
     seen = seen[seen > 0]
     lookup = np.zeros(len(scene.actors) + 1, np.uint16)
@@ -124,6 +126,13 @@ def describe(
             objects[-1]["lidar_weak"] = bool(sweeps.weak[k + 1])
     rig, street = scene.rig, scene.street
     cams = rig.cameras
+    lit = {}
+    if config.night_fraction:  # a set without night videos keeps its meta.json as it was
+        night = night_of(config, split, index)
+        lit["light"] = {
+            "night": night is not None,
+            "exposure": 1.0 if night is None else _r(night.gain),
+        }
     return {
         "video": video_name(split, index),
         "split": split,
@@ -160,6 +169,7 @@ def describe(
             "cross_street_z_m": None if street.cross_z is None else _r(street.cross_z),
             "end_z_m": _r(street.end_z),
         },
+        **lit,
     }
 
 
