@@ -26,18 +26,22 @@ from stages.artifacts import (
     atomic_write_json,
     read_json,
 )
-from stages.datasets import Video, open_dataset
+from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
+from stages.lidar.projection import valid
 from stages.progress import log, track
 from stages.zarrstore import MASKS_STORE, PREDICTIONS_STORE, open_video, video_names
 
 STAGE = "eval"
-FORMAT_VERSION = 2  # 2: by_group, by_condition
+FORMAT_VERSION = 2  # 2: by_group, by_condition, pixels
 GRANULARITIES = ("frame", "clip")
 #: ARI samples when neither the options nor the protocol fix them: frames; clips of 5
 DEFAULT_GRANULARITY, DEFAULT_CLIP_LEN = "frame", 5
 #: ``--predictions`` / ``--masks`` value that means "the newest complete artifact"
 LATEST = "latest"
+#: which pixels are scored: every one (the paper's, 3D and fused maps included), or only
+#: those where the LiDAR has a point on the map's grid (SPEC-xMOD.md 5: a diagnostic)
+PIXELS = ("all", "lidar")
 #: where each scorable source stage keeps its maps
 SOURCES = {"export": (PREDICTIONS_STORE, "slots"), "masks": (MASKS_STORE, "masks")}
 
@@ -55,6 +59,7 @@ class EvalConfig:
     protocol: str = "diod"
     granularity: str | None = None
     clip_len: int | None = None
+    pixels: str = "all"
     root: Path | str | None = None
     force: bool = False
 
@@ -257,9 +262,29 @@ def _scored_maps(proto: protocols.Protocol, maps: _VideoMaps, where: str) -> np.
     return maps.labels[:, maps.cropped_rows :]
 
 
+def _lidar_pixels(
+    ds: Dataset, video: Video, indices: list[int], size: tuple[int, int]
+) -> np.ndarray:
+    """(T, h, w) bool: where each scored frame's LiDAR sweep has a point on the map grid."""
+    maps = [ds.lidar(video, i, size) for i in indices]
+    if any(m is None for m in maps):
+        raise UserError(
+            f"--pixels lidar: video {video.name} of {ds.root} has no LiDAR sweeps "
+            "(score it with --pixels all)"
+        )
+    return np.stack([valid(m) for m in maps])
+
+
 def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
     """Score the source artifact's ``config.split`` and publish the ``eval`` artifact."""
     proto = protocols.protocol(config.protocol, config.dataset)
+    if config.pixels not in PIXELS:
+        raise UserError(f"--pixels {config.pixels}: expected one of {', '.join(PIXELS)}")
+    if config.pixels == "lidar" and proto.input_region:
+        raise UserError(
+            f"--pixels lidar: the {proto.name} protocol scores a crop of the maps; "
+            "use --protocol diod"
+        )
     granularity, clip_len = _samples(proto, config)
     source = _source(store, config)
     deviations = _check_source(proto, source)
@@ -286,6 +311,7 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
         "split": config.split,
         "granularity": granularity,
         "clip_len": clip_len,
+        "pixels": config.pixels,
         "root": str(root.resolve()),
         "iou_thresholds": list(metrics.IOU_THRESHOLDS),
         "size_edges": list(metrics.SIZE_EDGES),
@@ -331,6 +357,9 @@ def evaluate(store: ArtifactStore, config: EvalConfig) -> Artifact:
                 groups=ds.object_groups(video),
                 conditions=ds.conditions(video),
                 frame_names=[video.frames[i] for i in indices],
+                valid=None
+                if config.pixels == "all"
+                else _lidar_pixels(ds, video, indices, labels.shape[1:]),
             )
         scores = _json_safe(
             {

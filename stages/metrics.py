@@ -70,17 +70,22 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse, values
 
 
-def contingency_tables(gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int) -> np.ndarray:
+def contingency_tables(
+    gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Per-sample pixel counts of (GT id, predicted id): (S, ...) maps -> (S, n_gt, n_pred).
 
     Ids must lie in [0, n_gt) and [0, n_pred). Samples are coded ``(s * n_gt + g) * n_pred
-    + p`` and counted by one bincount per chunk of samples.
+    + p`` and counted by one bincount per chunk of samples. ``valid`` (S, ...) bool: only
+    those pixels count (None: all).
     """
-    if gt.shape != pred.shape:
+    if gt.shape != pred.shape or (valid is not None and valid.shape != gt.shape):
         raise ValueError(f"GT shape {gt.shape} differs from prediction shape {pred.shape}")
     samples = gt.shape[0]
     gt = gt.reshape(samples, -1)
     pred = pred.reshape(samples, -1)
+    if valid is not None:
+        valid = valid.reshape(samples, -1)
     if gt.size and (gt.min() < 0 or gt.max() >= n_gt or pred.min() < 0 or pred.max() >= n_pred):
         raise ValueError(f"ids outside [0, {n_gt}) x [0, {n_pred})")
     cells = n_gt * n_pred
@@ -90,6 +95,8 @@ def contingency_tables(gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int)
         g, p = gt[start : start + step], pred[start : start + step]
         codes = g.astype(np.int64) * n_pred + p
         codes += (np.arange(len(g), dtype=np.int64) * cells)[:, None]
+        if valid is not None:
+            codes = codes[valid[start : start + step]]
         counts = np.bincount(codes.ravel(), minlength=len(g) * cells)
         out[start : start + len(g)] = counts.reshape(len(g), n_gt, n_pred)
     return out
@@ -275,11 +282,14 @@ class Evaluation:
         groups: Mapping[str, Iterable[int]] | None = None,
         conditions: Iterable[str] = (),
         frame_names: Sequence[str] | None = None,
+        valid: np.ndarray | None = None,
     ) -> None:
         """Score one video: ``gt`` (T, h, w) ids (0 = bg) already at the prediction size,
         ``pred`` (T, h, w) ids, ``background`` the predicted id that is no segment (None:
         every id is one), ``scores`` (T, >= max id + 1) per-id confidence (None: 1).
-        ``groups`` (name -> GT ids) and ``conditions`` (the video's) are scored apart."""
+        ``groups`` (name -> GT ids) and ``conditions`` (the video's) are scored apart.
+        ``valid`` (T, h, w) bool: score only these pixels (an object or segment without one
+        is absent; sizes are shares of a frame's valid pixels), None: all."""
         if gt.shape != pred.shape or pred.ndim != 3:
             raise ValueError(f"GT {gt.shape} and prediction {pred.shape} must be equal (T, h, w)")
         frames, h, w = pred.shape
@@ -293,7 +303,9 @@ class Evaluation:
                     f"scores {scores.shape} do not cover {frames} frames x {n_pred} ids"
                 )
             n_pred = scores.shape[1]
-        tables = contingency_tables(gt_c, pred, len(gt_ids), n_pred)
+        tables = contingency_tables(gt_c, pred, len(gt_ids), n_pred, valid)
+        scored = np.full(frames, h * w) if valid is None else valid.reshape(frames, -1).sum(1)
+        scored = np.maximum(scored, 1)
         fg, full, kept = self.ari(tables, gt_ids)
 
         gt_area = tables.sum(2)
@@ -330,11 +342,11 @@ class Evaluation:
             pred_score=(
                 scores[pred_t, pred_p] if scores is not None else np.ones(len(pred_t))
             ).astype(np.float64),
-            pred_fraction=pred_area[pred_t, pred_p] / (h * w),
+            pred_fraction=pred_area[pred_t, pred_p] / scored[pred_t],
             pred_best_gt=gt_index[pred_t, best_local],
             pred_best_iou=pred_iou[np.arange(len(pred_t)), best_local],
             gt_frame=self._n_frames + gt_t,
-            gt_fraction=gt_area[gt_t, gt_g] / (h * w),
+            gt_fraction=gt_area[gt_t, gt_g] / scored[gt_t],
             gt_best_iou=iou[gt_t, gt_g].max(-1) if len(gt_t) else np.zeros(0),
             gt_moving=moving,
             gt_groups={

@@ -108,7 +108,8 @@ def results(store: ArtifactStore, dataset: str, split: str, *, every: bool = Fal
     """Scored sources of a split, newest per (kind, label, protocol) unless ``every``."""
     rows = []
     for scored in store.list(dataset, "eval"):
-        if scored.is_complete and scored.params.get("split") == split:
+        dense = scored.params.get("pixels", "all") == "all"  # LiDAR-pixel scores: a diagnostic
+        if scored.is_complete and scored.params.get("split") == split and dense:
             row = _row(store, scored)
             if row is not None:
                 rows.append(row)

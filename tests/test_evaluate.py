@@ -164,6 +164,32 @@ def test_cli_json_and_table(setup, capsys):
     assert code == 0 and "fg-ARI" in out and "50.0" in out and "static objects recall@50" in out
 
 
+def test_lidar_pixels_score_only_where_the_sweep_has_points(setup, capsys, monkeypatch):
+    _, store, _ = setup
+    ws = str(store.workspace)
+    code, _, err = run(
+        ["--workspace", ws, "eval", "--dataset", "synth", "--pixels", "lidar"], capsys
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--pixels lidar: video a of" in err and "has no LiDAR sweeps" in err
+    assert not any(a.is_complete for a in store.list("synth", "eval"))
+
+    def left_half(self, video, index, grid, box=None):  # a sweep seeing map columns 0-7 only
+        points = np.zeros((*grid, 4), np.float32)
+        points[:, : grid[1] // 2, 3] = 10.0
+        return points
+
+    monkeypatch.setattr("stages.datasets.synth.SynthDataset.lidar", left_half)
+    art = evaluate(store, EvalConfig(dataset="synth", pixels="lidar"))
+    scores = json.loads((art.path / "scores.json").read_text())
+    # A: object 1 (map columns 2-5) seen in 4 frames, object 300 (columns 8-13) never; B:
+    # object 2 (columns 2-9) seen in part and found there, object 7 (columns 10-11) never
+    assert scores["n_gt"] == 7 and scores["n_pred"] == 7 and scores["f1_50"] == 1.0
+    assert art.params["pixels"] == "lidar"
+    dense = evaluate(store, EvalConfig(dataset="synth"))
+    assert dense.id != art.id and dense.params["pixels"] == "all"
+
+
 def test_masks_scored_as_predictions(setup, capsys):
     root, store, _ = setup
     with store.open("synth", "masks", {"root": str(root), "method": "import"}) as w:

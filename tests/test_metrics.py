@@ -314,6 +314,22 @@ def test_object_groups_and_conditions_split_the_headline_scores():
     assert plain.summary()["by_group"] == {} and plain.summary()["by_condition"] == {}
 
 
+def test_valid_pixels_are_the_only_ones_scored():
+    gt = _frame((1, 0, 4, 0, 4), (2, 4, 8, 4, 8))
+    pred = _frame((0, 0, 4, 0, 2), (1, 4, 8, 4, 8), fill=BG)  # half of object 1: IoU 0.5
+    valid = np.zeros(gt.shape, bool)
+    valid[:, :2] = True  # the columns where object 1 is found; object 2 unseen
+    tables = contingency_tables(gt[None], pred[None], 3, BG + 1, valid[None])
+    np.testing.assert_array_equal(
+        tables[0], contingency_tables(gt[None, :, :2], pred[None, :, :2], 3, BG + 1)[0]
+    )
+    ev = Evaluation()
+    ev.add_video("v", gt[None], pred[None], background=BG, valid=valid[None])
+    s = ev.summary()
+    assert s["n_gt"] == 1 and s["n_pred"] == 1 and s["f1_50"] == 1.0
+    assert s["by_size"]["large"]["n_gt"] == 1  # half of the 16 valid pixels
+
+
 def test_miou_is_the_best_overlap_per_gt_object():
     gt = _frame((1, 0, 4, 0, 4), (2, 4, 8, 4, 8))
     pred = _frame((0, 0, 4, 0, 2), (1, 0, 4, 2, 4), fill=BG)  # halves of object 1; object 2 missed

@@ -22,10 +22,12 @@ def _scores(f1: float, static: float) -> dict:
     }
 
 
-def _eval(store, upstream, scores, tag, protocol=None):
+def _eval(store, upstream, scores, tag, protocol=None, pixels=None):
     params = {"split": "val", "tag": tag}
     if protocol is not None:  # older eval artifacts have no protocol: they are diod's
         params["protocol"] = protocol
+    if pixels is not None:  # older ones score every pixel
+        params["pixels"] = pixels
     with store.open("synth", "eval", params, upstream) as w:
         atomic_write_json(w.path / "scores.json", scores)
         return w.complete()
@@ -53,6 +55,8 @@ def store(tmp_path):
         _eval(store, {"export": export}, _scores(0.1 * (i + 1), 0.1 * i), name, "diod")
         if name == "dis":  # the same predictions scored by the authors' protocol too
             _eval(store, {"export": export}, _scores(0.5, 0.1), "dis-paper", "paper")
+            # newer, at LiDAR pixels only: a diagnostic, never a report row
+            _eval(store, {"export": export}, _scores(0.9, 0.1), "dis-lidar", "diod", "lidar")
     # an older burn-in score that the newest one hides
     _eval(store, {"masks": masks}, _scores(0.01, 0.0), "old")
     return store, models
@@ -69,6 +73,7 @@ def test_rows_follow_lineage(store):
         ("DIOD (one-to-one)", "diod"),
     ]
     assert rows[1]["source"] == models["burnin"].id and rows[1]["f1_50"] == pytest.approx(0.1)
+    assert rows[2]["f1_50"] == pytest.approx(0.2)  # not the LiDAR-pixel score
     assert rows[3]["f1_50"] == 0.5 and rows[3]["source"] == rows[2]["source"]
     assert rows[4]["static_recall"] == pytest.approx(0.2)
     assert rows[0]["f1_50"] == 0.01  # the newest masks score

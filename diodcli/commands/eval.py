@@ -111,6 +111,15 @@ def _print_table(scores: dict, title: str) -> None:
     default=None,
     help="Frames per ARI clip [default: 5].",
 )
+@click.option(
+    "--pixels",
+    type=click.Choice(["all", "lidar"]),
+    default="all",
+    show_default=True,
+    help="Pixels scored: all (the paper's, for every modality), or only where the LiDAR "
+    "sweep has a point on the map grid (a diagnostic of LiDAR and fused maps; not in "
+    "`diod report`).",
+)
 @root_option()
 @click.option(
     "--json", "as_json", is_flag=True, help="Print scores.json to stdout instead of a table."
@@ -127,6 +136,7 @@ def COMMAND(
     protocol: str,
     granularity: str | None,
     clip_len: int | None,
+    pixels: str,
     root: str | None,
     as_json: bool,
     force: bool,
@@ -142,6 +152,7 @@ def COMMAND(
         protocol=protocol,
         granularity=granularity,
         clip_len=clip_len,
+        pixels=pixels,
         root=root,
         force=force,
     )
@@ -151,9 +162,10 @@ def COMMAND(
         click.echo(json.dumps(scores, indent=2, sort_keys=True))
         return
     source = scores["source"]
+    where = "" if pixels == "all" else ", LiDAR pixels only"
     _print_table(
         scores,
-        f"{dataset} {split}, protocol {scores['protocol']}: {source['stage']} {source['id']} "
-        f"(eval {art.id})",
+        f"{dataset} {split}, protocol {scores['protocol']}{where}: {source['stage']} "
+        f"{source['id']} (eval {art.id})",
     )
     click.echo(f"scores: {art.path / 'scores.json'}")
