@@ -335,8 +335,10 @@ def _modality_values(
 def _preset_burnin(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """What a burn-in of preset ``name`` would have recorded for the network ``given``
     describes: the record a distillation straight from another model (``--init``) lacks.
-    A LiDAR network's includes the preset LiDAR table's burn-in values (``lidar_fill``)."""
-    return _modality_values(name, _layer(preset_values(name, "burnin"), given), given, "burnin")
+    A DINOv2 network's includes the preset's DINOv2 table (its input size), a LiDAR
+    network's the preset LiDAR table's burn-in values (``lidar_fill``)."""
+    values = _encoder_values(name, _layer(preset_values(name, "burnin"), given), given)
+    return _modality_values(name, values, given, "burnin")
 
 
 def _encoder_values(name: str, values: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -154,6 +154,18 @@ def test_resolution_order_and_distillation_inherits_its_burnin():
         resolve("burnin", "synth", {"ema": 0.99})
 
 
+@pytest.mark.parametrize("dataset", ["synth", "kitti", "tripd"])
+def test_a_distillation_straight_from_a_model_is_the_one_from_its_preset_burnin(dataset):
+    """``--init`` (no burn-in record) stands in the preset's burn-in of the same network: a
+    DINOv2 one at the preset's DINOv2 input size, as its burn-in would have been."""
+    for network in ({}, {"encoder": "dinov2-vits14"}):
+        burnin = resolve("burnin", dataset, network)
+        from_burnin = resolve("distill", dataset, burnin=burnin.to_dict())
+        straight = resolve("distill", dataset, network)
+        assert straight.to_dict() == from_burnin.to_dict()
+        assert straight.data.input_size == burnin.data.input_size
+
+
 def test_bad_values_name_the_setting_in_the_library_and_the_flag_in_the_cli(tmp_path):
     with pytest.raises(SettingError, match=r"threshold 1: expected a number >= 0 and < 1"):
         resolve("distill", "synth", {"threshold": 1.0}, burnin=resolve("burnin", "synth").to_dict())
