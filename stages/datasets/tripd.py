@@ -4,6 +4,9 @@
     <root>/<split>/scene_XXXXXX/est_masks/camera_0N/*.png     estimated motion masks
     <root>/<split>/scene_XXXXXX/ari_masks/camera_0N/*.png     GT instances (evaluation)
     <root>/<split>/scene_XXXXXX/moving_masks/camera_0N/*.png  GT moving objects
+    <root>/<split>/scene_XXXXXX/depth/camera_0N/*.npz         optional simulator depth and
+    <root>/<split>/scene_XXXXXX/calibration/*.json            the cameras' intrinsics: the
+                                                              "LiDAR" of DIOD-3D (lidar/tripd.py)
 
 Splits are ``train`` and ``test``; ``val`` reads ``test`` (the 51 evaluation videos) when
 no separate val folder exists. Each (scene, camera) is one video. Colour-coded masks are
@@ -12,11 +15,15 @@ folded to one id per colour (see ``read_label_map``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
 from stages.datasets.imageio import list_images, read_label_map
 from stages.errors import UserError
+from stages.frames import FULL, Box
+from stages.lidar.tripd import DEPTH, depth_range_map, read_camera, scene_calibration
 
 #: a GT instance moves when, in some frame, more than this share of it lies on moving_masks
 MOVING_OVERLAP = 0.5
@@ -77,3 +84,41 @@ class TripdDataset(Dataset):
             )
             moving.update(int(n) for n in ids[(share > MOVING_OVERLAP) & (ids != 0)])
         return moving
+
+    @staticmethod
+    def _depth(video: Video) -> Path | None:
+        """The camera's depth folder, when the scene has one."""
+        cam_dir = video.extra["dir"]
+        folder = cam_dir.parent.parent / DEPTH / cam_dir.name
+        return folder if folder.is_dir() else None
+
+    def lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
+        folder = self._depth(video)
+        if folder is None:
+            return None
+        cam_dir = video.extra["dir"]
+        camera = read_camera(scene_calibration(cam_dir.parent.parent), cam_dir.name)
+        return depth_range_map(folder / f"{video.frames[index]}.npz", camera, grid, box)
+
+    def dense_lidar(
+        self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
+    ) -> np.ndarray | None:
+        """The depth is dense: it is its own completion target."""
+        return self.lidar(video, index, grid, box)
+
+    def _check_video(self, video: Video, decode: bool) -> tuple[int, int]:
+        size = super()._check_video(video, decode)
+        folder = self._depth(video)
+        if folder is not None:
+            found = {p.stem for p in folder.glob("*.npz")}
+            missing = [f for f in video.frames if f not in found]
+            if missing:
+                raise UserError(
+                    f"{folder}: {len(found)} depth maps for the {len(video)} frames of "
+                    f"{video.extra['dir']}; none for frame {missing[0]}"
+                )
+            cam_dir = video.extra["dir"]
+            read_camera(scene_calibration(cam_dir.parent.parent), cam_dir.name)
+        return size
