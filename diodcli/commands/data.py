@@ -44,7 +44,7 @@ def COMMAND() -> None:
 @click.option(
     "--lidar",
     is_flag=True,
-    help="Street world: also a simulated LiDAR sweep per frame and the dense depth (lidar.npz).",
+    help="Also a simulated LiDAR sweep per frame and the dense depth (lidar.npz), either world.",
 )
 @click.option(
     "--lidar-beams",
@@ -120,8 +120,6 @@ def synth(
             raise UserError(f"--night-fraction {night_fraction}: only the street world has nights")
         extra["night_fraction"] = night_fraction
     if lidar:
-        if world != "street":
-            raise UserError("--lidar: only the street world is 3-D (use --world street)")
         extra["lidar"] = True
     for option, setting, value in (
         ("--lidar-beams", "lidar_beams", lidar_beams),

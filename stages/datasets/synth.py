@@ -2,9 +2,9 @@
 
 Each video directory also holds ``meta.json`` (which instance ids move in the world) and
 ``flow.npz`` (ground-truth forward flow, key ``forward``, (T-1, 2, H, W) float32, channels
-dx, dy in pixels), written by ``stages.synthgen``; a street video made with ``--lidar`` also
-holds ``lidar.npz`` (one sweep per frame and the camera's dense depth:
-``stages.synthgen.street.video``).
+dx, dy in pixels), written by ``stages.synthgen``; a video of either world made with
+``--lidar`` also holds ``lidar.npz`` (one sweep per frame and the camera's dense depth:
+``stages.synthgen.lidar.Sweeps``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stages.datasets.base import Video
 from stages.datasets.folder import FolderDataset
 from stages.errors import UserError
 from stages.frames import FULL, Box
-from stages.lidar.projection import range_map, sweep_on_grid
+from stages.lidar.projection import depth_on_grid, sweep_on_grid
 
 LIDAR = "lidar.npz"
 
@@ -66,7 +66,7 @@ class SynthDataset(FolderDataset):
             return None
         sweep, lidar_to_camera, camera = found
         size = self.frame_size(video)
-        return sweep_on_grid(sweep, lidar_to_camera, camera, size, grid, box)
+        return sweep_on_grid(sweep, lidar_to_camera, _at(camera, index), size, grid, box)
 
     def dense_lidar(
         self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
@@ -74,12 +74,8 @@ class SynthDataset(FolderDataset):
         found = self._lidar(video, "depth", "camera")
         if found is None:
             return None
-        depth, camera = found
-        depth = depth[index].astype(np.float64)
-        v, u = np.nonzero(depth > 0)  # every pixel that sees a surface, as a point
-        pixels = np.stack([u, v, np.ones_like(u)]).astype(np.float64)
-        points = (np.linalg.inv(camera[:, :3]) @ pixels * depth[v, u]).T
-        return range_map(points, camera, depth.shape, grid, box=box)
+        depth, camera = found  # every pixel that sees a surface, as a point
+        return depth_on_grid(depth[index], _at(camera, index), grid, box=box)
 
     def _lidar(self, video: Video, *keys: str) -> list[np.ndarray] | None:
         """Members of the video's ``lidar.npz``; None if it has none."""
@@ -110,3 +106,9 @@ class SynthDataset(FolderDataset):
                     f"frames of {size[0]}x{size[1]} in {video.extra['dir']}; expected one each"
                 )
         return size
+
+
+def _at(camera: np.ndarray, index: int) -> np.ndarray:
+    """Frame ``index``'s (3, 4) projection: one for the video, or one per frame (a zooming
+    camera: the flat world's)."""
+    return camera[index] if camera.ndim == 3 else camera

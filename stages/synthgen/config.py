@@ -31,6 +31,29 @@ class VideoSetConfig:
     height: int = 96
     width: int = 320
 
+    # --- the LiDAR (synthgen/lidar.py), in either world: off unless asked for
+    # (``diod data synth --lidar``)
+    lidar: bool = False
+    #: lasers, evenly spaced in elevation: the HDL-64E's 64 (``diod data synth --lidar-beams``)
+    lidar_beams: int = 64
+    #: elevation of the lowest and highest laser, degrees above level: the HDL-64E's
+    lidar_elevation_deg: tuple[float, float] = (-24.9, 2.0)
+    #: azimuth between two firings, degrees: the HDL-64E's 0.17 at 10 Hz (``--lidar-step``)
+    lidar_azimuth_step_deg: float = 0.17
+    #: where the LiDAR sits relative to the camera, m (right, down, forward; level with the
+    #: road): KITTI's rig, 8 cm above and 27 cm behind its cameras
+    lidar_offset_m: tuple[float, float, float] = (0.0, -0.08, -0.27)
+    #: nearest and farthest return, m: the HDL-64E's blind zone and range
+    lidar_range_m: tuple[float, float] = (0.9, 120.0)
+    #: range noise (one standard deviation), m: the HDL-64E's 2 cm
+    lidar_range_noise_m: float = 0.02
+    #: share of returns lost at random (grazing angles, absorbent patches)
+    lidar_dropout: float = 0.05
+    #: share of objects with weak returns (dark or specular paint, glass), drawn per video
+    lidar_weak_object_fraction: float = 0.2
+    #: share of a weak object's returns that are lost
+    lidar_weak_dropout: float = 0.7
+
     def __post_init__(self) -> None:
         # TOML and JSON give lists; keep the dataclass hashable and its JSON stable
         for f in fields(self):
@@ -43,7 +66,13 @@ class VideoSetConfig:
         validate_video_set(self)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Every field; without a LiDAR its settings are left out: the data does not depend
+        on them (and a dataset written before they existed stays the same dataset)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if self.lidar or not k.startswith("lidar")
+        }
 
 
 @dataclass(frozen=True)
@@ -116,6 +145,23 @@ def validate_video_set(config: VideoSetConfig) -> None:
         raise UserError(f"--frames {config.frames}: expected at least 2 (flow needs pairs)")
     if config.height < 16 or config.width < 32:
         raise UserError(f"--size {config.height}x{config.width}: expected at least 16x32 pixels")
+    check_range(config, "lidar_elevation_deg", -89.0, 89.0)
+    check_range(config, "lidar_range_m", 0.0)
+    for name in ("lidar_dropout", "lidar_weak_object_fraction", "lidar_weak_dropout"):
+        if not 0 <= getattr(config, name) <= 1:
+            raise UserError(f"synth option {name}={getattr(config, name)}: expected [0, 1]")
+    if not 1 <= config.lidar_beams <= 512:
+        raise UserError(f"synth option lidar_beams={config.lidar_beams}: expected 1..512")
+    step = config.lidar_azimuth_step_deg
+    if not 0.01 <= step <= 10:
+        raise UserError(
+            f"synth option lidar_azimuth_step_deg={config.lidar_azimuth_step_deg}: "
+            "expected 0.01..10 degrees"
+        )
+    if config.lidar_range_noise_m < 0:
+        raise UserError(
+            f"synth option lidar_range_noise_m={config.lidar_range_noise_m}: expected >= 0"
+        )
 
 
 def validate(config: SynthConfig) -> None:

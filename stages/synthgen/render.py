@@ -25,6 +25,7 @@ class RenderedVideo:
     ids: np.ndarray  # (T, H, W) uint16, 0 = background, object k has id k + 1
     flow: np.ndarray  # (T-1, 2, H, W) float32, dx, dy: where the surface goes next frame
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32: the flow if every object stood still
+    depth: np.ndarray  # (T, H, W) float32 along the optical axis, m; 0: the far backdrop
 
 
 def _footprint(surface, origin, rays, points, step_u, step_v) -> tuple[np.ndarray, ...]:
@@ -40,8 +41,10 @@ def _footprint(surface, origin, rays, points, step_u, step_v) -> tuple[np.ndarra
     return x, y, size
 
 
-def render_frame(scene: Scene, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(colour (H, W, 3) float32 in [0, 1], surface index (H, W), seen 3-D points (3, H, W))."""
+def render_frame(scene: Scene, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(colour (H, W, 3) float32 in [0, 1], surface index (H, W), seen 3-D points (3, H, W),
+    depth along the optical axis (H, W): the rays are scaled to depth 1, so the ray
+    parameter of the nearest hit is it)."""
     cam = scene.cameras[t]
     v, u = np.mgrid[0 : scene.height, 0 : scene.width].astype(np.float64)
     rays = cam.rays(u, v)
@@ -59,17 +62,18 @@ def render_frame(scene: Scene, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
             continue
         x, y, size = _footprint(surface, origin, rays[:, won], points[:, won], step_u, step_v)
         colour[won] = surface.texture.sample(x, y, size)
-    return colour, layer, points
+    return colour, layer, points, nearest
 
 
 def render_video(scene: Scene, rng: np.random.Generator, noise_std: float) -> RenderedVideo:
     velocities = np.zeros((FIRST_OBJECT + len(scene.objects), 3))
     for k, obj in enumerate(scene.objects):
         velocities[FIRST_OBJECT + k] = obj.velocity
-    rgb, ids, flows, rigid = [], [], [], []
+    rgb, ids, flows, rigid, depth = [], [], [], [], []
     previous = None
     for t in range(len(scene.cameras)):
-        colour, layer, points = render_frame(scene, t)
+        colour, layer, points, nearest = render_frame(scene, t)
+        depth.append(np.where(layer == 0, 0.0, nearest).astype(np.float32))  # 0: the backdrop
         noisy = colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         ids.append(np.maximum(layer - (FIRST_OBJECT - 1), 0).astype(np.uint16))
@@ -77,7 +81,9 @@ def render_video(scene: Scene, rng: np.random.Generator, noise_std: float) -> Re
             flows.append(_flow(scene, t - 1, *previous, velocities))
             rigid.append(_flow(scene, t - 1, *previous, np.zeros_like(velocities)))
         previous = (layer, points)
-    return RenderedVideo(np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid))
+    return RenderedVideo(
+        np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid), np.stack(depth)
+    )
 
 
 def _flow(scene: Scene, t: int, layer: np.ndarray, points: np.ndarray, velocities) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from stages.datasets.arrays import write_npz
 from stages.datasets.imageio import write_png
 from stages.synthgen.config import SynthConfig
+from stages.synthgen.lidar import LIDAR_STREAM, Sensor, Sweeps, scan_surfaces, weak_returns
 from stages.synthgen.render import RenderedVideo, render_video
 from stages.synthgen.scene import Scene, sample_scene
 
@@ -39,12 +40,48 @@ def make_video(config: SynthConfig, split: str, index: int) -> tuple[Scene, Rend
     return scene, render_video(scene, rng, config.noise_std)
 
 
+def sweep_video(config: SynthConfig, split: str, index: int, scene: Scene) -> Sweeps:
+    """The LiDAR sweeps of a flat video's frames, from the LiDAR's own random stream. The
+    backdrop returns nothing (it stands for scenery beyond the range, and the sky); the
+    camera zooms, so each frame has its own projection."""
+    rng = video_rng(config.seed, split, index, LIDAR_STREAM)
+    sensor = Sensor.of(config, config.hfov_deg)
+    weak = weak_returns(rng, config, len(scene.objects))
+    idents = np.array([0, 0] + [o.id for o in scene.objects])  # backdrop, ground, objects
+    echoes = np.arange(len(idents)) > 0
+    points = [
+        scan_surfaces(
+            sensor,
+            [scene.backdrop, scene.ground] + [o.surface(t) for o in scene.objects],
+            idents,
+            echoes,
+            camera,
+            config,
+            weak,
+            rng,
+        )
+        for t, camera in enumerate(scene.cameras)
+    ]
+    projections = np.array(
+        [
+            [[c.focal, 0.0, c.cx, 0.0], [0.0, c.focal, c.cy, 0.0], [0, 0, 1.0, 0]]
+            for c in scene.cameras
+        ]
+    )
+    return Sweeps(points, sensor.to_camera(np.eye(3)), projections, weak)
+
+
 def _r(value: float) -> float:
     return round(float(value), 6)
 
 
 def describe(
-    config: SynthConfig, split: str, index: int, scene: Scene, video: RenderedVideo
+    config: SynthConfig,
+    split: str,
+    index: int,
+    scene: Scene,
+    video: RenderedVideo,
+    sweeps: Sweeps | None = None,
 ) -> dict:
     """meta.json: which ids move, every object's family and path, the camera, the layers."""
     n_ids = len(scene.objects) + 1
@@ -72,6 +109,8 @@ def describe(
                 "residual_flow_px": per_pair,
             }
         )
+        if sweeps is not None:
+            objects[-1]["lidar_weak"] = bool(sweeps.weak[obj.id])
     cams = scene.cameras
     return {
         "video": video_name(split, index),
@@ -104,9 +143,12 @@ def describe(
 def write_video(root: Path, config: SynthConfig, split: str, index: int) -> str:
     """Generate and write ``<root>/<split>/<name>/``; returns the name."""
     scene, video = make_video(config, split, index)
+    sweeps = sweep_video(config, split, index, scene) if config.lidar else None
     name = video_name(split, index)
-    meta = describe(config, split, index, scene, video)
+    meta = describe(config, split, index, scene, video, sweeps)
     write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
+    if sweeps is not None:
+        sweeps.write(root / split / name, video.depth)
     return name
 
 

@@ -133,39 +133,14 @@ class StreetConfig(VideoSetConfig):
     #: share of vehicles that are vans (tall boxes) rather than cars
     van_fraction: float = 0.15
 
-    # --- the LiDAR (street/lidar.py): off unless asked for (``diod data synth --lidar``)
-    lidar: bool = False
-    #: lasers, evenly spaced in elevation: the HDL-64E's 64 (``diod data synth --lidar-beams``)
-    lidar_beams: int = 64
-    #: elevation of the lowest and highest laser, degrees above level: the HDL-64E's
-    lidar_elevation_deg: tuple[float, float] = (-24.9, 2.0)
-    #: azimuth between two firings, degrees: the HDL-64E's 0.17 at 10 Hz (``--lidar-step``)
-    lidar_azimuth_step_deg: float = 0.17
-    #: where the LiDAR sits relative to the camera, m (right, down, forward; level with the
-    #: road): KITTI's rig, 8 cm above and 27 cm behind its cameras
-    lidar_offset_m: tuple[float, float, float] = (0.0, -0.08, -0.27)
-    #: nearest and farthest return, m: the HDL-64E's blind zone and range
-    lidar_range_m: tuple[float, float] = (0.9, 120.0)
-    #: range noise (one standard deviation), m: the HDL-64E's 2 cm
-    lidar_range_noise_m: float = 0.02
-    #: share of returns lost at random (grazing angles, absorbent patches)
-    lidar_dropout: float = 0.05
-    #: share of objects with weak returns (dark or specular paint, glass), drawn per video
-    lidar_weak_object_fraction: float = 0.2
-    #: share of a weak object's returns that are lost
-    lidar_weak_dropout: float = 0.7
-
     def validate(self) -> None:
         validate_street(self)
 
     def to_json(self) -> dict[str, Any]:
         """The world first, then every field: ``synth.json`` says which world made it.
-        Without a LiDAR, or without night videos, their settings are left out: the data does
-        not depend on them (and a dataset written before they existed stays the same
-        dataset)."""
+        Without night videos their settings are left out, as the LiDAR's: the data does not
+        depend on them (and a dataset written before they existed stays the same dataset)."""
         fields = super().to_json()
-        if not self.lidar:
-            fields = {k: v for k, v in fields.items() if not k.startswith("lidar")}
         if not self.night_fraction:
             fields = {k: v for k, v in fields.items() if not k.startswith("night")}
         return {"world": self.world, **fields}
@@ -201,16 +176,11 @@ RANGES = {  # option -> (lowest allowed, highest allowed or None)
     "oncoming_speed_mps": (0.0, 40.0),
     "cars_crossing": (0, 50),
     "crossing_speed_mps": (0.0, 40.0),
-    "lidar_elevation_deg": (-89.0, 89.0),
-    "lidar_range_m": (0.0, None),
     "night_gain": (0.01, 1.0),
 }
 FRACTIONS = (
     "night_fraction",
     "night_veil",
-    "lidar_dropout",
-    "lidar_weak_object_fraction",
-    "lidar_weak_dropout",
     "static_camera_fraction",
     "stopped_fraction",
     "turn_fraction",
@@ -243,15 +213,3 @@ def validate_street(config: StreetConfig) -> None:
     for name in ("noise_std", "night_shot_noise"):
         if getattr(config, name) < 0:
             raise UserError(f"synth option {name}={getattr(config, name)}: expected >= 0")
-    if not 1 <= config.lidar_beams <= 512:
-        raise UserError(f"synth option lidar_beams={config.lidar_beams}: expected 1..512")
-    step = config.lidar_azimuth_step_deg
-    if not 0.01 <= step <= 10:
-        raise UserError(
-            f"synth option lidar_azimuth_step_deg={config.lidar_azimuth_step_deg}: "
-            "expected 0.01..10 degrees"
-        )
-    if config.lidar_range_noise_m < 0:
-        raise UserError(
-            f"synth option lidar_range_noise_m={config.lidar_range_noise_m}: expected >= 0"
-        )

@@ -6,7 +6,7 @@ renumbered 1..n over the actors that are visible in at least one frame (in place
 actors never seen are left out of ``meta.json``.
 
 With ``lidar`` on, ``lidar.npz`` holds one LiDAR sweep per frame (``sweep_000000``, ...:
-(N, 3) float32 x forward, y left, z up in the sensor's frame, m; street/lidar.py), the
+(N, 3) float32 x forward, y left, z up in the sensor's frame, m; synthgen/lidar.py), the
 transform into the camera's coordinates (``lidar_to_camera``, 4x4), the camera's projection
 matrix (``camera``, 3x4, on the frame's pixels) and the camera's dense depth along its
 optical axis (``depth``, (T, H, W) float32, m; 0 where it sees the sky): the ground truth a
@@ -23,16 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.datasets.arrays import write_npz
+from stages.synthgen.lidar import LIDAR_STREAM, Sensor, Sweeps, weak_returns
 from stages.synthgen.street.config import StreetConfig
-from stages.synthgen.street.lidar import Sensor, scan, weak_returns
+from stages.synthgen.street.lidar import level_to_camera, scan
 from stages.synthgen.street.light import night_of
 from stages.synthgen.street.render import StreetVideo, render_street
 from stages.synthgen.street.scene import StreetScene, sample_street_scene
 from stages.synthgen.video import video_name, video_rng, write_video_files
-
-#: the LiDAR's random stream, apart from the scene's and the image noise's
-LIDAR_STREAM = 1
 
 
 def make_street_video(
@@ -50,21 +47,10 @@ def make_street_video(
     return scene, video, [int(i) - 1 for i in seen]
 
 
-@dataclasses.dataclass(frozen=True)
-class Sweeps:
-    """A video's LiDAR: one sweep per frame and what puts them on the image."""
-
-    points: list[np.ndarray]  # per frame (N, 3) float32, sensor frame
-    lidar_to_camera: np.ndarray  # (4, 4)
-    camera: np.ndarray  # (3, 4) projection onto the frame's pixels
-    #: (actors + 1,) bool: which actor ids (k + 1) return weakly
-    weak: np.ndarray
-
-
 def sweep_street_video(config: StreetConfig, split: str, index: int, scene: StreetScene) -> Sweeps:
     """The LiDAR sweeps of a video's frames, from the LiDAR's own random stream."""
     rng = video_rng(config.seed, split, index, LIDAR_STREAM)
-    sensor = Sensor.of(config)
+    sensor = Sensor.of(config, config.hfov_deg)
     weak = weak_returns(rng, config, len(scene.actors))
     size = (scene.height, scene.width)
     cameras = scene.rig.cameras
@@ -76,7 +62,7 @@ def sweep_street_video(config: StreetConfig, split: str, index: int, scene: Stre
     projection = np.array(
         [[first.focal, 0.0, first.cx, 0.0], [0.0, first.focal, first.cy, 0.0], [0, 0, 1.0, 0]]
     )
-    return Sweeps(points, sensor.to_camera(first), projection, weak)
+    return Sweeps(points, sensor.to_camera(level_to_camera(first)), projection, weak)
 
 
 def _r(value: float) -> float:
@@ -181,12 +167,5 @@ def write_street_video(root: Path, config: StreetConfig, split: str, index: int)
     meta = describe(config, split, index, scene, video, actor_of, sweeps)
     write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
     if sweeps is not None:
-        frames = {f"sweep_{t:06d}": p for t, p in enumerate(sweeps.points)}
-        write_npz(
-            root / split / name / "lidar.npz",
-            lidar_to_camera=sweeps.lidar_to_camera,
-            camera=sweeps.camera,
-            depth=video.depth,
-            **frames,
-        )
+        sweeps.write(root / split / name, video.depth)
     return name
