@@ -189,6 +189,18 @@ def test_lidar_pixels_score_only_where_the_sweep_has_points(setup, capsys, monke
     dense = evaluate(store, EvalConfig(dataset="synth"))
     assert dense.id != art.id and dense.params["pixels"] == "all"
 
+    def everywhere(self, video, index, grid, box=None):  # a point in every cell
+        points = np.zeros((*grid, 4), np.float32)
+        points[..., 3] = 10.0
+        return points
+
+    monkeypatch.setattr("stages.datasets.synth.SynthDataset.lidar", everywhere)
+    full = evaluate(store, EvalConfig(dataset="synth", pixels="lidar", force=True))
+    same, reference = (json.loads((a.path / "scores.json").read_text()) for a in (full, dense))
+    assert {k: v for k, v in same.items() if k != "source"} == {
+        k: v for k, v in reference.items() if k != "source"
+    }  # at LiDAR pixels = dense when the LiDAR covers the map
+
 
 def test_masks_scored_as_predictions(setup, capsys):
     root, store, _ = setup
