@@ -5,6 +5,8 @@ and a tiny training configuration that runs in seconds on CPU."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +210,13 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         sys.exit(0)
     out = capsys.readouterr()
     return exc.value.code or 0, out.out, out.err
+
+
+def synth_cli(out: Path, *options: str) -> subprocess.CompletedProcess:
+    """``diod data synth --out OUT OPTIONS`` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "diodcli.main", "data", "synth", "--out", str(out), *options],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )

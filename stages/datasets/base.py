@@ -206,6 +206,18 @@ class Dataset(ABC):
         return size
 
 
+def require_frame_files(folder: Path, suffix: str, video: Video, what: str) -> None:
+    """``folder`` must hold a ``<frame><suffix>`` file for every frame of ``video`` (its
+    LiDAR sweeps, depth maps): else one error line naming the first frame without one."""
+    found = {p.stem for p in folder.glob(f"*{suffix}")}
+    missing = [f for f in video.frames if f not in found]
+    if missing:
+        raise UserError(
+            f"{folder}: {len(found)} {what} for the {len(video)} frames of "
+            f"{video.extra['dir']}; none for frame {missing[0]}"
+        )
+
+
 def labels_for_frames(label_dir: Path, frames: Sequence[Path], kind: str) -> tuple[Path, ...]:
     """Per-frame label paths in ``label_dir`` with the frames' stems, () if the dir is absent.
 

@@ -24,9 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
+from stages.datasets.base import (
+    Dataset,
+    Video,
+    labels_for_frames,
+    require_frame_files,
+    safe_name,
+)
 from stages.datasets.imageio import list_images, read_label_map
-from stages.errors import UserError
 from stages.frames import FULL, Box
 from stages.lidar.kitti import KittiCalibration, read_velodyne
 
@@ -115,13 +120,7 @@ class KittiDataset(Dataset):
         size = super()._check_video(video, decode)
         sweeps = self._velodyne(video)
         if sweeps is not None:
-            found = {p.stem for p in sweeps.glob("*.bin")}
-            missing = [f for f in video.frames if f not in found]
-            if missing:
-                raise UserError(
-                    f"{sweeps}: {len(found)} Velodyne sweeps for the {len(video)} frames of "
-                    f"{video.extra['dir']}; none for frame {missing[0]}"
-                )
+            require_frame_files(sweeps, ".bin", video, "Velodyne sweeps")
             _calibration(video.extra["dir"].parent.parent)  # its files are there and complete
         return size
 

@@ -19,11 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.datasets.base import Dataset, Video, labels_for_frames, safe_name
+from stages.datasets.base import (
+    Dataset,
+    Video,
+    labels_for_frames,
+    require_frame_files,
+    safe_name,
+)
 from stages.datasets.imageio import list_images, read_label_map
 from stages.errors import UserError
 from stages.frames import FULL, Box
-from stages.lidar.tripd import DEPTH, depth_range_map, read_camera, scene_calibration
+from stages.lidar.tripd import (
+    DEPTH,
+    PinholeCamera,
+    depth_range_map,
+    read_camera,
+    scene_calibration,
+)
 
 #: a GT instance moves when, in some frame, more than this share of it lies on moving_masks
 MOVING_OVERLAP = 0.5
@@ -98,9 +110,9 @@ class TripdDataset(Dataset):
         folder = self._depth(video)
         if folder is None:
             return None
-        cam_dir = video.extra["dir"]
-        camera = read_camera(scene_calibration(cam_dir.parent.parent), cam_dir.name)
-        return depth_range_map(folder / f"{video.frames[index]}.npz", camera, grid, box)
+        return depth_range_map(
+            folder / f"{video.frames[index]}.npz", self._camera(video), grid, box
+        )
 
     def dense_lidar(
         self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL
@@ -112,13 +124,11 @@ class TripdDataset(Dataset):
         size = super()._check_video(video, decode)
         folder = self._depth(video)
         if folder is not None:
-            found = {p.stem for p in folder.glob("*.npz")}
-            missing = [f for f in video.frames if f not in found]
-            if missing:
-                raise UserError(
-                    f"{folder}: {len(found)} depth maps for the {len(video)} frames of "
-                    f"{video.extra['dir']}; none for frame {missing[0]}"
-                )
-            cam_dir = video.extra["dir"]
-            read_camera(scene_calibration(cam_dir.parent.parent), cam_dir.name)
+            require_frame_files(folder, ".npz", video, "depth maps")
+            self._camera(video)  # the calibration is there and has this camera
         return size
+
+    @staticmethod
+    def _camera(video: Video) -> PinholeCamera:
+        cam_dir = video.extra["dir"]
+        return read_camera(scene_calibration(cam_dir.parent.parent), cam_dir.name)

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synth_cli
 
 from stages.datasets import open_dataset
 from stages.lidar.projection import valid
 from stages.synthgen import SynthConfig, generate
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = SynthConfig(train_videos=2, val_videos=1, frames=4, height=48, width=160, lidar=True)
 
 
@@ -60,13 +58,10 @@ def test_the_lidar_changes_no_other_file(flat, tmp_path):
 
 
 def test_cli_makes_a_flat_world_with_lidar(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "diodcli.main", "data", "synth", "--out", str(tmp_path / "d")]
-        + ["--lidar", "--lidar-beams", "32", "--train-videos", "1", "--val-videos", "0"]
-        + ["--frames", "2", "--size", "32x96"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+    proc = synth_cli(
+        tmp_path / "d",
+        *("--lidar", "--lidar-beams", "32", "--train-videos", "1", "--val-videos", "0"),
+        *("--frames", "2", "--size", "32x96"),
     )
     assert proc.returncode == 0, proc.stderr
     recorded = json.loads((tmp_path / "d" / "synth.json").read_text())["config"]

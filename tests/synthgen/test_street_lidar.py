@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synth_cli
 
 from stages.datasets import open_dataset
 from stages.errors import UserError
@@ -22,7 +21,6 @@ from stages.synthgen.street.primitives import Dome, Look, Rect
 from stages.synthgen.street.rig import StreetCamera, intrinsics
 from stages.synthgen.street.scene import FrameShapes, corners_of
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = StreetConfig(train_videos=2, val_videos=1, frames=3, height=48, width=160, lidar=True)
 
 
@@ -178,18 +176,9 @@ def test_count_mismatch_is_one_error_line(with_lidar, tmp_path):
         ds.lidar(videos[0], 2, (12, 40))
 
 
-def _synth_cli(out: Path, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "diodcli.main", "data", "synth", "--out", str(out), *options],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-
-
 def test_cli_sets_the_sensor_of_lidar_only(tmp_path):
     tiny = ("--world", "street", "--train-videos", "1", "--val-videos", "0", "--frames", "2")
-    proc = _synth_cli(tmp_path / "off", *tiny, "--lidar-beams", "16")
+    proc = synth_cli(tmp_path / "off", *tiny, "--lidar-beams", "16")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
         proc.stderr.strip()
@@ -199,7 +188,7 @@ def test_cli_sets_the_sensor_of_lidar_only(tmp_path):
     assert not (tmp_path / "off").exists()
     sparse = ("--lidar", "--lidar-beams", "16", "--lidar-step", "0.66", "--size", "48x160")
     weak = ("--lidar-weak-fraction", "1", "--lidar-weak-dropout", "0.95")
-    assert _synth_cli(tmp_path / "on", *tiny, *sparse, *weak).returncode == 0
+    assert synth_cli(tmp_path / "on", *tiny, *sparse, *weak).returncode == 0
     recorded = json.loads((tmp_path / "on" / "synth.json").read_text())["config"]
     assert (recorded["lidar_beams"], recorded["lidar_azimuth_step_deg"]) == (16, 0.66)
     assert (recorded["lidar_weak_object_fraction"], recorded["lidar_weak_dropout"]) == (1, 0.95)

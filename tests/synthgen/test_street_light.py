@@ -4,17 +4,14 @@ drawn from their own stream (a set without nights is unchanged), recorded for ev
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
+from helpers import synth_cli
 
 from stages.datasets import open_dataset
 from stages.synthgen import StreetConfig, generate
 from stages.synthgen.street.video import make_street_video
 
-REPO = Path(__file__).resolve().parents[2]
 DAY = StreetConfig(train_videos=6, val_videos=0, frames=2, height=48, width=160)
 NIGHT = dataclasses.replace(DAY, night_fraction=1.0)
 VEIL = NIGHT.night_veil
@@ -56,12 +53,8 @@ def test_a_set_without_nights_is_unchanged_and_a_mixed_one_records_them(tmp_path
 
 
 def test_cli_night_is_for_the_street_world(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "diodcli.main", "data", "synth", "--out", str(tmp_path / "d")]
-        + ["--night-fraction", "0.5", "--train-videos", "1", "--val-videos", "0"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+    proc = synth_cli(
+        tmp_path / "d", "--night-fraction", "0.5", "--train-videos", "1", "--val-videos", "0"
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
