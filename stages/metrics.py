@@ -206,6 +206,21 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _recall_split(
+    flags: np.ndarray, matched: np.ndarray, best_iou: np.ndarray, kinds: tuple[str, str]
+) -> dict:
+    """Recall, count and mIoU of the GT objects flagged 1 (``kinds[0]``) and 0
+    (``kinds[1]``); objects flagged -1 (not recorded) are in neither."""
+    return {
+        kind: {
+            "recall": _ratio(matched[flags == flag].sum(), (flags == flag).sum()),
+            "n_gt": int((flags == flag).sum()),
+            "miou": _mean(best_iou[flags == flag]),
+        }
+        for kind, flag in zip(kinds, (1, 0), strict=True)
+    }
+
+
 def size_bucket(area_fraction: np.ndarray, edges: Sequence[float] = SIZE_EDGES) -> np.ndarray:
     """0 small, 1 medium, 2 large: ``fraction < edges[0]``, ``< edges[1]``, else large."""
     return np.searchsorted(np.asarray(edges), area_fraction, side="right")
@@ -458,14 +473,7 @@ class Evaluation:
         moving = self._cat("gt_moving")
         out["by_motion"] = None
         if (moving >= 0).any():
-            out["by_motion"] = {
-                kind: {
-                    "recall": _ratio(matched[moving == flag].sum(), (moving == flag).sum()),
-                    "n_gt": int((moving == flag).sum()),
-                    "miou": _mean(gt_best_iou[moving == flag]),
-                }
-                for kind, flag in (("moving", 1), ("static", 0))
-            }
+            out["by_motion"] = _recall_split(moving, matched, gt_best_iou, ("moving", "static"))
         out["by_group"] = self._by_group(matched, gt_best_iou)
         out["by_condition"] = self._by_condition(headline, matched)
         return out
@@ -479,14 +487,7 @@ class Evaluation:
             member = np.concatenate(
                 [c.gt_groups.get(name, np.full(len(c.gt_moving), -1)) for c in self._chunks]
             )
-            out[name] = {
-                kind: {
-                    "recall": _ratio(matched[member == flag].sum(), (member == flag).sum()),
-                    "n_gt": int((member == flag).sum()),
-                    "miou": _mean(gt_best_iou[member == flag]),
-                }
-                for kind, flag in (("members", 1), ("others", 0))
-            }
+            out[name] = _recall_split(member, matched, gt_best_iou, ("members", "others"))
         return out
 
     def _by_condition(self, tp: np.ndarray, matched: np.ndarray) -> dict:

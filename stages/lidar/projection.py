@@ -70,6 +70,11 @@ def range_map(
     return out.reshape(h, w, 4)
 
 
+def pinhole(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """(3, 4) [K | 0] of a pinhole camera (pixels): camera coordinates -> pixels."""
+    return np.array([[fx, 0.0, cx, 0.0], [0.0, fy, cy, 0.0], [0.0, 0.0, 1.0, 0.0]])
+
+
 def depth_on_grid(
     depth: np.ndarray,
     camera: np.ndarray,

@@ -28,7 +28,7 @@ import numpy as np
 
 from stages.errors import UserError
 from stages.frames import FULL, Box
-from stages.lidar.projection import depth_on_grid
+from stages.lidar.projection import depth_on_grid, pinhole
 
 DEPTH = "depth"
 CALIBRATION = "calibration"
@@ -48,9 +48,7 @@ class PinholeCamera:
     @property
     def projection(self) -> np.ndarray:
         """(3, 4) [K | 0]: camera coordinates -> pixels."""
-        return np.array(
-            [[self.fx, 0.0, self.cx, 0.0], [0.0, self.fy, self.cy, 0.0], [0.0, 0.0, 1.0, 0.0]]
-        )
+        return pinhole(self.fx, self.fy, self.cx, self.cy)
 
 
 def scene_calibration(scene: Path) -> Path:

@@ -14,6 +14,7 @@ import numpy as np
 
 from stages.datasets.arrays import write_npz
 from stages.datasets.imageio import write_png
+from stages.lidar.projection import pinhole
 from stages.synthgen.config import SynthConfig
 from stages.synthgen.lidar import LIDAR_STREAM, Sensor, Sweeps, scan_surfaces, weak_returns
 from stages.synthgen.render import RenderedVideo, render_video
@@ -62,12 +63,7 @@ def sweep_video(config: SynthConfig, split: str, index: int, scene: Scene) -> Sw
         )
         for t, camera in enumerate(scene.cameras)
     ]
-    projections = np.array(
-        [
-            [[c.focal, 0.0, c.cx, 0.0], [0.0, c.focal, c.cy, 0.0], [0, 0, 1.0, 0]]
-            for c in scene.cameras
-        ]
-    )
+    projections = np.stack([pinhole(c.focal, c.focal, c.cx, c.cy) for c in scene.cameras])
     return Sweeps(points, sensor.to_camera(np.eye(3)), projections, weak)
 
 

@@ -196,9 +196,10 @@ def render_street(
         colour = shade(frame.shapes, camera, seen, scene.sun)
         if night is not None:
             colour = night.expose(colour)
-        noisy = colour * 255.0 + rng.normal(0.0, noise_std, colour.shape)
+        levels = colour * 255.0
+        noisy = levels + rng.normal(0.0, noise_std, colour.shape)
         if night is not None:
-            noisy += night.shot_noise(colour * 255.0)
+            noisy += night.shot_noise(levels)
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         idents = np.array([s.ident for s in frame.shapes], np.uint16)
         ids.append(idents[seen.owner])

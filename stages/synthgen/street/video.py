@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.lidar.projection import pinhole
 from stages.synthgen.lidar import LIDAR_STREAM, Sensor, Sweeps, weak_returns
 from stages.synthgen.street.config import StreetConfig
 from stages.synthgen.street.lidar import level_to_camera, scan
@@ -59,9 +60,7 @@ def sweep_street_video(config: StreetConfig, split: str, index: int, scene: Stre
         for t, camera in enumerate(cameras)
     ]
     first = cameras[0]
-    projection = np.array(
-        [[first.focal, 0.0, first.cx, 0.0], [0.0, first.focal, first.cy, 0.0], [0, 0, 1.0, 0]]
-    )
+    projection = pinhole(first.focal, first.focal, first.cx, first.cy)
     return Sweeps(points, sensor.to_camera(level_to_camera(first)), projection, weak)
 
 
