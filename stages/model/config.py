@@ -7,6 +7,7 @@ from typing import Any
 
 from stages.errors import UserError
 from stages.model import dinov2
+from stages.model.decoder import LAYERS as DECODER_LAYOUTS
 from stages.model.encoder import input_multiple
 from stages.settings import (
     FLAG,
@@ -22,7 +23,6 @@ from stages.settings import (
 
 ENCODERS = ("resnet18", *dinov2.VARIANTS)
 TOKEN_NORMS = ("token", "map")
-DECODER_LAYERS = ("4", "6")
 SLOT_INITS = ("standard", "shared")
 #: what the network sees and reconstructs: RGB frames (DIOD), or LiDAR range maps (x, y, z, r)
 #: on the camera's image grid (DIOD-3D, SPEC-xMOD.md section 2)
@@ -88,9 +88,10 @@ class ModelConfig(Settings):
     ).field()
     decoder_layers: str = Setting(
         "4",
-        choice(*DECODER_LAYERS),
+        choice(*DECODER_LAYOUTS),
         "Transposed convolutions of the decoder: 4 (5x5/2, 5x5/2, 5x5/1, 3x3/1; 30 % fewer "
-        "decoder FLOPs) or the authors' 6 (4x4/2, 5x5/1, 5x5/1, 4x4/2, 5x5/1, 3x3/1).",
+        "decoder FLOPs than 6), 4h (5x5/2, 5x5/1, 5x5/2, 3x3/1: the 5x5/1 at half "
+        "resolution) or the authors' 6 (4x4/2, 5x5/1, 5x5/1, 4x4/2, 5x5/1, 3x3/1).",
     ).field()
     token_norm: str = Setting(
         "token",

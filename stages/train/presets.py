@@ -99,6 +99,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_slots": 10,
         "encoder_width": 0.125,
         "decoder_channels": 16,
+        "decoder_layers": "4h",  # 21 % off an AVX2 burn-in step (docs/training.md)
         "gru_hidden": 32,
         "clip_length": 4,
         "input_size": (96, 320),
