@@ -5,7 +5,9 @@ complete burn-in/distill artifact of any dataset in the workspace (its teacher f
 distillation, as export). Every tensor whose name and shape match is copied; the others
 keep the new network's fresh initialisation and are listed, as the authors' KITTI recipe
 does when it starts from their TRI-PD model (the map token norm and anything sized by the
-input differ there). The source's identity (artifact path, or file path and sha256) is part
+input differ there). A decoder of another layout (``decoder_layers``) is not loaded: the
+layouts' transposed convolutions can share names and shapes in another order (``4`` and
+``4h``), where name and shape alone would load them into the wrong places. The source's identity (artifact path, or file path and sha256) is part
 of the run's artifact id.
 """
 
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from stages.artifacts import ArtifactStore, file_sha256
 from stages.errors import UserError
+from stages.model import DIOD
+from stages.model.config import DECODER_DEFAULT
 from stages.train import checkpoint
 
 #: the format tag of a model file; ``stages.modelfile`` (which imports training's checkpoint
@@ -29,10 +32,17 @@ MODEL_FILE_FORMAT = "diod-model"
 
 @dataclass(frozen=True)
 class InitSource:
-    """Weights to start from and what identifies them."""
+    """Weights to start from, what identifies them, and the layout of their decoder."""
 
     weights: dict[str, torch.Tensor]
     identity: dict[str, str]
+    decoder_layers: str
+
+
+def _decoder_layers(network: dict[str, Any]) -> str:
+    """The decoder layout a recorded model config names (configs before the setting
+    existed had the default)."""
+    return network.get("decoder_layers", DECODER_DEFAULT)
 
 
 def _network(state: dict[str, Any]) -> str:
@@ -84,9 +94,11 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
     if path.suffix or path.exists():
         if not path.is_file():
             raise UserError(f"--init {path}: file not found")
+        trained = read_trained_file(path, "--init")
         return InitSource(
-            read_trained_file(path, "--init").weights,
+            trained.weights,
             {"file": str(path.resolve()), "sha256": file_sha256(path)},
+            _decoder_layers(trained.record.get("model", {})),
         )
     artifact = checkpoint.find_trained(store, ref, option="--init")
     state = checkpoint.final(artifact)
@@ -94,14 +106,25 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
     return InitSource(
         _weights(state, network),
         {"artifact": f"{artifact.dataset}/{artifact.stage}/{artifact.id}", "network": network},
+        _decoder_layers(state.get("model_config", {})),
     )
 
 
-def load_matching(model: nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Copy into ``model`` every tensor of ``weights`` with its name and shape; returns the
+def load_matching(
+    model: DIOD, weights: dict[str, torch.Tensor], decoder_layers: str
+) -> dict[str, Any]:
+    """Copy into ``model`` every tensor of ``weights`` with its name and shape, the decoder's
+    only from a decoder of ``model``'s layout (``decoder_layers``: the source's); returns the
     counts and the names left at their fresh initialisation."""
     own = model.state_dict()
-    fits = {k: v for k, v in weights.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    same_decoder = decoder_layers == model.config.decoder_layers
+    fits = {
+        k: v
+        for k, v in weights.items()
+        if k in own
+        and tuple(v.shape) == tuple(own[k].shape)
+        and (same_decoder or not k.startswith("decoder."))
+    }
     if not fits:
         raise UserError("--init: no tensor of the source fits this network (another model?)")
     model.load_state_dict({**own, **fits})

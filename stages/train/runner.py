@@ -24,6 +24,7 @@ from stages.errors import UserError
 from stages.frames import size_at_area
 from stages.hardware import Distributed, resolve_device, usable_cores, worker_count
 from stages.lidar.augment import LidarAugment
+from stages.model import DIOD
 from stages.model.encoder import ResNet18Encoder
 from stages.progress import log
 from stages.train import checkpoint
@@ -122,12 +123,12 @@ class RunSetup:
             params["sources"] = self.sources
         return params
 
-    def initialise(self, store: ArtifactStore, ref: str | None, model: nn.Module) -> None:
+    def initialise(self, store: ArtifactStore, ref: str | None, model: DIOD) -> None:
         """``--init ref``: load its matching tensors into ``model`` and remember what."""
         if ref is None:
             return
         source = init_source(store, ref)
-        report = load_matching(model, source.weights)
+        report = load_matching(model, source.weights, source.decoder_layers)
         log.info(
             "--init %s: %d of %d tensors loaded; re-initialised: %s",
             ref,

@@ -27,7 +27,7 @@ def test_matching_tensors_load_and_the_map_sized_norm_is_reinitialised():
     torch.manual_seed(1)
     target = _paper_model((4, 6))
     fresh_norm = target.tokenizer.norm.weight.clone()
-    report = load_matching(target, source.state_dict())
+    report = load_matching(target, source.state_dict(), "6")
     assert report["reinitialised"] == ["tokenizer.norm.bias", "tokenizer.norm.weight"]
     assert report["unused"] == ["tokenizer.norm.bias", "tokenizer.norm.weight"]
     assert report["loaded"] == report["tensors"] - 2
@@ -39,7 +39,23 @@ def test_matching_tensors_load_and_the_map_sized_norm_is_reinitialised():
 def test_a_source_with_nothing_in_common_is_an_error():
     model = DIOD(ModelConfig(num_slots=4, encoder_width=0.125))
     with pytest.raises(UserError, match="no tensor of the source fits"):
-        load_matching(model, {"other.weight": torch.zeros(3)})
+        load_matching(model, {"other.weight": torch.zeros(3)}, "4")
+
+
+def test_a_decoder_of_another_layout_stays_fresh():
+    """4 and 4h have the same layers in another order: names and shapes all match, so only
+    the recorded layout can keep the source's decoder out."""
+    torch.manual_seed(0)
+    source = DIOD(ModelConfig(num_slots=4, encoder_width=0.125, decoder_layers="4"))
+    torch.manual_seed(1)
+    target = DIOD(ModelConfig(num_slots=4, encoder_width=0.125, decoder_layers="4h"))
+    fresh = {k: v.clone() for k, v in target.decoder.state_dict().items()}
+    report = load_matching(target, source.state_dict(), "4")
+    assert report["reinitialised"] == sorted(f"decoder.{k}" for k in fresh)
+    assert all(torch.equal(v, target.decoder.state_dict()[k]) for k, v in fresh.items())
+    assert torch.equal(target.initial_slots, source.initial_slots)
+    same = DIOD(ModelConfig(num_slots=4, encoder_width=0.125, decoder_layers="4"))
+    assert load_matching(same, source.state_dict(), "4")["reinitialised"] == []
 
 
 def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path, tiny_masks):
