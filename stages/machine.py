@@ -2,8 +2,9 @@
 
 The demo's time depends on the CPU class more than on anything else: where AVX512-BF16 or
 AMX make bf16 native, training runs in bf16 autocast; elsewhere (AVX2-only laptops and
-servers, or with ``ONEDNN_MAX_CPU_ISA`` capping the ISA) it runs in fp32 at about a third
-of the speed. The figures below are measured (docs/results.md), on 2 free cores.
+servers, or with ``ONEDNN_MAX_CPU_ISA`` capping the ISA) it runs in fp32, its steps 1.6x
+(against AVX512-BF16) to 3x (against AMX) slower. The figures below are measured
+(docs/results.md), on 2 free cores.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import torch
 
 from stages.hardware import idle_cores, native_bf16, usable_cores
 
-#: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md): 9 min
-#: 54 s with native bf16 (seed 0), 15 min 39 s to 18 min 41 s with AVX2 kernels in fp32
-#: (seeds 0, 11, 12; emulated with ONEDNN_MAX_CPU_ISA=AVX2), the slowest given
-DEMO_MINUTES = {"bf16": 10.0, "fp32": 19.0}
+#: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md), on a
+#: 2-core AMD EPYC: 9 min 17 s with native bf16 (seed 0, dataset already generated), 14 min
+#: to 15 min 14 s with AVX2 kernels in fp32 (seeds 0, 11, 12; ONEDNN_MAX_CPU_ISA=AVX2)
+DEMO_MINUTES = {"bf16": 10.0, "fp32": 15.0}
 
 
 def cpu_name() -> str:
