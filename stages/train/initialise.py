@@ -7,8 +7,8 @@ keep the new network's fresh initialisation and are listed, as the authors' KITT
 does when it starts from their TRI-PD model (the map token norm and anything sized by the
 input differ there). A decoder of another layout (``decoder_layers``) is not loaded: the
 layouts' transposed convolutions can share names and shapes in another order (``4`` and
-``4h``), where name and shape alone would load them into the wrong places. The source's identity (artifact path, or file path and sha256) is part
-of the run's artifact id.
+``4h``), where name and shape alone would load them into the wrong places. The source's
+identity (artifact path, or file path and sha256) is part of the run's artifact id.
 """
 
 from __future__ import annotations
