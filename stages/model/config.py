@@ -22,7 +22,6 @@ from stages.settings import (
 )
 
 ENCODERS = ("resnet18", *dinov2.VARIANTS)
-DECODER_DEFAULT = "4"
 TOKEN_NORMS = ("token", "map")
 SLOT_INITS = ("standard", "shared")
 #: what the network sees and reconstructs: RGB frames (DIOD), or LiDAR range maps (x, y, z, r)
@@ -88,7 +87,7 @@ class ModelConfig(Settings):
         64, ints(1), "Channels of the spatial broadcast decoder."
     ).field()
     decoder_layers: str = Setting(
-        DECODER_DEFAULT,
+        "4",
         choice(*DECODER_LAYOUTS),
         "Transposed convolutions of the decoder: 4 (5x5/2, 5x5/2, 5x5/1, 3x3/1; 30 % fewer "
         "decoder FLOPs than 6), 4h (5x5/2, 5x5/1, 5x5/2, 3x3/1: the 5x5/1 at half "

@@ -21,8 +21,7 @@ import torch
 
 from stages.artifacts import ArtifactStore, file_sha256
 from stages.errors import UserError
-from stages.model import DIOD
-from stages.model.config import DECODER_DEFAULT
+from stages.model import DIOD, ModelConfig
 from stages.train import checkpoint
 
 #: the format tag of a model file; ``stages.modelfile`` (which imports training's checkpoint
@@ -37,12 +36,6 @@ class InitSource:
     weights: dict[str, torch.Tensor]
     identity: dict[str, str]
     decoder_layers: str
-
-
-def _decoder_layers(network: dict[str, Any]) -> str:
-    """The decoder layout a recorded model config names (configs before the setting
-    existed had the default)."""
-    return network.get("decoder_layers", DECODER_DEFAULT)
 
 
 def _network(state: dict[str, Any]) -> str:
@@ -98,7 +91,7 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
         return InitSource(
             trained.weights,
             {"file": str(path.resolve()), "sha256": file_sha256(path)},
-            _decoder_layers(trained.record.get("model", {})),
+            ModelConfig.from_dict(trained.record.get("model", {})).decoder_layers,
         )
     artifact = checkpoint.find_trained(store, ref, option="--init")
     state = checkpoint.final(artifact)
@@ -106,7 +99,7 @@ def init_source(store: ArtifactStore, ref: str) -> InitSource:
     return InitSource(
         _weights(state, network),
         {"artifact": f"{artifact.dataset}/{artifact.stage}/{artifact.id}", "network": network},
-        _decoder_layers(state.get("model_config", {})),
+        ModelConfig.from_dict(state["model_config"]).decoder_layers,
     )
 
 
