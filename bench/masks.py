@@ -13,6 +13,10 @@ the load average is printed; compare sizes within one run.
 
     .venv/bin/python bench/masks.py [--videos 2] [--frames 10] [--camera-model parallax]
     .venv/bin/python bench/masks.py --segmenter MODEL.pt   # the learned segmenter
+    .venv/bin/python bench/masks.py --segmenter MODEL.pt --device cuda   # its network on a GPU
+
+With ``--device cuda`` the features, cleaning and instances still run on the one core; only
+the segmenter's network moves to the GPU.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from stages.artifacts import ArtifactStore
 from stages.datasets import open_dataset
 from stages.flow.stage import FlowConfig, compute_flow
+from stages.hardware import resolve_device
 from stages.masks.geometric import GeometricParams, run_masks
 from stages.masks.learned.inference import LearnedMotion
 from stages.masks.learned.modelfile import load_segmenter
@@ -54,6 +59,7 @@ def measure(
     frames: int,
     motion: MotionParams,
     segmenter: str | None,
+    device: str,
 ) -> dict[str, float]:
     root = generate(
         base / f"synth-{height}x{width}",
@@ -72,7 +78,7 @@ def measure(
     motion_of = None
     if segmenter is not None:
         loaded = load_segmenter(segmenter)
-        motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold)
+        motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold, device)
     best = best_cpu = float("inf")
     for _ in range(3):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -85,7 +91,13 @@ def measure(
         best_cpu = min(best_cpu, time.process_time() - start_cpu)
     start = time.perf_counter()
     config = MasksConfig(
-        dataset="synth", flow=flow.id, motion=motion, segmenter=segmenter, workers=1, force=True
+        dataset="synth",
+        flow=flow.id,
+        motion=motion,
+        segmenter=segmenter,
+        workers=1,
+        device=device,
+        force=True,
     )
     art = compute_masks(store, config)
     stage = time.perf_counter() - start
@@ -104,19 +116,26 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--camera-model", default=MotionParams().camera_model)
     parser.add_argument("--segmenter", default=None, help="a segmenter model file")
+    parser.add_argument("--device", default="cpu", help="the segmenter network's: cpu, cuda")
     args = parser.parse_args()
+    device = str(resolve_device(args.device))
     motion = MotionParams(camera_model=args.camera_model)
     one_core()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [
-            (h, w, measure(Path(tmp), h, w, args.videos, args.frames, motion, args.segmenter))
+            (
+                h,
+                w,
+                measure(Path(tmp), h, w, args.videos, args.frames, motion, args.segmenter, device),
+            )
             for h, w in SIZES
         ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"motion masks, {args.segmenter or args.camera_model}, on one core ({args.videos} videos x {args.frames} "
-        f"frames per size, load {load:.1f})"
+        f"motion masks, {args.segmenter or args.camera_model}, on one core"
+        f"{f' + {device}' if args.segmenter and device != 'cpu' else ''} ({args.videos} videos "
+        f"x {args.frames} frames per size, load {load:.1f})"
     )
     print(
         f"{'size':>10} {'masks fps':>10} {'(CPU time)':>11} {'stage fps':>10} {'masks/frame':>12}"

@@ -8,6 +8,7 @@ from diodcli.common import (
     app,
     config_option,
     dataset_option,
+    device_option,
     flags_in_errors,
     force_option,
     root_option,
@@ -49,6 +50,7 @@ SETTINGS = (MotionParams, InstanceParams)
 @splits_option("compute or import")
 @settings_options(*SETTINGS)
 @workers_option("one per core")
+@device_option(extra=" Where the segmenter's network runs (--segmenter only).")
 @click.option("--report", is_flag=True, help="Print mask quality (P/R/F1 vs GT) per split.")
 @force_option
 @config_option
@@ -73,6 +75,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
         motion=motion,
         instances=instances,
         workers=opts["workers"],
+        device=opts["device"],
         force=opts["force"],
     )
     art = compute_masks(app(ctx).store, config)

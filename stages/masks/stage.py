@@ -29,7 +29,7 @@ from stages import zarrstore
 from stages.artifacts import Artifact, ArtifactStore, file_sha256
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
-from stages.hardware import die_with_parent, usable_cores, worker_count
+from stages.hardware import DEVICE, die_with_parent, resolve_device, usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, MotionOf, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
 from stages.masks.params import InstanceParams, MotionParams
@@ -65,6 +65,8 @@ class MasksConfig:
     motion: MotionParams = field(default_factory=MotionParams)
     instances: InstanceParams = field(default_factory=InstanceParams)
     workers: int | None = None  # None: one per core (hardware.worker_count)
+    #: where the segmenter's network runs (``hardware.DEVICE``); not part of the artifact
+    device: str = DEVICE.default
     run_length: int = 16
     force: bool = False
 
@@ -107,6 +109,7 @@ class Job:
     mask_paths: tuple[str, ...] = ()
     frame_size: tuple[int, int] = (0, 0)
     segmenter_path: str | None = None
+    device: str = "cpu"
 
 
 @dataclass
@@ -207,12 +210,12 @@ def _worker_init(parent: int) -> None:
 
 
 @lru_cache(maxsize=2)
-def _learned_motion(path: str) -> MotionOf:
+def _learned_motion(path: str, device: str) -> MotionOf:
     from stages.masks.learned.inference import LearnedMotion
     from stages.masks.learned.modelfile import load_segmenter
 
     segmenter = load_segmenter(path)
-    return LearnedMotion(segmenter.model, segmenter.motion, segmenter.threshold)
+    return LearnedMotion(segmenter.model, segmenter.motion, segmenter.threshold, device)
 
 
 def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
@@ -225,7 +228,9 @@ def run_job(job: Job) -> tuple[np.ndarray, MaskCounts | None]:
             first, stop = max(job.start - 1, 0), min(job.stop + 1, len(video))
             images = gray_frames(ds, video, first, stop, (job.height, job.width))
         flows = ZarrFlowPairs(job.flow_path, (job.start, job.stop), images)
-        motion_of = _learned_motion(job.segmenter_path) if job.method == LEARNED else None
+        motion_of = (
+            _learned_motion(job.segmenter_path, job.device) if job.method == LEARNED else None
+        )
         labels = run_masks(flows, job.start, job.stop, job.params, job.height, job.width, motion_of)
     else:
         im = job.params.instances
@@ -391,7 +396,8 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
         if method == LEARNED:
             segmenter_path, params["segmenter"] = resolve_segmenter(store, config.segmenter)
             motion = _segmenter_motion(segmenter_path)
-            config = replace(config, segmenter=str(segmenter_path), motion=motion)
+            device = str(resolve_device(config.device))
+            config = replace(config, segmenter=str(segmenter_path), motion=motion, device=device)
         params.update(motion=asdict(motion), instances=asdict(config.instances))
     else:
         if config.root is None:
@@ -488,6 +494,7 @@ def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
             mask_paths=tuple(str(p) for p in plan.mask_paths[start:stop]),
             frame_size=plan.source_size,
             segmenter_path=config.segmenter,
+            device=config.device,
         )
         for start, stop in plan.runs
     ]

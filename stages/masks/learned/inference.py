@@ -31,16 +31,26 @@ def frame_evidence(flows: FlowPairs, t: int, params: MotionParams) -> PairEviden
 class LearnedMotion:
     """``geometric.MotionOf`` by a trained segmenter: moving = probability > threshold."""
 
-    def __init__(self, model: MotionSegmenter, params: MotionParams, threshold: float = 0.5):
-        self.model = model.eval()
+    def __init__(
+        self,
+        model: MotionSegmenter,
+        params: MotionParams,
+        threshold: float = 0.5,
+        device: str | torch.device = "cpu",
+    ):
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
         self.params = params
         self.threshold = threshold
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """(C, H, W) features -> (H, W) probability of moving."""
+        """(C, H, W) features -> (H, W) probability of moving. The features are made on the
+        CPU (OpenCV); only the network runs on ``device``, in fp32 (a GPU's 1e-6 differences
+        from the CPU can flip a pixel at the threshold, not a mask)."""
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(features)[None])
-        return torch.sigmoid(logits)[0].numpy()
+            features_on = torch.from_numpy(features)[None].to(self.device, non_blocking=True)
+            probability = torch.sigmoid(self.model(features_on))[0]
+        return probability.cpu().numpy()
 
     def __call__(self, flows: FlowPairs, t: int) -> PairMotion | None:
         evidence = frame_evidence(flows, t, self.params)
