@@ -111,11 +111,16 @@ def run_masks(
     ip = params.instances
     motions: dict[int, PairMotion] = {}
     cleaned: dict[int, np.ndarray] = {}
+    #: t -> where frame t's pixels land in frame t-1, taken while pair t-1's backward flow
+    #: is at hand (converting it again later costs more than keeping the maps)
+    lands_back: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for t in range(max(start - 1, 0), min(stop + 1, flows.num_frames)):
         motion = motion_of(flows, t)
         if motion is not None:
             motions[t] = motion
             cleaned[t] = clean(motion.moving, ip)
+        if flows.has_backward and t <= min(last_pair, stop - 2):
+            lands_back[t + 1] = landing(flows.backward(t))
     for t in range(start, stop):
         if t not in motions:  # last frame without backward flow: carry frame T-2 over
             if t == start:
@@ -133,7 +138,7 @@ def run_masks(
             neighbours.append(pull(cleaned[t + 1], motions[t].lands))
         if t - 1 in cleaned:
             if flows.has_backward:
-                neighbours.append(pull(cleaned[t - 1], landing(flows.backward(t - 1))))
+                neighbours.append(pull(cleaned[t - 1], lands_back[t]))
             else:
                 neighbours.append(push(cleaned[t - 1], flows.forward(t - 1)))
         keep = persistent(labels, neighbours, ip.persist_frac) & ~static

@@ -74,10 +74,10 @@ def textured(image: np.ndarray, frac: float) -> np.ndarray:
     return any flow, and DIS returns smooth, forward-backward consistent nonsense there:
     on our still-camera videos most false masks sat on such regions. The smaller eigenvalue
     of the structure tensor measures texture in both directions; comparing it with the
-    frame's median makes the test independent of contrast and exposure.
+    frame's median makes the test independent of contrast and exposure (and of OpenCV's
+    scaling of 8-bit input, 1/255^2 of the float result, which is 2.7x faster to compute).
     """
-    gray = image.astype(np.float32)
-    eigen = cv2.cornerMinEigenVal(gray, TEXTURE_WINDOW, ksize=3)
+    eigen = cv2.cornerMinEigenVal(image, TEXTURE_WINDOW, ksize=3)
     stride = max(1, int(np.sqrt(eigen.size / ADAPTIVE_SAMPLES)))
     return eigen > np.float32(frac * float(np.median(eigen[::stride, ::stride])))
 
@@ -137,6 +137,17 @@ def adaptive_threshold(residual: np.ndarray, confident: np.ndarray, k: float) ->
     return median + k * MAD_TO_SIGMA * mad
 
 
+def _block_sums(image: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Sums of (H, W) over a gh x gw grid of whole-pixel blocks covering the frame (block
+    edges at the nearest pixel to i * H / gh): what an area resize averages, without its
+    fractional edge weights, which make OpenCV's INTER_AREA 5x slower at a non-integer
+    ratio (1.5 ms a channel at 375x1242)."""
+    h, w = image.shape
+    rows = np.linspace(0, h, gh + 1).round().astype(np.intp)[:-1]
+    cols = np.linspace(0, w, gw + 1).round().astype(np.intp)[:-1]
+    return np.add.reduceat(np.add.reduceat(image, rows, axis=0), cols, axis=1)
+
+
 def local_background(field: np.ndarray, confident: np.ndarray, window: float) -> np.ndarray:
     """The slowly varying part of a residual field (C, H, W): what a camera model with a few
     parameters leaves over a static scene of several depths (ground plane vs far backdrop,
@@ -151,12 +162,12 @@ def local_background(field: np.ndarray, confident: np.ndarray, window: float) ->
     block = max(2, int(round(window * w / BACKGROUND_BLOCKS)))
     gh, gw = max(1, h // block), max(1, w // block)
     weight = confident.astype(np.float32)
-    coverage = cv2.resize(weight, (gw, gh), interpolation=cv2.INTER_AREA)
-    valid = coverage > 0.25
+    confident_count = _block_sums(weight, gh, gw)
+    valid = confident_count > 0.25 * _block_sums(np.ones((h, w), np.float32), gh, gw)
     out = np.empty_like(field)
     for c, channel in enumerate(field):
-        coarse = cv2.resize(channel * weight, (gw, gh), interpolation=cv2.INTER_AREA)
-        coarse = np.divide(coarse, coverage, out=np.zeros_like(coarse), where=valid)
+        coarse = _block_sums(channel * weight, gh, gw)
+        coarse = np.divide(coarse, confident_count, out=np.zeros_like(coarse), where=valid)
         if valid.any():
             coarse[~valid] = np.median(coarse[valid])
         smooth = ndimage.median_filter(coarse, size=BACKGROUND_BLOCKS, mode="nearest")

@@ -23,11 +23,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 import zarr
 
 from stages import zarrstore
 from stages.artifacts import Artifact, ArtifactStore, file_sha256
 from stages.datasets import Dataset, Video, open_dataset
+from stages.datasets.imageio import read_gray
 from stages.errors import UserError
 from stages.hardware import DEVICE, die_with_parent, resolve_device, usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, MotionOf, frame_runs, run_masks
@@ -142,6 +144,13 @@ def _moving_ids(name: str, root: str, split: str, video: str) -> frozenset[int] 
     return None if ids is None else frozenset(ids)
 
 
+def _to_float32(half: np.ndarray) -> np.ndarray:
+    """float16 -> float32, bit for bit as numpy's ``astype``, but through torch's vectorised
+    conversion: numpy converts half floats one by one (1.9 ms against 0.6 ms for a
+    375x1242 flow pair on one core, about 9 % of the masks' instructions)."""
+    return torch.from_numpy(half).float().numpy()
+
+
 class ZarrFlowPairs:
     """A video's flow group as ``geometric.FlowPairs``.
 
@@ -172,12 +181,12 @@ class ZarrFlowPairs:
         self.backward = lru_cache(maxsize=3)(self._backward_at)
 
     def _forward_at(self, t: int) -> np.ndarray:
-        return self._forward[t - self._first].astype(np.float32)
+        return _to_float32(self._forward[t - self._first])
 
     def _backward_at(self, t: int) -> np.ndarray | None:
         if self._backward is None:
             return None
-        return self._backward[t - self._first].astype(np.float32)
+        return _to_float32(self._backward[t - self._first])
 
     def image(self, t: int) -> np.ndarray | None:
         return self._images.get(t)
@@ -192,11 +201,11 @@ def gray_frames(
     if video.video_file is not None:
         wanted = ((t, rgb) for t, rgb in enumerate(ds.iter_frames(video)) if t >= first)
         frames = dict(itertools.takewhile(lambda item: item[0] < stop, wanted))
+        grays = {t: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for t, rgb in frames.items()}
     else:
-        frames = {t: ds.frame(video, t) for t in range(first, stop)}
+        grays = {t: read_gray(video.rgb[t]) for t in range(first, stop)}
     out = {}
-    for t, rgb in frames.items():
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    for t, gray in grays.items():
         if gray.shape != (height, width):
             gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
         out[t] = gray

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stages.datasets import open_dataset
-from stages.datasets.imageio import write_png
+from stages.datasets.imageio import read_gray, read_rgb, write_png
 from stages.datasets.kitti import decode_kitti_instances
 from stages.errors import UserError
 
@@ -189,3 +189,21 @@ def test_float_label_map_rejected(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.float32)).save(path)
     with pytest.raises(UserError, match="integer label"):
         read_label_map(path)
+
+
+def test_gray_frames_match_the_colour_frames_and_name_a_bad_file(tmp_path):
+    """``read_gray`` (OpenCV's direct decode, for the masks' texture test) gives the gray of
+    ``read_rgb`` to within a level; a file it cannot read is ``read_rgb``'s error line."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "f.png"
+    write_png(path, rgb)
+    gray = read_gray(path)
+    expected = cv2.cvtColor(read_rgb(path), cv2.COLOR_RGB2GRAY)
+    assert gray.shape == (20, 30) and gray.dtype == np.uint8
+    assert np.abs(gray.astype(int) - expected).max() <= 1
+    path.write_bytes(path.read_bytes()[:60])  # truncated
+    with pytest.raises(UserError, match=f"{path}: unreadable or truncated"):
+        read_gray(path)
+    with pytest.raises(UserError, match="file not found"):
+        read_gray(tmp_path / "missing.png")
