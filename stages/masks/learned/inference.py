@@ -45,8 +45,8 @@ class LearnedMotion:
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """(C, H, W) features -> (H, W) probability of moving. The features are made on the
-        CPU (OpenCV); only the network runs on ``device``, in fp32 (a GPU's 1e-6 differences
-        from the CPU can flip a pixel at the threshold, not a mask)."""
+        CPU (OpenCV); only the network runs on ``device``, in fp32, so that a GPU gives the
+        CPU's masks up to a pixel at the threshold (tested)."""
         with torch.inference_mode():
             features_on = torch.from_numpy(features)[None].to(self.device, non_blocking=True)
             probability = torch.sigmoid(self.model(features_on))[0]
