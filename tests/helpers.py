@@ -13,7 +13,14 @@ import numpy as np
 
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import open_dataset
-from stages.zarrstore import FLOW_STORE, MASKS_STORE, frame_array, write_video
+from stages.zarrstore import (
+    FLOW_STORE,
+    MASKS_STORE,
+    frame_array,
+    open_video,
+    video_names,
+    write_video,
+)
 
 TINY_MODEL = dict(num_slots=4, encoder_width=0.125, decoder_channels=8)
 # `diod train` options of the CLI tests' tiny run (fp32 and no loader process: exact and quick)
@@ -139,6 +146,15 @@ def as_torchrun_rank(rank: int, world: int, port: int) -> None:
         LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
+
+
+def all_masks(art: Artifact) -> dict[str, np.ndarray]:
+    """Every video's masks (T, H, W) of a masks artifact, by "split/video"."""
+    return {
+        f"{split}/{video}": open_video(art, MASKS_STORE, split, video)["masks"][:]
+        for split in art.params["splits"]
+        for video in video_names(art, MASKS_STORE, split)
+    }
 
 
 def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backward: bool = False):

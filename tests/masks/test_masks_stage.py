@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from helpers import run_cli, write_gt_flow_artifact
+from helpers import all_masks, run_cli, write_gt_flow_artifact
 
 from stages import zarrstore
 from stages.artifacts import ArtifactStore
@@ -33,16 +33,6 @@ def synth_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def store(tmp_path) -> ArtifactStore:
     return ArtifactStore(tmp_path / "ws")
-
-
-def _all_masks(art) -> dict[str, np.ndarray]:
-    out = {}
-    for split in art.params["splits"]:
-        for video in zarrstore.video_names(art, "masks.zarr", split):
-            out[f"{split}/{video}"] = zarrstore.open_video(art, "masks.zarr", split, video)[
-                "masks"
-            ][:]
-    return out
 
 
 def test_masks_artifact_format_and_reuse(synth_root, store):
@@ -84,7 +74,7 @@ def test_parallel_workers_give_the_same_masks(synth_root, tmp_path):
         write_gt_flow_artifact(store, "synth", synth_root, backward=True)
         config = MasksConfig(dataset="synth", workers=workers, run_length=2)
         results.append(compute_masks(store, config))
-    a, b = (_all_masks(r) for r in results)
+    a, b = (all_masks(r) for r in results)
     assert a.keys() == b.keys() and len(a) == 3
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
@@ -226,7 +216,7 @@ def test_import_round_trip(folder_dataset, tmp_path, store, capsys):
     assert code == 0, err
     second = store.latest("folder", "masks")
     assert second.id != art.id
-    first_masks, second_masks = _all_masks(art), _all_masks(second)
+    first_masks, second_masks = all_masks(art), all_masks(second)
     for key in first_masks:
         np.testing.assert_array_equal(first_masks[key], second_masks[key])
 
@@ -248,7 +238,7 @@ def test_dataset_masks_are_imported(folder_dataset, store):
     config = MasksConfig(dataset="folder", root=str(folder_dataset), dataset_masks=True)
     art = compute_masks(store, config)
     assert art.params["method"] == "dataset" and art.params["splits"] == ["train"]
-    for masks in _all_masks(art).values():
+    for masks in all_masks(art).values():
         assert masks.shape == (3, 32, 48) and set(np.unique(masks).tolist()) == {0, 1}
     with pytest.raises(UserError, match="no precomputed motion masks"):
         compute_masks(

@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, write_gt_flow_artifact
+from helpers import all_masks, run_cli, write_gt_flow_artifact
 from scenes import STREET, H, W, backward_flow, forward_flow, ray_cast
 
-from stages import zarrstore
 from stages.artifacts import ArtifactStore
 from stages.masks.learned.examples import IGNORE, invisible_ids
 from stages.masks.learned.features import CHANNELS, pair_evidence
@@ -211,16 +210,6 @@ def test_masks_with_a_segmenter_by_artifact_id_and_by_file(trained, capsys):
     assert by_file.params["segmenter"].startswith("sha256:")
 
 
-def _all_masks(art) -> dict[str, np.ndarray]:
-    return {
-        f"{split}/{video}": zarrstore.open_video(art, zarrstore.MASKS_STORE, split, video)["masks"][
-            :
-        ]
-        for split in art.params["splits"]
-        for video in zarrstore.video_names(art, zarrstore.MASKS_STORE, split)
-    }
-
-
 def test_segmenter_network_on_a_gpu_gives_the_cpu_masks(trained, capsys):
     """``--device`` moves only the network; the artifact is the same (the device is not part
     of its id) and so are its masks, up to a pixel at the threshold. Without CUDA, asking
@@ -231,7 +220,7 @@ def test_segmenter_network_on_a_gpu_gives_the_cpu_masks(trained, capsys):
     code, _out, err = run_cli([*base, "--device", "cpu"], capsys)
     assert code == 0, err
     on_cpu = store.latest("synth", "masks")
-    cpu_masks = _all_masks(on_cpu)
+    cpu_masks = all_masks(on_cpu)
     code, _out, err = run_cli([*base, "--device", "cuda"], capsys)
     if not torch.cuda.is_available():
         assert code == 2 and len(err.strip().splitlines()) == 1
@@ -240,7 +229,7 @@ def test_segmenter_network_on_a_gpu_gives_the_cpu_masks(trained, capsys):
     assert code == 0, err
     on_gpu = store.latest("synth", "masks")
     assert on_gpu.id == on_cpu.id
-    gpu_masks = _all_masks(on_gpu)
+    gpu_masks = all_masks(on_gpu)
     for key, masks in cpu_masks.items():
         assert np.mean((masks > 0) != (gpu_masks[key] > 0)) < 1e-3
 
