@@ -17,6 +17,7 @@ from stages.masks.learned.modelfile import load_segmenter
 from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
 from stages.masks.learned.training import MIRRORED_SIGN, Trainer, segmentation_loss
+from stages.masks.motion import landing
 from stages.masks.params import MotionParams
 
 CAR = (-0.9, 0.9, 12.0, 16.5, 1.5)
@@ -268,17 +269,35 @@ def _noisy(flow: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return flow + noise
 
 
-class NoisyPairs:
-    """A video whose every pair has the same forward and backward flow, each with its own
-    smooth noise, and a textured frame (a ``geometric.FlowPairs``)."""
+def _texture(seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (H, W), np.uint8), (3, 3), 0)
 
-    def __init__(self, forward: np.ndarray, backward: np.ndarray, sigma: float, frames: int = 4):
-        self.num_frames, self.has_backward = frames, True
-        self._forward = [_noisy(forward, sigma, 2 * t) for t in range(frames - 1)]
-        self._backward = [_noisy(backward, sigma, 2 * t + 1) for t in range(frames - 1)]
-        rng = np.random.default_rng(7)
-        texture = rng.integers(0, 255, forward.shape[1:], np.uint8)
-        self._image = cv2.GaussianBlur(texture, (3, 3), 0)
+
+class NoisyPairs:
+    """A video of textured frames and, per pair, its exact forward and backward flow, each
+    with its own smooth noise (a ``geometric.FlowPairs``)."""
+
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        forward: list[np.ndarray],
+        backward: list[np.ndarray],
+        sigma: float,
+    ):
+        self.num_frames, self.has_backward = len(frames), True
+        self._frames = frames
+        self._forward = [_noisy(f, sigma, 2 * t) for t, f in enumerate(forward)]
+        self._backward = [_noisy(b, sigma, 2 * t + 1) for t, b in enumerate(backward)]
+
+    @classmethod
+    def steady(cls, forward: np.ndarray, backward: np.ndarray, sigma: float, frames: int = 4):
+        """Every pair the same motion: frame t+1 is frame t moved along ``backward``."""
+        xs, ys = landing(backward)
+        images = [_texture()]
+        for _ in range(frames - 1):
+            images.append(cv2.remap(images[-1], xs, ys, cv2.INTER_LINEAR))
+        return cls(images, [forward] * (frames - 1), [backward] * (frames - 1), sigma)
 
     def forward(self, t: int) -> np.ndarray:
         return self._forward[t]
@@ -286,8 +305,8 @@ class NoisyPairs:
     def backward(self, t: int) -> np.ndarray:
         return self._backward[t]
 
-    def image(self, t: int) -> np.ndarray:
-        return self._image
+    def image(self, t: int) -> np.ndarray | None:
+        return self._frames[t] if 0 <= t < self.num_frames else None
 
 
 def _builtin_masks(pairs: NoisyPairs) -> np.ndarray:
@@ -307,7 +326,7 @@ def _best_iou(frame: np.ndarray, truth: np.ndarray) -> float:
 
 def test_builtin_driving_past_facades_and_poles_gives_no_mask():
     depth, _ = ray_cast(STREET)
-    pairs = NoisyPairs(forward_flow(depth, 1.0), backward_flow(STREET, 1.0), sigma=0.1)
+    pairs = NoisyPairs.steady(forward_flow(depth, 1.0), backward_flow(STREET, 1.0), sigma=0.1)
     assert _builtin_masks(pairs).max() == 0
 
 
@@ -322,19 +341,29 @@ def test_builtin_finds_a_car_ahead_keeping_its_distance():
     on_car = hit == len(STREET)
     forward = forward_flow(depth, 1.0, own=on_car)
     backward = backward_flow(STREET + [CAR], 1.0, moving=len(STREET))
-    for frame in _builtin_masks(NoisyPairs(forward, backward, sigma=0.1)):
+    for frame in _builtin_masks(NoisyPairs.steady(forward, backward, sigma=0.1)):
         assert _best_iou(frame, on_car) > 0.5
 
 
 def test_builtin_finds_a_one_pixel_walker_on_a_still_camera():
-    """1 px per frame against flow noise of 0.08 px (the DIS noise of our still-camera
-    street frames is 0.07 px in its median)."""
-    forward = np.zeros((2, H, W), np.float32)
-    backward = np.zeros_like(forward)
-    walker = np.zeros((H, W), bool)
-    walker[50:74, 150:160] = True  # 24 x 10 px, a person ~15 m away
-    forward[0][walker] = 1.0
-    backward[0][50:74, 151:161] = -1.0
-    for frame in _builtin_masks(NoisyPairs(forward, backward, sigma=0.05)):
+    """1 px per frame against flow noise of 0.05 px (the DIS noise of our still-camera
+    street frames is 0.07 px in its median): a textured 24 x 10 px person ~15 m away
+    walking right over a textured, still background."""
+    background, person = _texture(7), _texture(8)[:24, :10]
+    frames, forward, backward, walkers = [], [], [], []
+    for t in range(4):
+        walker = np.zeros((H, W), bool)
+        walker[50:74, 150 + t : 160 + t] = True
+        frame = background.copy()
+        frame[walker] = person.ravel()
+        frames.append(frame)
+        walkers.append(walker)
+        if t:
+            forward.append(np.where(walkers[t - 1], np.float32(1), np.float32(0)))
+            backward.append(np.where(walker, np.float32(-1), np.float32(0)))
+    forward = [np.stack([u, np.zeros_like(u)]) for u in forward]
+    backward = [np.stack([u, np.zeros_like(u)]) for u in backward]
+    masks = _builtin_masks(NoisyPairs(frames, forward, backward, sigma=0.05))
+    for frame, walker in zip(masks, walkers, strict=True):
         assert frame.max() == 1
         assert _best_iou(frame, walker) > 0.5

@@ -42,6 +42,8 @@ CHANNELS = (
     "previous_v",
     "previous_residual",
     "previous_valid",  # 1 where t -> t-1 exists (not the first frame, backward flow known)
+    "change",  # |frame t - frame t+1 moved back by the camera's flow|, in its robust spread
+    "previous_change",  # the same against frame t-1
     "image",  # the frame, gray, standardised
     "x",  # position, -1 (left) .. 1 (right)
     "y",  # -1 (top) .. 1 (bottom)
@@ -66,8 +68,12 @@ _SQUASHED = [
         "previous_u",
         "previous_v",
         "previous_residual",
+        "change",
+        "previous_change",
     )
 ]
+#: the brightness change's spread is never taken below this, gray levels: the 8-bit step
+CHANGE_FLOOR = 1.0
 
 
 @dataclass
@@ -92,6 +98,24 @@ def _standardised(image: np.ndarray) -> np.ndarray:
     return (gray - gray.mean()) / max(float(gray.std()), 1.0)
 
 
+def _change(image: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np.ndarray:
+    """|I_t(x) - I_other(x + camera flow)| over its robust spread (1.4826 x median over the
+    frame), 0 where x + camera flow leaves the frame: the brightness change that the
+    camera's own motion does not explain. Flow estimated on repetitive texture can invent
+    motion where nothing changed, and it smears a slow mover into its surroundings; the
+    frames themselves change on the mover only, up to its true edges."""
+    h, w = image.shape
+    xs, ys = landing(camera_flow)
+    warped = cv2.remap(
+        other.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    change = cv2.absdiff(image.astype(np.float32), warped)
+    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+    spread = max(1.4826 * float(np.median(change[inside])) if inside.any() else 0.0, CHANGE_FLOOR)
+    change[~inside] = 0.0
+    return change / np.float32(spread)
+
+
 def _parallax(forward: np.ndarray, confident: np.ndarray, params: MotionParams, out: np.ndarray):
     """Fill the parallax channels of ``out`` (px; scaled later), zero where there is no
     epipole (a still or rotating camera)."""
@@ -114,10 +138,13 @@ def pair_evidence(
     params: MotionParams,
     image: np.ndarray | None = None,
     previous: tuple[np.ndarray, np.ndarray] | None = None,
+    landed: np.ndarray | None = None,
+    previous_image: np.ndarray | None = None,
 ) -> PairEvidence:
     """Evidence for frame t from its flow to t+1 (2, H, W) float32, the flow back (or
-    None), the frame (8-bit gray at the flow's size, or None) and ``previous``: the flows
-    t -> t-1 and t-1 -> t (or None)."""
+    None), the frame (8-bit gray at the flow's size, or None), ``previous``: the flows
+    t -> t-1 and t-1 -> t (or None), and the frames the two pairs land in (``landed``:
+    t+1, ``previous_image``: t-1; 8-bit gray or None)."""
     h, w = forward.shape[1:]
     lands = landing(forward)
     trust = flow_trust(forward, backward, params, lands, image)
@@ -144,6 +171,11 @@ def pair_evidence(
             out[i["previous_u"]], out[i["previous_v"]] = back.relative_flow / back_noise
             out[i["previous_residual"]] = back.residual / back_noise
             out[i["previous_valid"]] = 1.0
+            if image is not None and previous_image is not None:
+                camera = previous[0] - back.relative_flow
+                out[i["previous_change"]] = _change(image, previous_image, camera)
+    if image is not None and landed is not None:
+        out[i["change"]] = _change(image, landed, forward - relative)
     out[i["flow_u"]], out[i["flow_v"]] = forward * percent
     out[_SQUASHED] = np.arcsinh(out[_SQUASHED])
     out[i["trusted"]] = trust.confident

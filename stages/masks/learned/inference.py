@@ -25,7 +25,10 @@ def frame_evidence(flows: FlowPairs, t: int, params: MotionParams) -> PairEviden
     previous = None
     if flows.has_backward and 1 <= t <= flows.num_frames - 2:
         previous = (flows.backward(t - 1), flows.forward(t - 1))
-    return pair_evidence(pair[0], pair[1], params, flows.image(t), previous)
+    landed = t + 1 if t <= flows.num_frames - 2 else t - 1
+    return pair_evidence(
+        pair[0], pair[1], params, flows.image(t), previous, flows.image(landed), flows.image(t - 1)
+    )
 
 
 class LearnedMotion:
