@@ -87,6 +87,32 @@ def test_previous_pair_is_marked_where_it_exists():
     assert with_previous.features[c].min() == 1
 
 
+def test_brightness_change_is_where_the_frames_change_not_where_the_flow_says():
+    """A still camera: flow invented on a patch of unchanged texture (as DIS does on
+    repetitive texture) shows no change; a patch whose texture moved 1 px does, though its
+    flow is zero (a mover under the flow's noise)."""
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (H, W), dtype=np.uint8), (3, 3), 0)
+    following = frame.copy()
+    following[40:60, 201:221] = frame[40:60, 200:220]  # the mover, 1 px to the right
+    flow = np.zeros((2, H, W), np.float32)
+    flow[0, 40:60, 50:70] = 2.0  # invented motion on the static scene
+    evidence = pair_evidence(flow, -flow, MotionParams(), frame, landed=following)
+    change = evidence.features[CHANNELS.index("change")]
+    assert np.all(change[40:60, 50:70] < 0.5)
+    assert np.median(change[42:58, 203:219]) > 2.0  # asinh of the change in robust sigmas
+    assert np.median(change[:30]) < 0.5
+    # no sign to flip under the training's mirror (the camera is still: exactly mirrored)
+    mirrored = pair_evidence(
+        flow[:, :, ::-1] * np.float32([[[-1]], [[1]]]),
+        -flow[:, :, ::-1] * np.float32([[[-1]], [[1]]]),
+        MotionParams(),
+        frame[:, ::-1].copy(),
+        landed=following[:, ::-1].copy(),
+    )
+    assert np.allclose(mirrored.features[CHANNELS.index("change")], change[:, ::-1], atol=1e-5)
+
+
 def test_movers_below_the_flow_noise_are_ignored_not_negatives():
     objects = [
         {"id": 1, "moving": True, "residual_flow_px": [0.1, 2.0]},

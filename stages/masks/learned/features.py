@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stages.masks.camera import PairGeometry, ParallaxModel, pixel_grid
+from stages.masks.camera import MAD_TO_SIGMA, PairGeometry, ParallaxModel, pixel_grid
 from stages.masks.motion import compensate, flow_trust, landing
 from stages.masks.params import MotionParams
 
@@ -99,8 +99,8 @@ def _standardised(image: np.ndarray) -> np.ndarray:
 
 
 def _change(image: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np.ndarray:
-    """|I_t(x) - I_other(x + camera flow)| over its robust spread (1.4826 x median over the
-    frame), 0 where x + camera flow leaves the frame: the brightness change that the
+    """|I_t(x) - I_other(x + camera flow)| over its robust spread (``MAD_TO_SIGMA`` x its
+    median over the frame), 0 where x + camera flow leaves the frame: the brightness change that the
     camera's own motion does not explain. Flow estimated on repetitive texture can invent
     motion where nothing changed, and it smears a slow mover into its surroundings; the
     frames themselves change on the mover only, up to its true edges."""
@@ -111,7 +111,8 @@ def _change(image: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np
     )
     change = cv2.absdiff(image.astype(np.float32), warped)
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    spread = max(1.4826 * float(np.median(change[inside])) if inside.any() else 0.0, CHANGE_FLOOR)
+    median = float(np.median(change[inside])) if inside.any() else 0.0
+    spread = max(MAD_TO_SIGMA * median, CHANGE_FLOOR)
     change[~inside] = 0.0
     return change / np.float32(spread)
 
