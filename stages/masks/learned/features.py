@@ -12,7 +12,9 @@ rotating camera or a far scene) and the plane + parallax decomposition (``Parall
 a static point's parallax runs away from the epipole, so a parked car's large parallax is
 "along" and a crossing car's is "across"). And two looks in time: the pair t -> t+1 and,
 where the flow artifact has backward flow, t -> t-1, whose evidence is at frame t's pixels
-too: a mover at the noise floor is seen twice.
+too: a mover at the noise floor is seen twice. And the frames themselves: the brightness
+change that the camera's flow does not explain, against frame t+1 and frame t-1, where flow
+estimated on a still camera invents motion (repetitive texture) or smears a slow mover.
 """
 
 from __future__ import annotations
@@ -100,10 +102,10 @@ def _standardised(image: np.ndarray) -> np.ndarray:
 
 def _change(image: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np.ndarray:
     """|I_t(x) - I_other(x + camera flow)| over its robust spread (``MAD_TO_SIGMA`` x its
-    median over the frame), 0 where x + camera flow leaves the frame: the brightness change that the
-    camera's own motion does not explain. Flow estimated on repetitive texture can invent
-    motion where nothing changed, and it smears a slow mover into its surroundings; the
-    frames themselves change on the mover only, up to its true edges."""
+    median over the frame), 0 where x + camera flow leaves the frame: the brightness change
+    that the camera's own motion does not explain. Flow estimated on repetitive texture can
+    invent motion where nothing changed, and it smears a slow mover into its surroundings;
+    the frames themselves change on the mover only, up to its true edges."""
     h, w = image.shape
     xs, ys = landing(camera_flow)
     warped = cv2.remap(
