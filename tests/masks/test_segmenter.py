@@ -91,8 +91,7 @@ def test_brightness_change_is_where_the_frames_change_not_where_the_flow_says():
     """A still camera: flow invented on a patch of unchanged texture (as DIS does on
     repetitive texture) shows no change; a patch whose texture moved 1 px does, though its
     flow is zero (a mover under the flow's noise)."""
-    rng = np.random.default_rng(0)
-    frame = cv2.GaussianBlur(rng.integers(0, 255, (H, W), dtype=np.uint8), (3, 3), 0)
+    frame = _texture(0)
     following = frame.copy()
     following[40:60, 201:221] = frame[40:60, 200:220]  # the mover, 1 px to the right
     flow = np.zeros((2, H, W), np.float32)
@@ -103,9 +102,10 @@ def test_brightness_change_is_where_the_frames_change_not_where_the_flow_says():
     assert np.median(change[42:58, 203:219]) > 2.0  # asinh of the change in robust sigmas
     assert np.median(change[:30]) < 0.5
     # no sign to flip under the training's mirror (the camera is still: exactly mirrored)
+    mflow = flow[:, :, ::-1] * np.float32([[[-1]], [[1]]])
     mirrored = pair_evidence(
-        flow[:, :, ::-1] * np.float32([[[-1]], [[1]]]),
-        -flow[:, :, ::-1] * np.float32([[[-1]], [[1]]]),
+        mflow,
+        -mflow,
         MotionParams(),
         frame[:, ::-1].copy(),
         landed=following[:, ::-1].copy(),
@@ -371,24 +371,25 @@ def test_builtin_finds_a_car_ahead_keeping_its_distance():
         assert _best_iou(frame, on_car) > 0.5
 
 
+def _sideways(region: np.ndarray, u: float) -> np.ndarray:
+    """Flow (2, H, W): ``u`` px to the right on ``region``, still elsewhere."""
+    flow = np.zeros((2, H, W), np.float32)
+    flow[0][region] = u
+    return flow
+
+
 def test_builtin_finds_a_one_pixel_walker_on_a_still_camera():
     """1 px per frame against flow noise of 0.05 px (the DIS noise of our still-camera
     street frames is 0.07 px in its median): a textured 24 x 10 px person ~15 m away
     walking right over a textured, still background."""
     background, person = _texture(7), _texture(8)[:24, :10]
-    frames, forward, backward, walkers = [], [], [], []
-    for t in range(4):
-        walker = np.zeros((H, W), bool)
+    walkers = [np.zeros((H, W), bool) for _ in range(4)]
+    frames = [background.copy() for _ in walkers]
+    for t, (walker, frame) in enumerate(zip(walkers, frames, strict=True)):
         walker[50:74, 150 + t : 160 + t] = True
-        frame = background.copy()
         frame[walker] = person.ravel()
-        frames.append(frame)
-        walkers.append(walker)
-        if t:
-            forward.append(np.where(walkers[t - 1], np.float32(1), np.float32(0)))
-            backward.append(np.where(walker, np.float32(-1), np.float32(0)))
-    forward = [np.stack([u, np.zeros_like(u)]) for u in forward]
-    backward = [np.stack([u, np.zeros_like(u)]) for u in backward]
+    forward = [_sideways(walker, 1.0) for walker in walkers[:-1]]
+    backward = [_sideways(walker, -1.0) for walker in walkers[1:]]
     masks = _builtin_masks(NoisyPairs(frames, forward, backward, sigma=0.05))
     for frame, walker in zip(masks, walkers, strict=True):
         assert frame.max() == 1
