@@ -95,23 +95,22 @@ class PairEvidence:
     noise: float
 
 
-def _standardised(image: np.ndarray) -> np.ndarray:
-    gray = image.astype(np.float32)
+def _standardised(gray: np.ndarray) -> np.ndarray:
     return (gray - gray.mean()) / max(float(gray.std()), 1.0)
 
 
-def _change(image: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np.ndarray:
+def _change(gray: np.ndarray, other: np.ndarray, camera_flow: np.ndarray) -> np.ndarray:
     """|I_t(x) - I_other(x + camera flow)| over its robust spread (``MAD_TO_SIGMA`` x its
     median over the frame), 0 where x + camera flow leaves the frame: the brightness change
     that the camera's own motion does not explain. Flow estimated on repetitive texture can
     invent motion where nothing changed, and it smears a slow mover into its surroundings;
     the frames themselves change on the mover only, up to its true edges."""
-    h, w = image.shape
+    h, w = gray.shape
     xs, ys = landing(camera_flow)
     warped = cv2.remap(
         other.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    change = cv2.absdiff(image.astype(np.float32), warped)
+    change = cv2.absdiff(gray, warped)
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
     median = float(np.median(change[inside])) if inside.any() else 0.0
     spread = max(MAD_TO_SIGMA * median, CHANGE_FLOOR)
@@ -149,6 +148,7 @@ def pair_evidence(
     t -> t-1 and t-1 -> t (or None), and the frames the two pairs land in (``landed``:
     t+1, ``previous_image``: t-1; 8-bit gray or None)."""
     h, w = forward.shape[1:]
+    gray = image.astype(np.float32) if image is not None else None
     lands = landing(forward)
     trust = flow_trust(forward, backward, params, lands, image)
     compensated = compensate(forward, trust.confident, params)
@@ -174,16 +174,16 @@ def pair_evidence(
             out[i["previous_u"]], out[i["previous_v"]] = back.relative_flow / back_noise
             out[i["previous_residual"]] = back.residual / back_noise
             out[i["previous_valid"]] = 1.0
-            if image is not None and previous_image is not None:
+            if gray is not None and previous_image is not None:
                 camera = previous[0] - back.relative_flow
-                out[i["previous_change"]] = _change(image, previous_image, camera)
-    if image is not None and landed is not None:
-        out[i["change"]] = _change(image, landed, forward - relative)
+                out[i["previous_change"]] = _change(gray, previous_image, camera)
+    if gray is not None and landed is not None:
+        out[i["change"]] = _change(gray, landed, forward - relative)
     out[i["flow_u"]], out[i["flow_v"]] = forward * percent
     out[_SQUASHED] = np.arcsinh(out[_SQUASHED])
     out[i["trusted"]] = trust.confident
-    if image is not None:
-        out[i["image"]] = _standardised(image)
+    if gray is not None:
+        out[i["image"]] = _standardised(gray)
     xs, ys = pixel_grid(h, w)
     out[i["x"]] = xs * np.float32(2.0 / max(w - 1, 1)) - 1.0
     out[i["y"]] = ys * np.float32(2.0 / max(h - 1, 1)) - 1.0
