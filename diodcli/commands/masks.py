@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from diodcli.common import (
     app,
     config_option,
     dataset_option,
     device_option,
+    flag_of,
     flags_in_errors,
     force_option,
     root_option,
@@ -16,8 +18,9 @@ from diodcli.common import (
     splits_option,
     workers_option,
 )
-from stages.masks.params import InstanceParams, MotionParams
-from stages.settings import build
+from stages.errors import UserError
+from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, InstanceParams, MotionParams
+from stages.settings import build, declared
 
 SETTINGS = (MotionParams, InstanceParams)
 
@@ -42,10 +45,12 @@ SETTINGS = (MotionParams, InstanceParams)
 )
 @click.option(
     "--segmenter",
-    default=None,
-    help="Moving pixels by a trained segmenter instead of the geometric threshold: `builtin` "
-    "(the packaged model, `make segmenter`), a model file, or the id of a `diod segmenter` "
-    "artifact of any dataset; the camera-model options then come from the model file.",
+    default=BUILTIN_SEGMENTER,
+    show_default=True,
+    help="What decides which pixels move: a trained segmenter (`builtin`: the packaged model, "
+    "`make segmenter`; a model file; or the id of a `diod segmenter` artifact of any "
+    f"dataset), whose camera fit comes from its model file, or `{NO_SEGMENTER}`: the "
+    "geometric rule, with the camera-model and threshold options below.",
 )
 @splits_option("compute or import")
 @settings_options(*SETTINGS)
@@ -61,6 +66,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
     from stages.masks.quality import format_scores
     from stages.masks.stage import MasksConfig, compute_masks
 
+    _check_sources(ctx, opts)
     with flags_in_errors(SETTINGS):
         motion = build(MotionParams, opts)
         instances = build(InstanceParams, opts)
@@ -91,3 +97,29 @@ def COMMAND(ctx: click.Context, **opts) -> None:
             click.echo(f"mask quality, split {split} (IoU > 0.5):")
             for line in format_scores(scores):
                 click.echo(line)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (command line, environment or --config file)."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _check_sources(ctx: click.Context, opts: dict) -> None:
+    """Options that would be silently ignored are errors: ``--segmenter`` with imported
+    masks, and the geometric rule's options under a segmenter (its features need the camera
+    fit it was trained with)."""
+    if opts["import_dir"] is not None or opts["dataset_masks"]:
+        if _given(ctx, "segmenter"):
+            raise UserError(
+                "--segmenter is for masks computed from flow: not with --import/--dataset-masks"
+            )
+        return
+    if opts["segmenter"] == NO_SEGMENTER:
+        return
+    for name, spec in declared(MotionParams):
+        if spec.cli and _given(ctx, name):
+            raise UserError(
+                f"{flag_of(name, SETTINGS)}: a setting of the geometric rule, which decides only "
+                f"with --segmenter {NO_SEGMENTER} (a segmenter takes its camera fit from its "
+                "model file)"
+            )

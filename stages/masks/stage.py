@@ -34,7 +34,7 @@ from stages.errors import UserError
 from stages.hardware import DEVICE, die_with_parent, resolve_device, usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, MotionOf, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
-from stages.masks.params import InstanceParams, MotionParams
+from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, InstanceParams, MotionParams
 from stages.masks.quality import MaskCounts, frame_counts
 from stages.progress import log, track
 
@@ -60,9 +60,10 @@ class MasksConfig:
     flow: str | None = None
     import_dir: str | None = None
     dataset_masks: bool = False
-    #: model file or ``segmenter`` artifact id (prefix): moving pixels by the learned
-    #: segmenter instead of the geometric threshold
-    segmenter: str | None = None
+    #: moving pixels by a learned segmenter: ``builtin``, a model file or a ``segmenter``
+    #: artifact id (prefix); ``none``: by the geometric rule (``motion``'s thresholds).
+    #: Not used by imported masks.
+    segmenter: str = BUILTIN_SEGMENTER
     splits: tuple[str, ...] = ()
     motion: MotionParams = field(default_factory=MotionParams)
     instances: InstanceParams = field(default_factory=InstanceParams)
@@ -76,16 +77,15 @@ class MasksConfig:
     def method(self) -> str:
         if self.import_dir is not None and self.dataset_masks:
             raise UserError("--import and --dataset-masks: give one source of masks, not both")
-        for option, value in (("--flow", self.flow), ("--segmenter", self.segmenter)):
-            if value is not None and (self.import_dir is not None or self.dataset_masks):
-                raise UserError(
-                    f"{option} is for masks computed from flow: not with --import/--dataset-masks"
-                )
+        if self.flow is not None and (self.import_dir is not None or self.dataset_masks):
+            raise UserError(
+                "--flow is for masks computed from flow: not with --import/--dataset-masks"
+            )
         if self.import_dir is not None:
             return IMPORT
         if self.dataset_masks:
             return DATASET
-        return GEOMETRIC if self.segmenter is None else LEARNED
+        return GEOMETRIC if self.segmenter == NO_SEGMENTER else LEARNED
 
     @property
     def dtype(self) -> str:
@@ -451,15 +451,16 @@ def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
     """(model file, its identity) of ``--segmenter``: ``builtin`` (the packaged model), a
     file path (identity: its content's hash) or the id (prefix) of a complete
     ``segmenter`` artifact of any dataset of the workspace (identity: the artifact id)."""
-    from stages.masks.learned.modelfile import BUILTIN, BUILTIN_FILE
+    from stages.masks.learned.modelfile import BUILTIN_FILE
     from stages.masks.learned.stage import MODEL_FILE
     from stages.masks.learned.stage import STAGE as SEGMENTER_STAGE
 
-    if ref == BUILTIN:
+    if ref == BUILTIN_SEGMENTER:
         if not BUILTIN_FILE.is_file():
             raise UserError(
-                f"--segmenter {BUILTIN}: this installation has no built-in model "
-                f"({BUILTIN_FILE}; `make segmenter` trains it)"
+                f"--segmenter {BUILTIN_SEGMENTER}: this installation has no built-in model "
+                f"({BUILTIN_FILE}; `make segmenter` trains it; --segmenter {NO_SEGMENTER}: the "
+                "geometric rule)"
             )
         path = BUILTIN_FILE
     else:
@@ -502,7 +503,7 @@ def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
             flow_path=plan.flow_path,
             mask_paths=tuple(str(p) for p in plan.mask_paths[start:stop]),
             frame_size=plan.source_size,
-            segmenter_path=config.segmenter,
+            segmenter_path=config.segmenter if config.method == LEARNED else None,
             device=config.device,
         )
         for start, stop in plan.runs
@@ -574,7 +575,8 @@ def implausible(masks: np.ndarray, method: str = GEOMETRIC) -> str | None:
     learned = method == LEARNED
     if coverage > MAX_COVERAGE:
         look = (
-            "footage unlike the segmenter's training worlds; look at --segmenter (or drop it)"
+            f"footage unlike the segmenter's training worlds; look at --segmenter "
+            f"({NO_SEGMENTER}: the geometric rule)"
             if learned
             else "the camera model leaves the static scene as motion; look at --camera-model "
             "(parallax for a camera driving forward) and --noise-k"

@@ -39,8 +39,8 @@ def test_masks_artifact_format_and_reuse(synth_root, store):
     flow = write_gt_flow_artifact(store, "synth", synth_root)
     art = compute_masks(store, MasksConfig(dataset="synth", workers=1))
     assert art.is_complete and art.upstream == {"flow": flow.id}
-    assert art.params["method"] == "geometric" and art.params["splits"] == ["train", "val"]
-    assert art.params["motion"]["camera_model"] == "homography"
+    assert art.params["method"] == "learned" and art.params["splits"] == ["train", "val"]
+    assert art.params["segmenter"].startswith("sha256:")  # the builtin model, by content
     ds = open_dataset("synth", synth_root)
     for split in ("train", "val"):
         for video in ds.videos(split):
@@ -148,6 +148,29 @@ def test_flow_of_another_dataset_is_a_clear_error(synth_root, tmp_path, store, c
     with pytest.raises(UserError, match="no split 'test'"):
         compute_masks(store, MasksConfig(dataset="synth", splits=("test",)))
     assert not store.list("synth", "masks")  # nothing was started for bad inputs
+
+
+def test_options_a_segmenter_would_ignore_are_errors(synth_root, store, capsys):
+    """The segmenter is the default: the geometric rule's options, and --segmenter with
+    imported masks, would silently do nothing, so each is one error line naming the way out;
+    with --segmenter none the geometric rule decides, with those options."""
+    flow = write_gt_flow_artifact(store, "synth", synth_root)
+    base = ["--workspace", str(store.workspace), "masks", "--dataset", "synth"]
+    code, _, err = run_cli([*base, "--min-residual", "0.7"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--min-residual: a setting of the geometric rule" in err and "--segmenter none" in err
+    code, _, err = run_cli(
+        [*base, "--root", str(synth_root), "--dataset-masks", "--segmenter", "builtin"], capsys
+    )
+    assert code == 2 and "--segmenter is for masks computed from flow" in err
+    assert not store.list("synth", "masks")
+    code, _, err = run_cli(
+        [*base, "--segmenter", "none", "--camera-model", "parallax", "--workers", "0"], capsys
+    )
+    assert code == 0, err
+    art = store.latest("synth", "masks")
+    assert art.params["method"] == "geometric" and art.upstream == {"flow": flow.id}
+    assert art.params["motion"]["camera_model"] == "parallax" and "segmenter" not in art.params
 
 
 def _id_pngs(
@@ -379,7 +402,10 @@ def test_videos_without_movers_are_recorded_in_the_summary(synth_root, store):
     art = compute_masks(
         store,
         MasksConfig(
-            dataset="synth", workers=0, motion=replace(masks_stage.MotionParams(), min_residual=1e6)
+            dataset="synth",
+            workers=0,
+            segmenter=masks_stage.NO_SEGMENTER,
+            motion=replace(masks_stage.MotionParams(), min_residual=1e6),
         ),
     )
     warnings = art.manifest["summary"]["warnings"]

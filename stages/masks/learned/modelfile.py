@@ -21,7 +21,6 @@ VERSION = 1
 #: moving where the probability exceeds this
 THRESHOLD = 0.5
 #: ``--segmenter builtin``: the model `make segmenter` trains, shipped with the package
-BUILTIN = "builtin"
 BUILTIN_FILE = Path(__file__).parent / "models" / "segmenter.pt"
 
 
