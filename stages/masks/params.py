@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from stages.settings import Setting, Settings, choice, floats, ints
 
 CAMERA_MODELS = ("homography", "fundamental", "parallax")
+ROBUST_FITS = ("ransac", "lmeds")
 #: ``--segmenter`` default: the packaged model (``make segmenter``). It is the default because
 #: it is ahead of the geometric rule on every world and camera measured (docs/masks.md,
 #: "Learned segmenter": street driving precision 0.64 against 0.12, still cameras and the flat
-#: world on recall and precision); it costs about 2.5x the geometric rule's masks time.
+#: world on recall and precision), and so is DIOD trained on its masks (docs/results.md); it
+#: costs about 9x the geometric rule's masks time (110-159 s against 16 s in `make demo`).
 BUILTIN_SEGMENTER = "builtin"
 #: ``--segmenter none``: the geometric rule decides (``MotionParams``' thresholds)
 NO_SEGMENTER = "none"
-ROBUST_FITS = ("ransac", "lmeds")
 
 
 @dataclass(frozen=True)
