@@ -11,9 +11,10 @@ backward), i.e. the real use case. Two figures per size:
 Target (docs/masks.md): >= 20 frames/s at 375x1242 on one core. The machine may be shared:
 the load average is printed; compare sizes within one run.
 
-    .venv/bin/python bench/masks.py [--videos 2] [--frames 10] [--camera-model parallax]
-    .venv/bin/python bench/masks.py --segmenter MODEL.pt   # the learned segmenter
-    .venv/bin/python bench/masks.py --segmenter MODEL.pt --device cuda   # its network on a GPU
+    .venv/bin/python bench/masks.py [--videos 2] [--frames 10]  # the builtin segmenter
+    .venv/bin/python bench/masks.py --segmenter MODEL.pt    # another segmenter model file
+    .venv/bin/python bench/masks.py --device cuda           # the segmenter's network on a GPU
+    .venv/bin/python bench/masks.py --segmenter none [--camera-model parallax]  # geometric
 
 With ``--device cuda`` the features, cleaning and instances still run on the one core; only
 the segmenter's network moves to the GPU.
@@ -36,8 +37,8 @@ from stages.flow.stage import FlowConfig, compute_flow
 from stages.hardware import resolve_device
 from stages.masks.geometric import GeometricParams, run_masks
 from stages.masks.learned.inference import LearnedMotion
-from stages.masks.learned.modelfile import load_segmenter
-from stages.masks.params import MotionParams
+from stages.masks.learned.modelfile import BUILTIN_FILE, load_segmenter
+from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, MotionParams
 from stages.masks.stage import MasksConfig, ZarrFlowPairs, compute_masks, gray_frames
 from stages.synthgen import SynthConfig, generate
 from stages.zarrstore import FLOW_STORE
@@ -58,7 +59,7 @@ def measure(
     videos: int,
     frames: int,
     motion: MotionParams,
-    segmenter: str | None,
+    segmenter: str,
     device: str,
 ) -> dict[str, float]:
     root = generate(
@@ -76,8 +77,8 @@ def measure(
     paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
     params = GeometricParams(motion)
     motion_of = None
-    if segmenter is not None:
-        loaded = load_segmenter(segmenter)
+    if segmenter != NO_SEGMENTER:
+        loaded = load_segmenter(BUILTIN_FILE if segmenter == BUILTIN_SEGMENTER else segmenter)
         motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold, device)
     best = best_cpu = float("inf")
     for _ in range(3):
@@ -115,10 +116,15 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--camera-model", default=MotionParams().camera_model)
-    parser.add_argument("--segmenter", default=None, help="a segmenter model file")
+    parser.add_argument(
+        "--segmenter",
+        default=BUILTIN_SEGMENTER,
+        help=f"{BUILTIN_SEGMENTER} (as diod masks), a model file, or {NO_SEGMENTER}: the geometric rule",
+    )
     parser.add_argument("--device", default="cpu", help="the segmenter network's: cpu, cuda")
     args = parser.parse_args()
     device = str(resolve_device(args.device))
+    geometric = args.segmenter == NO_SEGMENTER
     motion = MotionParams(camera_model=args.camera_model)
     one_core()
     torch.set_num_threads(1)
@@ -133,8 +139,8 @@ def main() -> None:
         ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"motion masks, {args.segmenter or args.camera_model}, on one core"
-        f"{f' + {device}' if args.segmenter and device != 'cpu' else ''} ({args.videos} videos "
+        f"motion masks, {args.camera_model if geometric else args.segmenter}, on one core"
+        f"{f' + {device}' if not geometric and device != 'cpu' else ''} ({args.videos} videos "
         f"x {args.frames} frames per size, load {load:.1f})"
     )
     print(

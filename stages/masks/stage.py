@@ -215,7 +215,9 @@ def gray_frames(
 def _worker_init(parent: int) -> None:
     die_with_parent(parent)  # a killed `diod masks` leaves no worker behind
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
-    os.environ["OMP_NUM_THREADS"] = "1"  # and torch's (the segmenter), read at its import
+    # and torch's (the segmenter's network): this module imported torch before this runs, so
+    # OMP_NUM_THREADS set here would come too late; 2 workers x 2 threads ran 2-3x slower
+    torch.set_num_threads(1)
 
 
 @lru_cache(maxsize=2)

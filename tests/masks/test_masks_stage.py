@@ -3,11 +3,15 @@ round trip, and the errors a user can run into (one line, exit code 2)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from helpers import all_masks, run_cli, write_gt_flow_artifact
 
@@ -65,6 +69,20 @@ def test_masks_artifact_format_and_reuse(synth_root, store):
     assert again.id == art.id and again.manifest["finished"] == art.manifest["finished"]
     other = compute_masks(store, MasksConfig(dataset="synth", workers=1, splits=("val",)))
     assert other.id != art.id and other.manifest["summary"]["videos"] == 2
+
+
+def _torch_threads(_: int) -> int:
+    return torch.get_num_threads()
+
+
+def test_a_worker_runs_torch_on_one_thread():
+    """One worker per core: a worker's torch (the segmenter's network) must not start a
+    thread per core as well (2 workers x 2 threads ran the stage 2-3x slower on 2 cores)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        2, mp_context=context, initializer=masks_stage._worker_init, initargs=(os.getpid(),)
+    ) as pool:
+        assert set(pool.map(_torch_threads, range(2))) == {1}
 
 
 def test_parallel_workers_give_the_same_masks(synth_root, tmp_path):
