@@ -23,7 +23,8 @@ ROBUST_FITS = ("ransac", "lmeds")
 #: it is ahead of the geometric rule on every world and camera measured (docs/masks.md,
 #: "Learned segmenter": street driving precision 0.64 against 0.12, still cameras and the flat
 #: world on recall and precision), and so is DIOD trained on its masks (docs/results.md); it
-#: costs about 9x the geometric rule's masks time (110-159 s against 16 s in `make demo`).
+#: costs 1.7-4x the geometric rule's masks time (26-27 s against 16 s in `make demo`, 56 s
+#: against 14 s for 288 frames at 480x640).
 BUILTIN_SEGMENTER = "builtin"
 #: ``--segmenter none``: the geometric rule decides (``MotionParams``' thresholds)
 NO_SEGMENTER = "none"
