@@ -2,8 +2,9 @@
 
 ``stages.masks.stage.compute_masks(store, MasksConfig(...))`` writes the ``masks``
 artifact; the other modules are its steps: ``camera`` (camera-motion fit and residual),
-``motion`` (moving pixels of a frame pair), ``instances`` (components, splits, persistence,
-ids), ``geometric`` (a run of frames), ``importer`` (id PNGs in and out), ``quality``
+``motion`` (moving pixels of a frame pair by the geometric rule), ``learned`` (moving pixels
+by a trained segmenter: the default), ``instances`` (components, splits, persistence, ids),
+``geometric`` (a run of frames), ``importer`` (id PNGs in and out), ``quality``
 (P/R/F1 against GT), ``params`` (the tunables). Nothing heavy is imported here, so the CLI
 can read ``params`` cheaply.
 """
