@@ -18,7 +18,8 @@ from stages.hardware import idle_cores, native_bf16, usable_cores
 
 #: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md), on a
 #: 2-core AMD EPYC: 10 min 53 s with native bf16 (seed 0, dataset already generated), 14 min
-#: 10 s to 15 min 10 s with AVX2 kernels in fp32 (seeds 0, 11, 12; ONEDNN_MAX_CPU_ISA=AVX2)
+#: 10 s to 15 min 10 s with AVX2 kernels in fp32 (seeds 0, 11, 12; ONEDNN_MAX_CPU_ISA=AVX2),
+#: before a fix that took 1.5-2.3 min off the masks stage (seed 0 then: 13 min 19 s, AVX2)
 DEMO_MINUTES = {"bf16": 11.0, "fp32": 15.0}
 
 
