@@ -37,9 +37,15 @@ from stages.flow.stage import FlowConfig, compute_flow
 from stages.hardware import resolve_device
 from stages.masks.geometric import GeometricParams, run_masks
 from stages.masks.learned.inference import LearnedMotion
-from stages.masks.learned.modelfile import BUILTIN_FILE, load_segmenter
+from stages.masks.learned.modelfile import load_segmenter
 from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, MotionParams
-from stages.masks.stage import MasksConfig, ZarrFlowPairs, compute_masks, gray_frames
+from stages.masks.stage import (
+    MasksConfig,
+    ZarrFlowPairs,
+    compute_masks,
+    gray_frames,
+    resolve_segmenter,
+)
 from stages.synthgen import SynthConfig, generate
 from stages.zarrstore import FLOW_STORE
 
@@ -78,7 +84,7 @@ def measure(
     params = GeometricParams(motion)
     motion_of = None
     if segmenter != NO_SEGMENTER:
-        loaded = load_segmenter(BUILTIN_FILE if segmenter == BUILTIN_SEGMENTER else segmenter)
+        loaded = load_segmenter(resolve_segmenter(store, segmenter)[0])
         motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold, device)
     best = best_cpu = float("inf")
     for _ in range(3):

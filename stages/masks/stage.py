@@ -489,9 +489,10 @@ def _segmenter_motion(path: Path) -> MotionParams:
 
 
 def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
+    method = config.method if plan.flow_path else IMPORT
     return [
         Job(
-            method=config.method if plan.flow_path else IMPORT,
+            method=method,
             dataset=config.dataset,
             root=root,
             split=plan.video.split,
@@ -505,7 +506,7 @@ def _jobs(plan: VideoPlan, config: MasksConfig, root: str) -> list[Job]:
             flow_path=plan.flow_path,
             mask_paths=tuple(str(p) for p in plan.mask_paths[start:stop]),
             frame_size=plan.source_size,
-            segmenter_path=config.segmenter if config.method == LEARNED else None,
+            segmenter_path=config.segmenter if method == LEARNED else None,
             device=config.device,
         )
         for start, stop in plan.runs
