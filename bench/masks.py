@@ -38,7 +38,13 @@ from stages.hardware import resolve_device
 from stages.masks.geometric import GeometricParams, run_masks
 from stages.masks.learned.inference import LearnedMotion
 from stages.masks.learned.modelfile import load_segmenter
-from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, MotionParams
+from stages.masks.params import (
+    BUILTIN_SEGMENTER,
+    NO_SEGMENTER,
+    InstanceParams,
+    MotionParams,
+    segmenter_instances,
+)
 from stages.masks.stage import (
     MasksConfig,
     ZarrFlowPairs,
@@ -86,6 +92,7 @@ def measure(
     if segmenter != NO_SEGMENTER:
         loaded = load_segmenter(resolve_segmenter(store, segmenter)[0])
         motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold, device)
+        params = GeometricParams(loaded.motion, segmenter_instances(InstanceParams()))
     best = best_cpu = float("inf")
     for _ in range(3):
         start, start_cpu = time.perf_counter(), time.process_time()

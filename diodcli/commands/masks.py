@@ -19,7 +19,13 @@ from diodcli.common import (
     workers_option,
 )
 from stages.errors import UserError
-from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, InstanceParams, MotionParams
+from stages.masks.params import (
+    BUILTIN_SEGMENTER,
+    GEOMETRIC_ONLY_INSTANCE,
+    NO_SEGMENTER,
+    InstanceParams,
+    MotionParams,
+)
 from stages.settings import build, declared
 
 SETTINGS = (MotionParams, InstanceParams)
@@ -107,7 +113,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _check_sources(ctx: click.Context, opts: dict) -> None:
     """Options that would be silently ignored are errors: ``--segmenter`` with imported
     masks, and the geometric rule's options under a segmenter (its features need the camera
-    fit it was trained with)."""
+    fit it was trained with, and it decides itself what is static: no ground-contact test)."""
     if opts["import_dir"] is not None or opts["dataset_masks"]:
         if _given(ctx, "segmenter"):
             raise UserError(
@@ -116,10 +122,11 @@ def _check_sources(ctx: click.Context, opts: dict) -> None:
         return
     if opts["segmenter"] == NO_SEGMENTER:
         return
-    for name, spec in declared(MotionParams):
-        if spec.cli and _given(ctx, name):
+    geometric = [name for name, spec in declared(MotionParams) if spec.cli]
+    for name in [*geometric, *GEOMETRIC_ONLY_INSTANCE]:
+        if _given(ctx, name):
             raise UserError(
                 f"{flag_of(name, SETTINGS)}: a setting of the geometric rule, which decides only "
                 f"with --segmenter {NO_SEGMENTER} (a segmenter takes its camera fit from its "
-                "model file)"
+                "model file and decides itself what is static)"
             )

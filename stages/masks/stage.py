@@ -34,7 +34,13 @@ from stages.errors import UserError
 from stages.hardware import DEVICE, die_with_parent, resolve_device, usable_cores, worker_count
 from stages.masks.geometric import GeometricParams, MotionOf, frame_runs, run_masks
 from stages.masks.importer import dataset_mask_paths, fingerprint, import_paths, read_frame_masks
-from stages.masks.params import BUILTIN_SEGMENTER, NO_SEGMENTER, InstanceParams, MotionParams
+from stages.masks.params import (
+    BUILTIN_SEGMENTER,
+    NO_SEGMENTER,
+    InstanceParams,
+    MotionParams,
+    segmenter_instances,
+)
 from stages.masks.quality import MaskCounts, frame_counts
 from stages.progress import log, track
 
@@ -408,7 +414,13 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
             segmenter_path, params["segmenter"] = resolve_segmenter(store, config.segmenter)
             motion = _segmenter_motion(segmenter_path)
             device = str(resolve_device(config.device))
-            config = replace(config, segmenter=str(segmenter_path), motion=motion, device=device)
+            config = replace(
+                config,
+                segmenter=str(segmenter_path),
+                motion=motion,
+                instances=segmenter_instances(config.instances),
+                device=device,
+            )
         params.update(motion=asdict(motion), instances=asdict(config.instances))
     else:
         if config.root is None:

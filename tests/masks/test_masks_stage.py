@@ -22,6 +22,7 @@ from stages.datasets.imageio import read_label_map, write_png
 from stages.errors import UserError
 from stages.masks import stage as masks_stage
 from stages.masks.importer import remap
+from stages.masks.params import InstanceParams
 from stages.masks.stage import MasksConfig, compute_masks
 from stages.masks.viz import render_masks
 from stages.synthgen import SynthConfig, generate
@@ -45,6 +46,8 @@ def test_masks_artifact_format_and_reuse(synth_root, store):
     assert art.is_complete and art.upstream == {"flow": flow.id}
     assert art.params["method"] == "learned" and art.params["splits"] == ["train", "val"]
     assert art.params["segmenter"].startswith("sha256:")  # the builtin model, by content
+    # a segmenter decides what is static: the geometric rule's ground-contact test is off
+    assert art.params["instances"]["contact_min_diff"] == 0.0
     ds = open_dataset("synth", synth_root)
     for split in ("train", "val"):
         for video in ds.videos(split):
@@ -177,6 +180,8 @@ def test_options_a_segmenter_would_ignore_are_errors(synth_root, store, capsys):
     code, _, err = run_cli([*base, "--min-residual", "0.7"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--min-residual: a setting of the geometric rule" in err and "--segmenter none" in err
+    code, _, err = run_cli([*base, "--contact-min-diff", "0.3"], capsys)
+    assert code == 2 and "--contact-min-diff: a setting of the geometric rule" in err
     code, _, err = run_cli(
         [*base, "--root", str(synth_root), "--dataset-masks", "--segmenter", "builtin"], capsys
     )
@@ -189,6 +194,7 @@ def test_options_a_segmenter_would_ignore_are_errors(synth_root, store, capsys):
     art = store.latest("synth", "masks")
     assert art.params["method"] == "geometric" and art.upstream == {"flow": flow.id}
     assert art.params["motion"]["camera_model"] == "parallax" and "segmenter" not in art.params
+    assert art.params["instances"]["contact_min_diff"] == InstanceParams().contact_min_diff > 0
 
 
 def _id_pngs(
@@ -393,7 +399,9 @@ def test_cli_report_and_viz(synth_root, store, tmp_path, capsys):
     code, _, err = run_cli([*ws, "viz", "masks", "--dataset", "synth", "--video", "nope"], capsys)
     assert code == 2 and "--video nope" in err
     config = tmp_path / "masks.toml"
-    config.write_text("[masks]\nmin_area = 80\ncontact_min_diff = 0.0\nworkers = 1\n")
+    config.write_text(
+        '[masks]\nsegmenter = "none"\nmin_area = 80\ncontact_min_diff = 0.0\nworkers = 1\n'
+    )
     code, out, err = run_cli([*ws, "masks", "--config", str(config), "--dataset", "synth"], capsys)
     assert code == 0, err
     configured = store.latest("synth", "masks")

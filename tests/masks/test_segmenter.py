@@ -18,7 +18,7 @@ from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
 from stages.masks.learned.training import MIRRORED_SIGN, Trainer, segmentation_loss
 from stages.masks.motion import landing
-from stages.masks.params import MotionParams
+from stages.masks.params import InstanceParams, MotionParams, segmenter_instances
 
 CAR = (-0.9, 0.9, 12.0, 16.5, 1.5)
 
@@ -342,7 +342,8 @@ def _builtin_masks(pairs: NoisyPairs) -> np.ndarray:
 
     segmenter = load_segmenter(BUILTIN_FILE)
     motion_of = LearnedMotion(segmenter.model, segmenter.motion, segmenter.threshold)
-    return run_masks(pairs, 0, 4, GeometricParams(segmenter.motion), H, W, motion_of)
+    params = GeometricParams(segmenter.motion, segmenter_instances(InstanceParams()))
+    return run_masks(pairs, 0, 4, params, H, W, motion_of)
 
 
 def _best_iou(frame: np.ndarray, truth: np.ndarray) -> float:
