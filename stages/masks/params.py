@@ -130,8 +130,9 @@ class InstanceParams(Settings):
 #: their value under a segmenter. The ground-contact test drops what moves like the ground
 #: below it: the geometric rule's false movers (parked cars lifted by parallax), which a
 #: segmenter has learnt as negatives. After a segmenter it dropped true movers instead (cars
-#: ahead, oncoming cars: recall@50 +6 points on street driving and +3 to +13 on still
-#: cameras without it, at 2-5 points of precision; docs/masks.md, "Learned segmenter").
+#: ahead, crossing cars); without it recall@50 gains 3-15 points on street and still-camera
+#: sets for 0-5 points of precision, the flat world loses 3-5 of precision (docs/masks.md,
+#: "No ground-contact test after a segmenter").
 GEOMETRIC_ONLY_INSTANCE = {"contact_min_diff": 0.0}
 
 
