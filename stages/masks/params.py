@@ -131,7 +131,7 @@ class InstanceParams(Settings):
 #: below it: the geometric rule's false movers (parked cars lifted by parallax), which a
 #: segmenter has learnt as negatives. After a segmenter it dropped true movers instead (cars
 #: ahead, crossing cars); without it recall@50 gains 3-15 points on street and still-camera
-#: sets for 0-5 points of precision, the flat world loses 3-5 of precision (docs/masks.md,
+#: sets for 0-5 points of precision (10 on one), the flat world 3-5 of precision (docs/masks.md,
 #: "No ground-contact test after a segmenter").
 GEOMETRIC_ONLY_INSTANCE = {"contact_min_diff": 0.0}
 
