@@ -56,7 +56,7 @@ SETTINGS = (MotionParams, InstanceParams)
     help="What decides which pixels move: a trained segmenter (`builtin`: the packaged model, "
     "`make segmenter`; a model file; or the id of a `diod segmenter` artifact of any "
     f"dataset), whose camera fit comes from its model file, or `{NO_SEGMENTER}`: the "
-    "geometric rule, with the camera-model and threshold options below.",
+    "geometric rule, with the camera-model, threshold and --contact-min-diff options below.",
 )
 @splits_option("compute or import")
 @settings_options(*SETTINGS)
