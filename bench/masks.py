@@ -87,9 +87,9 @@ def measure(
     )
     ds = open_dataset("synth", root)
     paths = sorted(p for p in (flow.path / FLOW_STORE / "val").iterdir() if p.is_dir())
-    params = GeometricParams(motion)
-    motion_of = None
-    if segmenter != NO_SEGMENTER:
+    if segmenter == NO_SEGMENTER:
+        params, motion_of = GeometricParams(motion), None
+    else:  # as the stage runs a segmenter: its model file's camera fit, no ground contact
         loaded = load_segmenter(resolve_segmenter(store, segmenter)[0])
         motion_of = LearnedMotion(loaded.model, loaded.motion, loaded.threshold, device)
         params = GeometricParams(loaded.motion, segmenter_instances(InstanceParams()))
