@@ -70,7 +70,7 @@ endif
 # The built-in motion segmenter (`diod masks --segmenter builtin`, docs/masks.md): synthetic
 # worlds used for nothing else (street seeds 30, 32 at 128x416 and 33; still cameras of seed
 # 31 at 384x512; flat seed 34), their DIS flow, `diod segmenter` on all of them, and the model
-# file copied into the package. About 40 min on 2 cores.
+# file copied into the package. About 60 min on 2 cores.
 SEG_DATA := data/segmenter
 SEG_WS   := runs-segmenter
 SEG_DIOD := $(BIN)/diod --workspace $(SEG_WS)

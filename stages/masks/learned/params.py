@@ -12,7 +12,7 @@ from stages.settings import SIZE, Setting, Settings, floats, ints
 class SegmenterTraining(Settings):
     """``diod segmenter``: how the network is trained (stages.masks.learned.training)."""
 
-    steps: int = Setting(5000, ints(1), "Optimiser steps.").field()
+    steps: int = Setting(10000, ints(1), "Optimiser steps.").field()
     batch_size: int = Setting(8, ints(1), "Crops per step.").field()
     crop: tuple[int, int] = Setting(
         (96, 160),
