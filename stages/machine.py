@@ -16,11 +16,12 @@ import torch
 
 from stages.hardware import idle_cores, native_bf16, usable_cores
 
-#: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md), on a
-#: 2-core AMD EPYC: 10 min 53 s with native bf16 (seed 0, dataset already generated), 14 min
-#: 10 s to 15 min 10 s with AVX2 kernels in fp32 (seeds 0, 11, 12; ONEDNN_MAX_CPU_ISA=AVX2),
-#: before a fix that took 1.5-2.3 min off the masks stage (seed 0 then: 13 min 19 s, AVX2)
-DEMO_MINUTES = {"bf16": 11.0, "fp32": 15.0}
+#: `make demo` end to end on 2 free cores, minutes, per CPU class (docs/results.md "The demo
+#: today"): fp32 with AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2), seeds 0, 11, 12, 12 min 47 s to
+#: 13 min 6 s on an Intel Xeon, 12.6-13.3 min on an AMD EPYC; native bf16 7 min 4 s on the
+#: Xeon (AMX, seed 0, dataset already generated: generation takes 17 s) and about 9 min on
+#: the EPYC (AVX512-BF16, by subtraction). Each class says the slower machine's time.
+DEMO_MINUTES = {"bf16": 9.0, "fp32": 13.0}
 
 
 def cpu_name() -> str:
