@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import open_dataset
+from stages.flow.stage import FlowConfig, compute_flow
 from stages.zarrstore import (
-    FLOW_STORE,
     MASKS_STORE,
     frame_array,
     open_video,
@@ -158,35 +159,10 @@ def all_masks(art: Artifact) -> dict[str, np.ndarray]:
 
 
 def write_gt_flow_artifact(store: ArtifactStore, dataset: str, root: Path, backward: bool = False):
-    """A flow artifact in the flow stage's format, holding the dataset's GT forward flow (and,
-    if asked, its GT backward flow; synth has none: minus the forward flow then, exact for the
-    static background)."""
-    ds = open_dataset(dataset, root)
-    splits = ds.splits()
-    params = {"root": str(root.resolve()), "splits": splits, "model": "gt", "backward": backward}
-    with store.open(dataset, "flow", params) as writer:
-        for split in splits:
-            for video in ds.videos(split):
-                flow = ds.gt_flow(video)
-                h, w = flow.shape[2:]
-                attrs = {
-                    "model": "gt",
-                    "height": h,
-                    "width": w,
-                    "source_height": h,
-                    "source_width": w,
-                    "pixel_scale": [1.0, 1.0],
-                    "channel_order": "dx,dy",
-                    "frame_names": list(video.frames),
-                    "split": split,
-                }
-                with write_video(writer, FLOW_STORE, split, video.name, attrs) as group:
-                    frame_array(group, "forward", flow.shape, "float16")[:] = flow
-                    if backward:
-                        back = ds.gt_backward_flow(video)
-                        back = -flow if back is None else back
-                        frame_array(group, "backward", flow.shape, "float16")[:] = back
-        return writer.complete()
+    """The dataset's GT flow as a flow artifact (``diod flow --model gt``), backward too if
+    asked."""
+    config = FlowConfig(dataset, root, model="gt", ckpt=None, backward=backward)
+    return compute_flow(store, config)
 
 
 def export_artifact(
@@ -236,3 +212,14 @@ def synth_cli(out: Path, *options: str) -> subprocess.CompletedProcess:
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
+
+
+def round_trip_errors(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """|f(x) + b(x + f(x))| per pixel of one pair's (2, H, W) flows whose forward flow lands
+    inside the frame: near zero wherever the point stays visible (occlusions excepted)."""
+    h, w = forward.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    to_x, to_y = xs + forward[0], ys + forward[1]
+    inside = (to_x >= 0) & (to_x <= w - 1) & (to_y >= 0) & (to_y <= h - 1)
+    back = [cv2.remap(b, to_x, to_y, cv2.INTER_LINEAR) for b in backward.astype(np.float32)]
+    return np.hypot(forward[0] + back[0], forward[1] + back[1])[inside]

@@ -38,7 +38,8 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 @click.option(
     "--model",
     default="raft",
-    help="opencv-dis, opencv-farneback (no weights) or any ptlflow model name (raft, raft_small, ...).",
+    help="opencv-dis, opencv-farneback (no weights), any ptlflow model name (raft, "
+    "raft_small, ...), or gt: the dataset's own ground-truth flow (synth, MOVi).",
 )
 @click.option(
     "--ckpt",

@@ -152,8 +152,7 @@ class Dataset(ABC):
 
     def gt_backward_flow(self, video: Video) -> np.ndarray | None:
         """Ground-truth backward flow (T-1, 2, H, W) float32, channels (dx, dy): pair t is
-        the flow from frame t+1 back to frame t, as the flow stage stores it; None if unknown
-        (synth has none: its forward flow is exact, its backward flow was never rendered)."""
+        the flow from frame t+1 back to frame t, as the flow stage stores it; None if unknown."""
         return None
 
     # -- validation ----------------------------------------------------------------------

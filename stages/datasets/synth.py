@@ -1,8 +1,9 @@
 """The built-in synthetic dataset: the folder layout plus what only a generator knows.
 
 Each video directory also holds ``meta.json`` (which instance ids move in the world) and
-``flow.npz`` (ground-truth forward flow, key ``forward``, (T-1, 2, H, W) float32, channels
-dx, dy in pixels), written by ``stages.synthgen``; a video of either world made with
+``flow.npz`` (ground-truth flow, key ``forward``, (T-1, 2, H, W) float32, channels dx, dy
+in pixels, and key ``backward``, pair t from frame t+1 back to t; sets made before the
+generator rendered it have ``forward`` only), written by ``stages.synthgen``; a video of either world made with
 ``--lidar`` also holds ``lidar.npz`` (one sweep per frame and the camera's dense depth:
 ``stages.synthgen.lidar.Sweeps``).
 """
@@ -51,12 +52,23 @@ class SynthDataset(FolderDataset):
         return frozenset({"night"} if light.get("night") else ())
 
     def gt_flow(self, video: Video) -> np.ndarray:
+        return self._gt_flow(video, "forward")
+
+    def gt_backward_flow(self, video: Video) -> np.ndarray | None:
+        return self._gt_flow(video, "backward")
+
+    def _gt_flow(self, video: Video, key: str) -> np.ndarray | None:
+        """One direction of ``flow.npz``; None for a missing ``backward`` (older sets)."""
         path = video.extra["dir"] / "flow.npz"
         try:
             with np.load(path) as data:
-                return data["forward"].astype(np.float32)
+                if key not in data and key == "backward":
+                    return None
+                return data[key].astype(np.float32)
         except FileNotFoundError:
             raise UserError(f"{path}: missing ground-truth flow") from None
+        except KeyError:
+            raise UserError(f"{path}: no '{key}' array") from None
 
     def lidar(
         self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL

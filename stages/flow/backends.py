@@ -1,4 +1,5 @@
-"""Optical-flow backends behind one small interface: every ptlflow model, OpenCV DIS, Farneback.
+"""Optical-flow backends behind one small interface: every ptlflow model, OpenCV DIS, Farneback
+(and ``gt``, the dataset's own ground truth, which estimates nothing: ``groundtruth.py``).
 
 The stage only ever sees ``FlowBackend.predict``: (N, H, W, 3) uint8 RGB frames in, (N, 2, H, W)
 float32 flow (dx, dy) in pixels out. Everything that changes the numbers a backend produces
@@ -33,6 +34,8 @@ from stages.hardware import autocast, resolve_device, resolve_precision
 from stages.progress import log
 
 OPENCV_MODELS = ("opencv-dis", "opencv-farneback")
+#: ``--model gt``: the dataset's ground-truth flow copied into the artifact
+GROUND_TRUTH = "gt"
 NO_CHECKPOINT = "none"
 
 # Fixed OpenCV settings; they are part of the artifact's parameters. DIS starts from the
@@ -123,8 +126,9 @@ def import_ptlflow() -> ModuleType:
 
 
 def model_names() -> list[str]:
-    """Every valid ``--model``: the OpenCV backends, then ptlflow's registry."""
-    return [*OPENCV_MODELS, *import_ptlflow().get_model_names()]
+    """Every valid ``--model``: the OpenCV backends, the ground truth, then ptlflow's
+    registry."""
+    return [*OPENCV_MODELS, GROUND_TRUTH, *import_ptlflow().get_model_names()]
 
 
 def _model_args(name: str):
@@ -261,6 +265,8 @@ class BackendSpec:
         }
 
     def build(self) -> FlowBackend:
+        if self.model == GROUND_TRUTH:
+            raise ValueError("the ground truth is copied (flow.groundtruth), not estimated")
         if self.model in OPENCV_MODELS:
             return OpenCVBackend(self.model)
         return PtlflowBackend(self)
@@ -278,9 +284,11 @@ def resolve_backend(
     ``ckpt``: a ptlflow checkpoint name (e.g. ``things``, downloaded once), a local file, or
     None / ``none`` for random initialisation (tests and benchmarks).
     """
-    if model in OPENCV_MODELS:
+    if model in (*OPENCV_MODELS, GROUND_TRUTH):
         if iters is not None:
             raise UserError(f"--iters: {model} has no iterations to set")
+        if model == GROUND_TRUTH:
+            return BackendSpec(model=model)
         settings = DIS_SETTINGS if model == "opencv-dis" else FARNEBACK_SETTINGS
         return BackendSpec(model=model, settings=dict(settings))
     names = model_names()

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ import torch
 from stages.artifacts import Artifact, ArtifactStore, ArtifactWriter, artifact_id, read_json
 from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
-from stages.flow.backends import BackendSpec, FlowBackend, resolve_backend
+from stages.flow.backends import GROUND_TRUTH, BackendSpec, FlowBackend, resolve_backend
 from stages.flow.epe import flow_epe_report
+from stages.flow.groundtruth import copy_ground_truth
 from stages.flow.loader import FrameChunk, VideoFrames, frame_loader
 from stages.progress import log, track
 from stages.zarrstore import FLOW_STORE, frame_array, has_video, write_video
@@ -176,7 +178,16 @@ def compute_flow(store: ArtifactStore, config: FlowConfig) -> Artifact:
             log.info(
                 "resuming flow artifact %s: %d videos left in this shard", writer.id, len(todo)
             )
-        if todo:
+        if todo and plan.spec.model == GROUND_TRUTH:
+            copy_ground_truth(
+                writer,
+                plan.dataset,
+                todo,
+                partial(video_attrs, plan.spec),
+                config.size,
+                config.backward,
+            )
+        elif todo:
             _FlowRun(writer, plan, config, plan.spec.build()).run(todo)
         return _complete_if_all_present(writer, plan)
 
@@ -242,6 +253,30 @@ def _complete_if_all_present(writer: ArtifactWriter, plan: Plan) -> Artifact:
 
 
 # -- one process's work ---------------------------------------------------------------------
+def video_attrs(
+    spec: BackendSpec, job: Job, size: tuple[int, int], source_size: tuple[int, int]
+) -> dict[str, Any]:
+    """A video group's attributes: how its flow was made, its size (HxW) and the frames'."""
+    (height, width), (source_h, source_w) = size, source_size
+    return {
+        "model": spec.model,
+        "checkpoint": spec.checkpoint,
+        "checkpoint_sha256": spec.checkpoint_sha256,
+        "iters": spec.iters,
+        "precision": spec.precision,
+        "settings": spec.settings,
+        "height": height,
+        "width": width,
+        "source_height": source_h,
+        "source_width": source_w,
+        "pixel_scale": [source_w / width, source_h / height],
+        "channel_order": "dx,dy",
+        "frame_names": list(job.video.frames),
+        "split": job.split,
+        "video": job.video.name,
+    }
+
+
 @dataclass
 class _VideoOutput:
     """One video being written: its staging group, and how many of its pairs went to the writer."""
@@ -418,25 +453,7 @@ class _FlowRun:
     def _open(self, chunk: FrameChunk) -> _VideoOutput:
         job = self.jobs[chunk.job]
         height, width = chunk.frames.shape[1:3]
-        source_h, source_w = chunk.source_size
-        spec = self.plan.spec
-        attrs = {
-            "model": spec.model,
-            "checkpoint": spec.checkpoint,
-            "checkpoint_sha256": spec.checkpoint_sha256,
-            "iters": spec.iters,
-            "precision": spec.precision,
-            "settings": spec.settings,
-            "height": height,
-            "width": width,
-            "source_height": source_h,
-            "source_width": source_w,
-            "pixel_scale": [source_w / width, source_h / height],
-            "channel_order": "dx,dy",
-            "frame_names": list(job.video.frames),
-            "split": job.split,
-            "video": job.video.name,
-        }
+        attrs = video_attrs(self.plan.spec, job, (height, width), chunk.source_size)
         pairs = max(len(job.video) - 1, 0)
         context = write_video(self.writer, FLOW_STORE, job.split, job.video.name, attrs)
         group = context.__enter__()

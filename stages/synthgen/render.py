@@ -1,10 +1,11 @@
-"""Rendering a scene: z-buffered inverse warping of every surface, and exact forward flow.
+"""Rendering a scene: z-buffered inverse warping of every surface, and exact flow both ways.
 
 Per frame, every surface is intersected with every pixel's ray (vectorised), the nearest
 hit wins (occlusion resolved per pixel, which is painter's order without its failure
 cases), and each surface's texture is sampled only where it won. The 3-D point seen at a
 pixel, moved by its object's velocity (zero for the world), projected into the next
-camera, gives the ground-truth flow: the same geometry that made the images.
+camera, gives the ground-truth flow: the same geometry that made the images. The backward
+flow is the same construction from frame t+1 to t (the point moved back by its velocity).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages.synthgen.camera import Camera
 from stages.synthgen.scene import Scene
 
 #: surfaces per frame: backdrop, ground, then the objects, object k (id k + 1) at k + 2
@@ -24,6 +26,7 @@ class RenderedVideo:
     rgb: np.ndarray  # (T, H, W, 3) uint8
     ids: np.ndarray  # (T, H, W) uint16, 0 = background, object k has id k + 1
     flow: np.ndarray  # (T-1, 2, H, W) float32, dx, dy: where the surface goes next frame
+    backward_flow: np.ndarray  # (T-1, 2, H, W) float32: pair t, where frame t+1's surface was at t
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32: the flow if every object stood still
     depth: np.ndarray  # (T, H, W) float32 along the optical axis, m; 0: the far backdrop
 
@@ -69,7 +72,7 @@ def render_video(scene: Scene, rng: np.random.Generator, noise_std: float) -> Re
     velocities = np.zeros((FIRST_OBJECT + len(scene.objects), 3))
     for k, obj in enumerate(scene.objects):
         velocities[FIRST_OBJECT + k] = obj.velocity
-    rgb, ids, flows, rigid, depth = [], [], [], [], []
+    rgb, ids, flows, backward, rigid, depth = [], [], [], [], [], []
     previous = None
     for t in range(len(scene.cameras)):
         colour, layer, points, nearest = render_frame(scene, t)
@@ -78,17 +81,20 @@ def render_video(scene: Scene, rng: np.random.Generator, noise_std: float) -> Re
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         ids.append(np.maximum(layer - (FIRST_OBJECT - 1), 0).astype(np.uint16))
         if previous is not None:
-            flows.append(_flow(scene, t - 1, *previous, velocities))
-            rigid.append(_flow(scene, t - 1, *previous, np.zeros_like(velocities)))
+            camera, before = scene.cameras[t], scene.cameras[t - 1]
+            flows.append(_flow(camera, *previous, velocities))
+            rigid.append(_flow(camera, *previous, np.zeros_like(velocities)))
+            backward.append(_flow(before, layer, points, -velocities))
         previous = (layer, points)
-    return RenderedVideo(
-        np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid), np.stack(depth)
-    )
+    return RenderedVideo(*(np.stack(a) for a in (rgb, ids, flows, backward, rigid, depth)))
 
 
-def _flow(scene: Scene, t: int, layer: np.ndarray, points: np.ndarray, velocities) -> np.ndarray:
-    """Forward flow t -> t+1 of the points seen at frame t (every pixel, visible next or not)."""
-    moved = points + np.moveaxis(velocities[layer], -1, 0)
-    u1, v1, _ = scene.cameras[t + 1].project(moved)
-    v0, u0 = np.mgrid[0 : scene.height, 0 : scene.width]
+def _flow(
+    camera: Camera, layer: np.ndarray, points: np.ndarray, displacement: np.ndarray
+) -> np.ndarray:
+    """Flow of the points seen in one frame (every pixel, visible in the other or not) into
+    ``camera``'s frame, each moved by its surface's ``displacement`` (n, 3) on the way."""
+    moved = points + np.moveaxis(displacement[layer], -1, 0)
+    u1, v1, _ = camera.project(moved)
+    v0, u0 = np.mgrid[0 : layer.shape[0], 0 : layer.shape[1]]
     return np.stack([u1 - u0, v1 - v0]).astype(np.float32)

@@ -142,21 +142,27 @@ def write_video(root: Path, config: SynthConfig, split: str, index: int) -> str:
     sweeps = sweep_video(config, split, index, scene) if config.lidar else None
     name = video_name(split, index)
     meta = describe(config, split, index, scene, video, sweeps)
-    write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
+    flows = (video.flow, video.backward_flow)
+    write_video_files(root / split / name, video.rgb, video.ids, flows, meta)
     if sweeps is not None:
         sweeps.write(root / split / name, video.depth)
     return name
 
 
 def write_video_files(
-    folder: Path, rgb: np.ndarray, ids: np.ndarray, flow: np.ndarray, meta: dict
+    folder: Path,
+    rgb: np.ndarray,
+    ids: np.ndarray,
+    flows: tuple[np.ndarray, np.ndarray],
+    meta: dict,
 ) -> None:
     """A synthetic video in the dataset layout (every world writes this one):
-    ``rgb/`` and ``instances/`` PNGs, ``meta.json`` and the GT ``flow.npz``."""
+    ``rgb/`` and ``instances/`` PNGs, ``meta.json`` and the GT ``flow.npz`` (``flows``:
+    forward and backward, each (T-1, 2, H, W))."""
     (folder / "rgb").mkdir(parents=True)
     (folder / "instances").mkdir()
     for t in range(len(rgb)):
         write_png(folder / "rgb" / f"{t:06d}.png", rgb[t])
         write_png(folder / "instances" / f"{t:06d}.png", ids[t])
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    write_npz(folder / "flow.npz", forward=flow)
+    write_npz(folder / "flow.npz", forward=flows[0], backward=flows[1])

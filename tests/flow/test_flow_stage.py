@@ -19,6 +19,7 @@ import torch
 from helpers import run_cli
 
 from stages.artifacts import COMPLETE, FAILED, RUNNING, Artifact, ArtifactStore
+from stages.datasets import open_dataset
 from stages.datasets.imageio import write_png
 from stages.errors import UserError
 from stages.flow import FlowConfig, compute_flow, finalize_flow
@@ -358,3 +359,39 @@ def test_dis_on_synth_is_far_below_zero_flow(tmp_path):
         assert video["epe"] < 0.35 * video["zero_flow_epe"]
     assert report["epe"] < 0.3 * report["zero_flow_epe"]
     print(json.dumps(report, indent=1))
+
+
+def test_ground_truth_model_copies_both_directions_and_resizes(tmp_path, capsys):
+    """``--model gt``: the dataset's own flow, both directions, float16, at ``--size`` scaled
+    as estimated flow would be; one error line where the dataset lacks what is asked."""
+    from stages.flow.epe import resize_flow
+    from stages.synthgen import SynthConfig, generate
+
+    root = generate(tmp_path / "synth", SynthConfig(seed=5, train_videos=1, val_videos=1, frames=4))
+    ds = open_dataset("synth", root)
+    store = ArtifactStore(tmp_path / "ws")
+    art = compute_flow(store, FlowConfig("synth", root, model="gt", ckpt=None))
+    assert art.params["model"] == "gt" and art.manifest["summary"]["epe"]["epe"] < 1e-3
+    for name, read in (("forward", ds.gt_flow), ("backward", ds.gt_backward_flow)):
+        for key, stored in flows(art, name).items():
+            assert stored.dtype == np.float16
+            assert np.array_equal(stored, read(ds.video(*key.split("/"))).astype(np.float16))
+    half = compute_flow(store, FlowConfig("synth", root, model="gt", ckpt=None, size=(48, 160)))
+    video = ds.video("val", "val-0000")
+    expected = resize_flow(ds.gt_backward_flow(video), (48, 160)).astype(np.float16)
+    assert np.array_equal(flows(half, "backward")["val/val-0000"], expected)
+    assert open_video(half, "flow.zarr", "val", "val-0000").attrs["pixel_scale"] == [2.0, 2.0]
+
+    for flow_file in root.glob("*/*/flow.npz"):  # a set made before backward flow was rendered
+        with np.load(flow_file) as data:
+            np.savez(flow_file, forward=data["forward"])
+    base = ["--workspace", str(tmp_path / "ws2"), "flow", "--dataset", "synth"]
+    code, _, err = run_cli([*base, "--root", str(root), "--model", "gt"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--no-backward" in err, err
+    code, _, _ = run_cli([*base, "--root", str(root), "--model", "gt", "--no-backward"], capsys)
+    assert code == 0
+    code, _, err = run_cli([*base, "--root", str(root), "--model", "gt", "--iters", "2"], capsys)
+    assert code == 2 and "--iters: gt" in err
+    folder = make_dataset(tmp_path / "folder", {"train": 1}, frames=2)
+    code, _, err = run_cli([*base[:-1], "folder", "--root", str(folder), "--model", "gt"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no ground-truth flow" in err, err

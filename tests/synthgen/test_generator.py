@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import round_trip_errors
 
 from stages.datasets import open_dataset
 from stages.errors import UserError
@@ -323,3 +324,16 @@ def test_cli_defaults_are_the_generator_defaults():
     for name in ("seed", "train_videos", "val_videos", "frames"):
         assert options[name] == getattr(defaults, name), name
     assert options["size"] == f"{defaults.height}x{defaults.width}"
+
+
+def test_gt_backward_flow_inverts_the_forward_flow(tiny):
+    """The rendered backward flow takes each point back where the forward flow took it,
+    except where it is occluded at t+1 (objects crossing one another, the frame edge)."""
+    ds, videos = _videos(tiny)
+    for video in videos:
+        forward, backward = ds.gt_flow(video), ds.gt_backward_flow(video)
+        assert backward.shape == forward.shape and backward.dtype == np.float32
+        errors = np.concatenate(
+            [round_trip_errors(f, b) for f, b in zip(forward, backward, strict=True)]
+        )
+        assert np.median(errors) < 0.01 and (errors < 0.05).mean() > 0.9

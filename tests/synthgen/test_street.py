@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import round_trip_errors
 from scipy import ndimage
 
 from stages.datasets import open_dataset
@@ -252,3 +253,17 @@ def test_cli_world_fps_and_still_fraction(tmp_path):
         flat = ["data", "synth", "--out", str(tmp_path / "flat"), *option]
         refused = _diod(*flat, "--train-videos", "1", "--val-videos", "0")
         assert refused.returncode == 2 and option[0] in refused.stderr
+
+
+def test_gt_backward_flow_inverts_the_forward_flow(tiny):
+    """As the flat world's: the street's backward flow (camera and actors moved back)
+    inverts its forward flow wherever the point stays visible."""
+    ds = open_dataset("synth", tiny)
+    for split in ds.splits():
+        for video in ds.videos(split):
+            forward, backward = ds.gt_flow(video), ds.gt_backward_flow(video)
+            assert backward.shape == forward.shape and backward.dtype == np.float32
+            errors = np.concatenate(
+                [round_trip_errors(f, b) for f, b in zip(forward, backward, strict=True)]
+            )
+            assert np.median(errors) < 0.01 and (errors < 0.05).mean() > 0.9

@@ -1,4 +1,4 @@
-"""Ray casting a street frame with a z-buffer, shading it, and its exact forward flow.
+"""Ray casting a street frame with a z-buffer, shading it, and its exact flow both ways.
 
 Every shape is intersected only with the rays inside its screen rectangle (its bounding
 corners projected, clipped at a near plane), the nearest hit wins per pixel, then each
@@ -7,7 +7,8 @@ pixel (from the exact geometry, so a surface looks the same from frame to frame)
 sun/ambient term from the surface normal (fixed in the world, so brightness is constant
 along the flow). The flow of a pixel is the 3-D point it sees, moved by its shape's motion
 to the next frame, projected into the next camera: the flow of the visible surface at t,
-defined even where that point is occluded or out of view at t + 1.
+defined even where that point is occluded or out of view at t + 1. The backward flow is the
+same from frame t + 1 to t, the point moved back by its shape's motion.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class StreetVideo:
     rgb: np.ndarray  # (T, H, W, 3) uint8
     ids: np.ndarray  # (T, H, W) uint16, 0: not an object; actor k has id k + 1
     flow: np.ndarray  # (T-1, 2, H, W) float32
+    backward_flow: np.ndarray  # (T-1, 2, H, W) float32: pair t is frame t+1 -> frame t
     rigid_flow: np.ndarray  # (T-1, 2, H, W) float32, as if every actor stood still
     depth: np.ndarray  # (T, H, W) float32 along the optical axis, m; 0: the sky
 
@@ -156,8 +158,8 @@ def shade(shapes: list[Shape], camera: StreetCamera, seen: Cast, sun: np.ndarray
 def flow(
     seen: Cast, camera: StreetCamera, next_camera: StreetCamera, motion: np.ndarray
 ) -> np.ndarray:
-    """(2, H, W) float32: where each pixel's 3-D point is in the next frame, minus the pixel.
-    ``motion`` (n, 3) is each shape's displacement to the next frame."""
+    """(2, H, W) float32: where each pixel's 3-D point is in ``next_camera``'s frame, minus
+    the pixel. ``motion`` (n, 3) is each shape's displacement between the two frames."""
     height, width = seen.depth.shape
     rays = pixel_rays(camera, height, width)
     points = camera.centre[:, None, None] + seen.depth * rays
@@ -188,7 +190,8 @@ def render_street(
     """Every frame of the scene; at ``night`` (street/light.py) darker, flatter and noisier,
     with the day's noise draws unchanged (the night's own come from its stream)."""
     cameras = scene.rig.cameras
-    rgb, ids, flows, rigid, depth = [], [], [], [], []
+    rgb, ids, flows, backward, rigid, depth = [], [], [], [], [], []
+    before = None  # the previous frame's camera and its shapes' motion to this frame
     for t, camera in enumerate(cameras):
         frame = scene.frame(t)
         seen = cast(frame.shapes, frame.corners, camera, scene.height, scene.width)
@@ -203,9 +206,10 @@ def render_street(
         rgb.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
         idents = np.array([s.ident for s in frame.shapes], np.uint16)
         ids.append(idents[seen.owner])
+        if before is not None:
+            backward.append(flow(seen, camera, before[0], -before[1]))
         if t + 1 < len(cameras):
             flows.append(flow(seen, camera, cameras[t + 1], frame.motion))
             rigid.append(flow(seen, camera, cameras[t + 1], frame.rigid_motion))
-    return StreetVideo(
-        np.stack(rgb), np.stack(ids), np.stack(flows), np.stack(rigid), np.stack(depth)
-    )
+        before = (camera, frame.motion)
+    return StreetVideo(*(np.stack(a) for a in (rgb, ids, flows, backward, rigid, depth)))

@@ -164,7 +164,8 @@ def write_street_video(root: Path, config: StreetConfig, split: str, index: int)
     sweeps = sweep_street_video(config, split, index, scene) if config.lidar else None
     name = video_name(split, index)
     meta = describe(config, split, index, scene, video, actor_of, sweeps)
-    write_video_files(root / split / name, video.rgb, video.ids, video.flow, meta)
+    flows = (video.flow, video.backward_flow)
+    write_video_files(root / split / name, video.rgb, video.ids, flows, meta)
     if sweeps is not None:
         sweeps.write(root / split / name, video.depth)
     return name
