@@ -30,6 +30,12 @@ SETTINGS = (SegmenterTraining,)
     "every complete one; default: the newest complete). Its dataset needs moving/static "
     "ground truth (synth).",
 )
+@click.option(
+    "--init",
+    default=None,
+    help="Start from this segmenter's weights (fine-tuning): `builtin`, a model file or a "
+    "segmenter artifact id (default: from scratch).",
+)
 @settings_options(*SETTINGS)
 @force_option
 @config_option
@@ -44,6 +50,7 @@ def COMMAND(ctx: click.Context, **opts) -> None:
     config = SegmenterConfig(
         dataset=opts["dataset"],
         flows=tuple(opts["flows"]),
+        init=opts["init"],
         training=training,
         motion=MotionParams(),
         force=opts["force"],

@@ -461,8 +461,10 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
         return writer.complete(summarise(writer.manifest["progress"], plans))
 
 
-def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
-    """(model file, its identity) of ``--segmenter``: ``builtin`` (the packaged model), a
+def resolve_segmenter(
+    store: ArtifactStore, ref: str, option: str = "--segmenter"
+) -> tuple[Path, str]:
+    """(model file, its identity) of ``--segmenter`` (or ``option``): ``builtin`` (the packaged model), a
     file path (identity: its content's hash) or the id (prefix) of a complete
     ``segmenter`` artifact of any dataset of the workspace (identity: the artifact id)."""
     from stages.masks.learned.modelfile import BUILTIN_FILE
@@ -472,7 +474,7 @@ def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
     if ref == BUILTIN_SEGMENTER:
         if not BUILTIN_FILE.is_file():
             raise UserError(
-                f"--segmenter {BUILTIN_SEGMENTER}: this installation has no built-in model "
+                f"{option} {BUILTIN_SEGMENTER}: this installation has no built-in model "
                 f"({BUILTIN_FILE}; `make segmenter` trains it; --segmenter {NO_SEGMENTER}: the "
                 "geometric rule)"
             )
@@ -484,11 +486,11 @@ def resolve_segmenter(store: ArtifactStore, ref: str) -> tuple[Path, str]:
     found = [a for a in store.list(None, SEGMENTER_STAGE) if a.is_complete and a.id.startswith(ref)]
     if not found:
         raise UserError(
-            f"--segmenter {ref}: no such model file, nor a complete segmenter artifact with "
+            f"{option} {ref}: no such model file, nor a complete segmenter artifact with "
             f"this id in {store.workspace} (train one with diod segmenter)"
         )
     if len(found) > 1:
-        raise UserError(f"--segmenter {ref}: ambiguous prefix ({', '.join(map(str, found))})")
+        raise UserError(f"{option} {ref}: ambiguous prefix ({', '.join(map(str, found))})")
     return found[0].path / MODEL_FILE, found[0].id
 
 

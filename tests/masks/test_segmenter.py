@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from scenes import STREET, H, W, backward_flow, forward_flow, ray_cast
 from stages.artifacts import ArtifactStore
 from stages.masks.learned.examples import IGNORE, invisible_ids
 from stages.masks.learned.features import CHANNELS, pair_evidence
-from stages.masks.learned.modelfile import load_segmenter
+from stages.masks.learned.modelfile import load_segmenter, segmenter_state
 from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
 from stages.masks.learned.training import MIRRORED_SIGN, Trainer, segmentation_loss
@@ -221,6 +223,35 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_masks, trained, monk
     a = load_segmenter(resumed.path / "segmenter.pt").model.state_dict()
     b = load_segmenter(straight.path / "segmenter.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fine_tuning_starts_from_the_init_models_weights(trained, tmp_path, capsys):
+    """``--init``: the network starts as the given model (recorded in the artifact); a
+    model whose features used other camera-fit settings is one error line."""
+    _root, store, flow, art = trained
+    from stages.masks.learned.stage import SegmenterConfig, train_segmenter
+
+    start = load_segmenter(art.path / "segmenter.pt")
+    barely = SegmenterTraining(steps=1, batch_size=2, lr=1e-9, warmup=0, seed=3)
+    tuned = train_segmenter(store, SegmenterConfig("synth", (flow.id,), barely, init=art.id))
+    assert tuned.params["init"] == art.id
+    weights = load_segmenter(tuned.path / "segmenter.pt").model.state_dict()
+    for name, value in start.model.state_dict().items():
+        assert torch.allclose(weights[name], value, atol=1e-6), name
+    assert load_segmenter(tuned.path / "segmenter.pt").provenance["init"] == art.id
+
+    other = tmp_path / "other.pt"
+    torch.save(
+        segmenter_state(
+            dataclasses.replace(start, motion=MotionParams(seed=start.motion.seed + 1))
+        ),
+        other,
+    )
+    ws = ["--workspace", str(store.workspace), "segmenter", "--dataset", "synth"]
+    code, _, err = run_cli([*ws, "--flow", flow.id, "--init", str(other), "--steps", "1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--init" in err and "camera-fit" in err, err
+    code, _, err = run_cli([*ws, "--flow", flow.id, "--init", "nope"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--init nope" in err, err
 
 
 def test_masks_with_a_segmenter_by_artifact_id_and_by_file(trained, capsys):

@@ -23,10 +23,17 @@ from stages.errors import UserError
 from stages.hardware import cpu_threads
 from stages.masks.learned.examples import IGNORE, video_examples
 from stages.masks.learned.features import CHANNELS
-from stages.masks.learned.modelfile import THRESHOLD, Segmenter, segmenter_state
+from stages.masks.learned.modelfile import (
+    THRESHOLD,
+    Segmenter,
+    load_segmenter,
+    segmenter_state,
+)
+from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
 from stages.masks.learned.training import Example, Trainer
 from stages.masks.params import MotionParams
+from stages.masks.stage import resolve_segmenter
 from stages.progress import log, track
 
 STAGE = "segmenter"
@@ -42,13 +49,15 @@ ALL = "all"
 class SegmenterConfig:
     """What ``diod segmenter`` trains: on the flow artifacts ``flows`` (ids or prefixes of
     ``dataset``; ``all``: every complete one; empty: the newest complete one) and their
-    datasets' ground truth."""
+    datasets' ground truth; from the weights of ``init`` (``builtin``, a model file or a
+    segmenter artifact id: fine-tuning) or from scratch (None)."""
 
     dataset: str
     flows: tuple[str, ...] = ()
     training: SegmenterTraining = field(default_factory=SegmenterTraining)
     motion: MotionParams = field(default_factory=MotionParams)
     force: bool = False
+    init: str | None = None
 
 
 def _examples(dataset: str, flow: Artifact, motion: MotionParams) -> list[Example]:
@@ -86,6 +95,18 @@ def _describe(examples: list[Example]) -> dict[str, Any]:
     }
 
 
+def _initial(path, config: SegmenterConfig) -> MotionSegmenter:
+    """The network of the ``--init`` model file, to fine-tune; its features must be the ones
+    this training computes (the same camera-fit settings)."""
+    start = load_segmenter(path, "--init")
+    if start.motion != config.motion:
+        raise UserError(
+            f"--init {config.init}: trained with other camera-fit settings than these examples "
+            "use; fine-tune it with its own (its model file records them)"
+        )
+    return start.model
+
+
 def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
     """Write (or reuse, or resume) the segmenter artifact ``config`` determines."""
     if ALL in config.flows:
@@ -94,8 +115,11 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
             raise UserError(f"--flow all: no complete flow artifact of {config.dataset}")
     else:
         flows = [store.resolve(config.dataset, FLOW_STAGE, r) for r in config.flows or (None,)]
+    start = None if config.init is None else resolve_segmenter(store, config.init, "--init")
+    initial = None if start is None else _initial(start[0], config)  # checked before any work
     params = {
         "flows": sorted(f.id for f in flows),
+        "init": None if start is None else start[1],
         "training": dataclasses.asdict(config.training),
         "motion": dataclasses.asdict(config.motion),
         "channels": list(CHANNELS),
@@ -112,7 +136,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
             "segmenter %s: %d frames (%s)", writer.id, data["frames"], ", ".join(data["sizes"])
         )
         torch.set_num_threads(cpu_threads())
-        trainer = Trainer(config.training)
+        trainer = Trainer(config.training, initial)
         checkpoint = writer.path / CHECKPOINT
         if checkpoint.exists():
             trainer.load_state_dict(torch.load(checkpoint, weights_only=False))
@@ -129,7 +153,12 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
             trainer.model,
             config.motion,
             THRESHOLD,
-            {"artifact": writer.id, "dataset": config.dataset, "flows": params["flows"]},
+            {
+                "artifact": writer.id,
+                "dataset": config.dataset,
+                "flows": params["flows"],
+                "init": params["init"],
+            },
         )
         with writer.staging(MODEL_FILE, is_dir=False) as tmp:
             torch.save(segmenter_state(segmenter), tmp)
