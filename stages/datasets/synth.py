@@ -3,9 +3,9 @@
 Each video directory also holds ``meta.json`` (which instance ids move in the world) and
 ``flow.npz`` (ground-truth flow, key ``forward``, (T-1, 2, H, W) float32, channels dx, dy
 in pixels, and key ``backward``, pair t from frame t+1 back to t; sets made before the
-generator rendered it have ``forward`` only), written by ``stages.synthgen``; a video of either world made with
-``--lidar`` also holds ``lidar.npz`` (one sweep per frame and the camera's dense depth:
-``stages.synthgen.lidar.Sweeps``).
+generator rendered it have ``forward`` only), written by ``stages.synthgen``; a video of
+either world made with ``--lidar`` also holds ``lidar.npz`` (one sweep per frame and the
+camera's dense depth: ``stages.synthgen.lidar.Sweeps``).
 """
 
 from __future__ import annotations

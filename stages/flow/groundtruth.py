@@ -8,20 +8,26 @@ or MOVi's, to tell the flow's error from the method's (docs/masks.md). Frames ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stages.artifacts import ArtifactWriter
-from stages.datasets import Dataset
+from stages.datasets import Dataset, Video
 from stages.errors import UserError
 from stages.flow.epe import resize_flow
 from stages.progress import track
 from stages.zarrstore import FLOW_STORE, frame_array, write_video
 
+if TYPE_CHECKING:
+    from stages.flow.stage import Job
+
+Size = tuple[int, int]
+
 
 def ground_truth_pairs(
-    dataset: Dataset, key: str, video, backward: bool
+    dataset: Dataset, key: str, video: Video, backward: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(forward, backward or None) ground-truth flow of a video, (T-1, 2, H, W) float32; one
     error line naming the video when the dataset has none."""
@@ -41,9 +47,9 @@ def ground_truth_pairs(
 def copy_ground_truth(
     writer: ArtifactWriter,
     dataset: Dataset,
-    jobs: Sequence,
-    attrs_of,
-    size: tuple[int, int] | None,
+    jobs: Sequence[Job],
+    attrs_of: Callable[[Job, Size, Size], dict[str, Any]],
+    size: Size | None,
     backward: bool,
 ) -> None:
     """Write each job's ground-truth flow (float16, at ``size`` when given) into the

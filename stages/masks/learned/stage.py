@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,7 @@ def _describe(examples: list[Example]) -> dict[str, Any]:
     }
 
 
-def _initial(path, config: SegmenterConfig) -> MotionSegmenter:
+def _initial(path: Path, config: SegmenterConfig) -> MotionSegmenter:
     """The network of the ``--init`` model file, to fine-tune; its features must be the ones
     this training computes (the same camera-fit settings)."""
     start = load_segmenter(path, "--init")
@@ -119,7 +120,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
     initial = None if start is None else _initial(start[0], config)  # checked before any work
     params = {
         "flows": sorted(f.id for f in flows),
-        "init": None if start is None else start[1],
+        **({} if start is None else {"init": start[1]}),  # from-scratch ids stay as they were
         "training": dataclasses.asdict(config.training),
         "motion": dataclasses.asdict(config.motion),
         "channels": list(CHANNELS),
@@ -157,7 +158,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
                 "artifact": writer.id,
                 "dataset": config.dataset,
                 "flows": params["flows"],
-                "init": params["init"],
+                "init": params.get("init"),
             },
         )
         with writer.staging(MODEL_FILE, is_dir=False) as tmp:
