@@ -71,7 +71,8 @@ endif
 # worlds used for nothing else (street seeds 30, 32 at 128x416 and 33; still cameras of seed
 # 31 at 384x512; flat seed 34), their DIS flow, `diod segmenter` on all of them (10000 steps),
 # then their exact GT flow beside it and the same model fine-tuned on both (5000 steps), and
-# the model file copied into the package. About 80 min on 2 cores; about 19 GB of memory.
+# the model file copied into the package. About 90 min on a 2-core AMD EPYC (0.29 s per
+# step; an Intel Xeon with AMX took 0.13 s); about 19 GB of memory.
 SEG_DATA := data/segmenter
 SEG_WS   := runs-segmenter
 SEG_DIOD := $(BIN)/diod --workspace $(SEG_WS)
