@@ -29,6 +29,7 @@ import numpy as np
 from stages import zarrstore
 from stages.artifacts import Artifact, ArtifactStore
 from stages.datasets import open_dataset
+from stages.masks.learned.examples import pair_residual
 from stages.masks.quality import MaskCounts, frame_counts
 
 #: reference sets, in print order
@@ -43,15 +44,18 @@ def _large(ids: np.ndarray, min_px: int) -> np.ndarray:
 
 def visibly_moving(objects: list[dict], pair: int, visible_px: float) -> set[int]:
     """Moving ids whose true motion against the static scene in ``pair`` is at least
-    ``visible_px`` (``meta.json`` objects; the residual is null in a pair where the object is
-    out of view)."""
+    ``visible_px`` (``meta.json`` objects)."""
     out = set()
     for obj in objects:
-        residuals = obj.get("residual_flow_px") or []
-        value = residuals[pair] if pair < len(residuals) else None
+        value = pair_residual(obj, pair)
         if obj.get("moving") and value is not None and value >= visible_px:
             out.add(int(obj["id"]))
     return out
+
+
+def _empty() -> dict[str, dict[str, MaskCounts]]:
+    """Counts per camera kind (created on first use) and reference set."""
+    return defaultdict(lambda: {name: MaskCounts() for name in REFERENCES})
 
 
 def score(
@@ -59,9 +63,7 @@ def score(
 ) -> dict[str, dict[str, MaskCounts]]:
     """Counts per camera kind and reference set."""
     ds = open_dataset("synth", root)
-    totals: dict[str, dict[str, MaskCounts]] = defaultdict(
-        lambda: {name: MaskCounts() for name in REFERENCES}
-    )
+    totals = _empty()
     for split in ds.splits():
         for video in ds.videos(split):
             meta = ds.meta(video)
@@ -97,9 +99,7 @@ def report(totals: dict[str, dict[str, MaskCounts]]) -> None:
 
 def pooled(paths: list[Path]) -> dict[str, dict[str, MaskCounts]]:
     """The counts of several ``--json`` files added up."""
-    totals: dict[str, dict[str, MaskCounts]] = defaultdict(
-        lambda: {name: MaskCounts() for name in REFERENCES}
-    )
+    totals = _empty()
     for path in paths:
         for kind, counts in json.loads(path.read_text()).items():
             for name, data in counts.items():

@@ -62,13 +62,13 @@ class SynthDataset(FolderDataset):
         path = video.extra["dir"] / "flow.npz"
         try:
             with np.load(path) as data:
-                if key not in data and key == "backward":
-                    return None
-                return data[key].astype(np.float32)
+                if key in data:
+                    return data[key].astype(np.float32)
         except FileNotFoundError:
             raise UserError(f"{path}: missing ground-truth flow") from None
-        except KeyError:
-            raise UserError(f"{path}: no '{key}' array") from None
+        if key == "backward":
+            return None
+        raise UserError(f"{path}: no '{key}' array")
 
     def lidar(
         self, video: Video, index: int, grid: tuple[int, int], box: Box = FULL

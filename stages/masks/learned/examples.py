@@ -21,13 +21,19 @@ from stages.masks.stage import ZarrFlowPairs, gray_frames
 IGNORE = 255
 
 
+def pair_residual(obj: dict, pair: int) -> float | None:
+    """A ``meta.json`` object's true motion against the static scene in ``pair``, px (the
+    generator's ``residual_flow_px``); None where it is out of view or not recorded."""
+    residuals = obj.get("residual_flow_px") or []
+    return residuals[pair] if pair < len(residuals) else None
+
+
 def invisible_ids(objects: list[dict], pair: int, noise: float) -> set[int]:
     """Ids of moving objects whose mean true motion against the static scene in ``pair``
     is below ``noise`` px (``meta.json`` objects)."""
     out = set()
     for obj in objects:
-        residuals = obj.get("residual_flow_px") or []
-        value = residuals[pair] if pair < len(residuals) else None
+        value = pair_residual(obj, pair)
         if obj.get("moving") and value is not None and value < noise:
             out.add(int(obj["id"]))
     return out
