@@ -207,18 +207,34 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _recall_split(
-    flags: np.ndarray, matched: np.ndarray, best_iou: np.ndarray, kinds: tuple[str, str]
+    flags: np.ndarray,
+    matched: np.ndarray,
+    best_iou: np.ndarray,
+    bucket: np.ndarray,
+    kinds: tuple[str, str],
 ) -> dict:
     """Recall, count and mIoU of the GT objects flagged 1 (``kinds[0]``) and 0
-    (``kinds[1]``); objects flagged -1 (not recorded) are in neither."""
-    return {
-        kind: {
-            "recall": _ratio(matched[flags == flag].sum(), (flags == flag).sum()),
-            "n_gt": int((flags == flag).sum()),
-            "miou": _mean(best_iou[flags == flag]),
+    (``kinds[1]``), and their recall per size bucket (``bucket``: ``size_bucket`` of each
+    object), since a kind's recall is mostly its size mix (static objects in a street are
+    mostly small: far parked cars, people); objects flagged -1 (not recorded) are in neither."""
+    out = {}
+    for kind, flag in zip(kinds, (1, 0), strict=True):
+        member = flags == flag
+        out[kind] = {
+            "recall": _ratio(matched[member].sum(), member.sum()),
+            "n_gt": int(member.sum()),
+            "miou": _mean(best_iou[member]),
+            "by_size": {
+                name: {
+                    "recall": _ratio(
+                        matched[member & (bucket == b)].sum(), (member & (bucket == b)).sum()
+                    ),
+                    "n_gt": int((member & (bucket == b)).sum()),
+                }
+                for b, name in enumerate(SIZE_NAMES)
+            },
         }
-        for kind, flag in zip(kinds, (1, 0), strict=True)
-    }
+    return out
 
 
 def size_bucket(area_fraction: np.ndarray, edges: Sequence[float] = SIZE_EDGES) -> np.ndarray:
@@ -473,12 +489,16 @@ class Evaluation:
         moving = self._cat("gt_moving")
         out["by_motion"] = None
         if (moving >= 0).any():
-            out["by_motion"] = _recall_split(moving, matched, gt_best_iou, ("moving", "static"))
-        out["by_group"] = self._by_group(matched, gt_best_iou)
+            out["by_motion"] = _recall_split(
+                moving, matched, gt_best_iou, gt_bucket, ("moving", "static")
+            )
+        out["by_group"] = self._by_group(matched, gt_best_iou, gt_bucket)
         out["by_condition"] = self._by_condition(headline, matched)
         return out
 
-    def _by_group(self, matched: np.ndarray, gt_best_iou: np.ndarray) -> dict:
+    def _by_group(
+        self, matched: np.ndarray, gt_best_iou: np.ndarray, gt_bucket: np.ndarray
+    ) -> dict:
         """Recall@50 and mIoU of each recorded object group's members and of the other
         objects of the videos that record it (e.g. objects with weak LiDAR returns)."""
         names = sorted({name for c in self._chunks for name in c.gt_groups})
@@ -487,7 +507,9 @@ class Evaluation:
             member = np.concatenate(
                 [c.gt_groups.get(name, np.full(len(c.gt_moving), -1)) for c in self._chunks]
             )
-            out[name] = _recall_split(member, matched, gt_best_iou, ("members", "others"))
+            out[name] = _recall_split(
+                member, matched, gt_best_iou, gt_bucket, ("members", "others")
+            )
         return out
 
     def _by_condition(self, tp: np.ndarray, matched: np.ndarray) -> dict:

@@ -269,8 +269,14 @@ def test_size_buckets_and_motion_split():
     assert [s["by_size"][b]["n_pred"] for b in metrics.SIZE_NAMES] == [1, 1, 1]  # 10, 16, 400 px
     assert s["by_size"]["small"]["recall"] == 1.0 and s["by_size"]["medium"]["recall"] == 0.0
     assert s["by_size"]["medium"]["precision"] == 0.0 and s["by_size"]["large"]["f1"] == 1.0
-    assert s["by_motion"]["moving"] == {"recall": 1.0, "n_gt": 2, "miou": 1.0}
-    assert s["by_motion"]["static"]["recall"] == 0.0 and s["by_motion"]["static"]["n_gt"] == 1
+    moving, static = s["by_motion"]["moving"], s["by_motion"]["static"]
+    assert (moving["recall"], moving["n_gt"], moving["miou"]) == (1.0, 2, 1.0)
+    assert static["recall"] == 0.0 and static["n_gt"] == 1
+    # objects 1 and 3 move (small, large), object 2 (medium) stays
+    assert {b: v["n_gt"] for b, v in moving["by_size"].items()} == dict(small=1, medium=0, large=1)
+    assert moving["by_size"]["large"]["recall"] == 1.0
+    assert np.isnan(moving["by_size"]["medium"]["recall"])
+    assert static["by_size"]["medium"] == {"recall": 0.0, "n_gt": 1}
     _, no_motion = _score(gt[None], pred[None])
     assert no_motion["by_motion"] is None
 
