@@ -121,8 +121,9 @@ def floats(
     *,
     low_open: bool = False,
     high_open: bool = False,
+    optional: bool = False,
 ) -> Domain:
-    return Domain(float, low, high, low_open, high_open)
+    return Domain(float, low, high, low_open, high_open, optional=optional)
 
 
 def choice(*names: str) -> Domain:

@@ -27,13 +27,13 @@ from stages.masks.instances import (
     split_by_flow,
 )
 from stages.masks.motion import PairMotion, landing, pair_motion
-from stages.masks.params import InstanceParams, MotionParams
+from stages.masks.params import InstanceParams, MotionParams, geometric_instances
 
 
 @dataclass(frozen=True)
 class GeometricParams:
     motion: MotionParams = field(default_factory=MotionParams)
-    instances: InstanceParams = field(default_factory=InstanceParams)
+    instances: InstanceParams = field(default_factory=lambda: geometric_instances(InstanceParams()))
 
 
 class FlowPairs(Protocol):

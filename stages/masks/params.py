@@ -94,10 +94,11 @@ class InstanceParams(Settings):
     open_radius: int = Setting(1, ints(0), "Opening radius, px.").field()
     close_radius: int = Setting(0, ints(0), "Closing radius, px.").field()
     min_area: int = Setting(50, ints(1), "Smallest mask kept, px (imported masks too).").field()
-    split_ratio: float = Setting(
-        2.5,
-        floats(0),
-        "Split a mask whose flow forms 2 clusters this many pooled spreads apart ...",
+    split_ratio: float | None = Setting(
+        None,
+        floats(0, optional=True),
+        "Split a mask whose flow forms 2 clusters this many pooled spreads apart (default: "
+        "2.5 for the geometric rule, 3.5 after a segmenter) ...",
     ).field()
     split_min_distance: float = Setting(
         1.0, floats(0), "... and at least this many px apart."
@@ -115,11 +116,11 @@ class InstanceParams(Settings):
     contact_band: int = Setting(
         4, ints(1), "Rows of ground compared with a mask's bottom.", cli=False
     ).field()
-    persist_frac: float = Setting(
-        0.8,
-        floats(0, 1),
+    persist_frac: float | None = Setting(
+        None,
+        floats(0, 1, optional=True),
         "Keep a mask if this fraction of it moves in a flow-warped neighbouring frame "
-        "(0: keep all).",
+        "(0: keep all; default: 0.8 for the geometric rule, 0.5 after a segmenter).",
     ).field()
     max_masks: int = Setting(
         32, ints(1, 65535), "Most masks per frame; the largest are kept (imported masks too)."
@@ -135,7 +136,34 @@ class InstanceParams(Settings):
 #: "No ground-contact test after a segmenter").
 GEOMETRIC_ONLY_INSTANCE = {"contact_min_diff": 0.0}
 
+#: Defaults of the instance settings left unset (None), per decider. The geometric rule's
+#: (tuned with it on the flat world) keep its precision: its moving pixels are noisy, and a
+#: 2-means split at the separation a smooth flow gradient gives (about 2.5 spreads) and a
+#: strict persistence test remove fragments. A segmenter's moving pixels are clean, and
+#: there the same two tests cut and dropped true movers: a car under forward driving, whose
+#: flow spans a wide gradient, split into two masks that each miss IoU 0.5, and movers whose
+#: warped neighbour mask lands partly off them (large flow, flow error at their edges)
+#: failed 0.8. Splitting only past 3.5 spreads (a margin over the smooth gradient's 2.5) and
+#: keeping what half-persists gained precision and recall@50 on every camera kind of the
+#: choosing sets, and lost both on the geometric rule's (docs/masks.md, "Splitting and
+#: persistence after a segmenter").
+GEOMETRIC_INSTANCE_DEFAULTS = {"split_ratio": 2.5, "persist_frac": 0.8}
+SEGMENTER_INSTANCE_DEFAULTS = {"split_ratio": 3.5, "persist_frac": 0.5}
+
+
+def _unset_filled(instances: InstanceParams, defaults: dict[str, float]) -> InstanceParams:
+    """``instances`` with the settings in ``defaults`` that are None set to their default."""
+    return replace(
+        instances,
+        **{name: value for name, value in defaults.items() if getattr(instances, name) is None},
+    )
+
+
+def geometric_instances(instances: InstanceParams) -> InstanceParams:
+    """The instance settings the geometric rule's masks are made with."""
+    return _unset_filled(instances, GEOMETRIC_INSTANCE_DEFAULTS)
+
 
 def segmenter_instances(instances: InstanceParams) -> InstanceParams:
     """The instance settings a segmenter's masks are made with."""
-    return replace(instances, **GEOMETRIC_ONLY_INSTANCE)
+    return replace(_unset_filled(instances, SEGMENTER_INSTANCE_DEFAULTS), **GEOMETRIC_ONLY_INSTANCE)

@@ -39,6 +39,7 @@ from stages.masks.params import (
     NO_SEGMENTER,
     InstanceParams,
     MotionParams,
+    geometric_instances,
     segmenter_instances,
 )
 from stages.masks.quality import MaskCounts, frame_counts
@@ -421,6 +422,8 @@ def compute_masks(store: ArtifactStore, config: MasksConfig) -> Artifact:
                 instances=segmenter_instances(config.instances),
                 device=device,
             )
+        else:
+            config = replace(config, instances=geometric_instances(config.instances))
         params.update(motion=asdict(motion), instances=asdict(config.instances))
     else:
         if config.root is None:

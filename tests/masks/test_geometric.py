@@ -25,7 +25,7 @@ from stages.masks.instances import (
     split_by_flow,
 )
 from stages.masks.motion import flow_trust, landing, local_background, pair_motion
-from stages.masks.params import InstanceParams, MotionParams
+from stages.masks.params import InstanceParams, MotionParams, geometric_instances
 
 H, W = 96, 320
 RNG = np.random.default_rng(0)
@@ -177,14 +177,14 @@ def test_split_by_flow_separates_two_objects_not_one_smooth_one():
     flow = np.zeros((2, H, W), np.float32)
     flow[0, 20:50, 20:50] = 3.0
     flow[0, 20:50, 50:80] = -2.0
-    split, boxes = split_by_flow(labels, flow, InstanceParams())
+    split, boxes = split_by_flow(labels, flow, geometric_instances(InstanceParams()))
     assert len(np.unique(split[20:50, 20:80])) == 2 and len(boxes) == split.max() == 2
     for i, box in enumerate(boxes, start=1):  # each box holds its component
         assert (split[box] == i).sum() == (split == i).sum()
     assert len(np.unique(split[25:45, 25:45])) == 1 and len(np.unique(split[25:45, 55:75])) == 1
     smooth = np.zeros((2, H, W), np.float32)
     smooth[0] = (XS - 50) * 0.02  # a nearer object's expansion: smooth, no two clusters
-    assert (split_by_flow(labels, smooth, InstanceParams())[0] == labels).all()
+    assert (split_by_flow(labels, smooth, geometric_instances(InstanceParams()))[0] == labels).all()
 
 
 def test_ground_contact_tells_static_objects_from_moving_ones():

@@ -22,7 +22,11 @@ from stages.datasets.imageio import read_label_map, write_png
 from stages.errors import UserError
 from stages.masks import stage as masks_stage
 from stages.masks.importer import remap
-from stages.masks.params import InstanceParams
+from stages.masks.params import (
+    GEOMETRIC_INSTANCE_DEFAULTS,
+    SEGMENTER_INSTANCE_DEFAULTS,
+    InstanceParams,
+)
 from stages.masks.stage import MasksConfig, compute_masks
 from stages.masks.viz import render_masks
 from stages.synthgen import SynthConfig, generate
@@ -46,8 +50,12 @@ def test_masks_artifact_format_and_reuse(synth_root, store):
     assert art.is_complete and art.upstream == {"flow": flow.id}
     assert art.params["method"] == "learned" and art.params["splits"] == ["train", "val"]
     assert art.params["segmenter"].startswith("sha256:")  # the builtin model, by content
-    # a segmenter decides what is static: the geometric rule's ground-contact test is off
+    # a segmenter decides what is static: the geometric rule's ground-contact test is off;
+    # its clean masks are split and kept by its own defaults
     assert art.params["instances"]["contact_min_diff"] == 0.0
+    assert {k: art.params["instances"][k] for k in SEGMENTER_INSTANCE_DEFAULTS} == (
+        SEGMENTER_INSTANCE_DEFAULTS
+    )
     ds = open_dataset("synth", synth_root)
     for split in ("train", "val"):
         for video in ds.videos(split):
@@ -195,6 +203,14 @@ def test_options_a_segmenter_would_ignore_are_errors(synth_root, store, capsys):
     assert art.params["method"] == "geometric" and art.upstream == {"flow": flow.id}
     assert art.params["motion"]["camera_model"] == "parallax" and "segmenter" not in art.params
     assert art.params["instances"]["contact_min_diff"] == InstanceParams().contact_min_diff > 0
+    assert {k: art.params["instances"][k] for k in GEOMETRIC_INSTANCE_DEFAULTS} == (
+        GEOMETRIC_INSTANCE_DEFAULTS
+    )
+    code, _, err = run_cli([*base, "--persist-frac", "0.3", "--workers", "0"], capsys)
+    assert code == 0, err  # a segmenter's default, overridden
+    art = store.latest("synth", "masks")
+    assert art.params["method"] == "learned" and art.params["instances"]["persist_frac"] == 0.3
+    assert art.params["instances"]["split_ratio"] == SEGMENTER_INSTANCE_DEFAULTS["split_ratio"]
 
 
 def _id_pngs(
