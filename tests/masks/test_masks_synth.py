@@ -41,8 +41,9 @@ def default_masks(dis_flow) -> dict:
     "segmenter, precision, recall",
     [
         # the builtin (the default, 10000 steps fine-tuned 5000 on DIS + exact flow): measured
-        # P 0.93 / R 0.87 (before the fine-tuning 0.88 / 0.84; the 5000-step model 0.84 / 0.84;
-        # with the ground-contact test, which a segmenter no longer gets, 0.91 / 0.84)
+        # P 0.96 / R 0.89 (with the geometric rule's split and persistence 0.93 / 0.87; before
+        # the fine-tuning 0.88 / 0.84; the 5000-step model 0.84 / 0.84; with the ground-contact
+        # test, which a segmenter no longer gets, 0.91 / 0.84)
         (None, 0.8, 0.75),
         # the geometric rule: measured P 0.62 / R 0.56
         (NO_SEGMENTER, 0.6, 0.5),
