@@ -206,6 +206,11 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _recall_count(matched: np.ndarray, member: np.ndarray) -> dict:
+    """Recall and count of the GT objects in ``member``."""
+    return {"recall": _ratio(matched[member].sum(), member.sum()), "n_gt": int(member.sum())}
+
+
 def _recall_split(
     flags: np.ndarray,
     matched: np.ndarray,
@@ -221,16 +226,10 @@ def _recall_split(
     for kind, flag in zip(kinds, (1, 0), strict=True):
         member = flags == flag
         out[kind] = {
-            "recall": _ratio(matched[member].sum(), member.sum()),
-            "n_gt": int(member.sum()),
+            **_recall_count(matched, member),
             "miou": _mean(best_iou[member]),
             "by_size": {
-                name: {
-                    "recall": _ratio(
-                        matched[member & (bucket == b)].sum(), (member & (bucket == b)).sum()
-                    ),
-                    "n_gt": int((member & (bucket == b)).sum()),
-                }
+                name: _recall_count(matched, member & (bucket == b))
                 for b, name in enumerate(SIZE_NAMES)
             },
         }

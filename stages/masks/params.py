@@ -30,6 +30,21 @@ BUILTIN_SEGMENTER = "builtin"
 NO_SEGMENTER = "none"
 
 
+#: Defaults of the instance settings left unset (None), per decider. The geometric rule's
+#: (tuned with it on the flat world) keep its precision: its moving pixels are noisy, and a
+#: 2-means split at the separation a smooth flow gradient gives (about 2.5 spreads) and a
+#: strict persistence test remove fragments. A segmenter's moving pixels are clean, and
+#: there the same two tests cut and dropped true movers: a car under forward driving, whose
+#: flow spans a wide gradient, split into two masks that each miss IoU 0.5, and movers whose
+#: warped neighbour mask lands partly off them (large flow, flow error at their edges)
+#: failed 0.8. Splitting only past 3.5 spreads (a margin over the smooth gradient's 2.5) and
+#: keeping what half-persists gained precision and recall@50 on every camera kind of the
+#: choosing sets, and lost both on the geometric rule's (docs/masks.md, "Splitting and
+#: persistence after a segmenter").
+GEOMETRIC_INSTANCE_DEFAULTS = {"split_ratio": 2.5, "persist_frac": 0.8}
+SEGMENTER_INSTANCE_DEFAULTS = {"split_ratio": 3.5, "persist_frac": 0.5}
+
+
 @dataclass(frozen=True)
 class MotionParams(Settings):
     """Camera-motion fit and the moving-pixel thresholds (stages.masks.motion)."""
@@ -98,7 +113,8 @@ class InstanceParams(Settings):
         None,
         floats(0, optional=True),
         "Split a mask whose flow forms 2 clusters this many pooled spreads apart (default: "
-        "2.5 for the geometric rule, 3.5 after a segmenter) ...",
+        f"{GEOMETRIC_INSTANCE_DEFAULTS['split_ratio']} for the geometric rule, "
+        f"{SEGMENTER_INSTANCE_DEFAULTS['split_ratio']} after a segmenter) ...",
     ).field()
     split_min_distance: float = Setting(
         1.0, floats(0), "... and at least this many px apart."
@@ -120,7 +136,8 @@ class InstanceParams(Settings):
         None,
         floats(0, 1, optional=True),
         "Keep a mask if this fraction of it moves in a flow-warped neighbouring frame "
-        "(0: keep all; default: 0.8 for the geometric rule, 0.5 after a segmenter).",
+        f"(0: keep all; default: {GEOMETRIC_INSTANCE_DEFAULTS['persist_frac']} for the "
+        f"geometric rule, {SEGMENTER_INSTANCE_DEFAULTS['persist_frac']} after a segmenter).",
     ).field()
     max_masks: int = Setting(
         32, ints(1, 65535), "Most masks per frame; the largest are kept (imported masks too)."
@@ -135,20 +152,6 @@ class InstanceParams(Settings):
 #: sets for 0-5 points of precision (10 on one), the flat world 3-5 of precision (docs/masks.md,
 #: "No ground-contact test after a segmenter").
 GEOMETRIC_ONLY_INSTANCE = {"contact_min_diff": 0.0}
-
-#: Defaults of the instance settings left unset (None), per decider. The geometric rule's
-#: (tuned with it on the flat world) keep its precision: its moving pixels are noisy, and a
-#: 2-means split at the separation a smooth flow gradient gives (about 2.5 spreads) and a
-#: strict persistence test remove fragments. A segmenter's moving pixels are clean, and
-#: there the same two tests cut and dropped true movers: a car under forward driving, whose
-#: flow spans a wide gradient, split into two masks that each miss IoU 0.5, and movers whose
-#: warped neighbour mask lands partly off them (large flow, flow error at their edges)
-#: failed 0.8. Splitting only past 3.5 spreads (a margin over the smooth gradient's 2.5) and
-#: keeping what half-persists gained precision and recall@50 on every camera kind of the
-#: choosing sets, and lost both on the geometric rule's (docs/masks.md, "Splitting and
-#: persistence after a segmenter").
-GEOMETRIC_INSTANCE_DEFAULTS = {"split_ratio": 2.5, "persist_frac": 0.8}
-SEGMENTER_INSTANCE_DEFAULTS = {"split_ratio": 3.5, "persist_frac": 0.5}
 
 
 def _unset_filled(instances: InstanceParams, defaults: dict[str, float]) -> InstanceParams:
