@@ -68,7 +68,8 @@ def per_slot_loop(maps: torch.Tensor, config: PseudoLabelConfig, backend: str) -
             area = np.bincount(regions.ravel(), minlength=count)
             inside = np.bincount(regions.ravel(), weights=w_fg[f].ravel(), minlength=count)
             score = inside / np.maximum(area, 1)
-            kept += int(((area > config.min_area) & (score > config.threshold))[1:].sum())
+            floor = config.min_area_fraction * binary.size
+            kept += int(((area > floor) & (score > config.threshold))[1:].sum())
     return kept
 
 
@@ -96,7 +97,9 @@ def main() -> None:
             maps = teacher_maps(clips * length, slots, size, cell, device)
             labels = teacher_candidates(maps, config)
             regions = int(
-                teacher_candidates(maps, PseudoLabelConfig(threshold=0.0, min_area=0)).valid.sum()
+                teacher_candidates(
+                    maps, PseudoLabelConfig(threshold=0.0, min_area_fraction=0.0)
+                ).valid.sum()
             )
             ours = median_ms(lambda m=maps: teacher_candidates(m, config), device, args.repeats)
             one = median_ms(

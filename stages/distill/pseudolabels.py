@@ -5,7 +5,7 @@ Per frame: argmax over the K attention maps; the background slot (the LAST one) 
 candidate; each 4-connected region of each other slot is one candidate ("one-to-many"), or
 a slot's whole binary map is one ("one-to-one" ablation). A candidate is kept when its
 confidence (mean of the teacher's W_fg over its pixels) is above ``threshold`` and its area
-is above ``min_area`` pixels.
+is above ``min_area_fraction`` of the map's pixels.
 
 Everything but the connected-component labelling is batched tensor work on the maps'
 device. The labelling runs on the CPU as ONE scikit-image call over all frames of the batch
@@ -22,9 +22,16 @@ import numpy as np
 import torch
 from skimage.measure import label as label_regions
 
-from stages.settings import Setting, Settings, choice, floats, ints
+from stages.settings import Setting, Settings, choice, floats
 
 CONNECTIONS = ("one-to-many", "one-to-one")
+
+#: The reference's floor on a candidate, as a share of the map: more than 10 pixels of its
+#: 120x242 TRI-PD maps. A pixel count holds for one map size only: 10 px are 0.03 % of a
+#: KITTI or TRI-PD map but 0.5 % of synth-cpu's 24x80 one, more than the 0.33 % under which
+#: an object counts as small (stages.metrics.SIZE_EDGES), so that every small object was
+#: barred from the teacher's labels there (docs/distillation.md).
+REFERENCE_MIN_AREA_FRACTION = 10 / (120 * 242)
 SCORE_MAPS = ("fg", "slot")
 
 
@@ -37,8 +44,12 @@ class PseudoLabelConfig(Settings):
         floats(0, 1, high_open=True),
         "Confidence p a teacher candidate or a motion mask must exceed (eqs. 2 and 4).",
     ).field()
-    min_area: int = Setting(
-        10, ints(0), "A teacher candidate needs more than this many map pixels."
+    min_area_fraction: float = Setting(
+        REFERENCE_MIN_AREA_FRACTION,
+        floats(0, 1, high_open=True),
+        "A teacher candidate needs more than this share of the map's pixels (the "
+        "reference's 10 px of its 120x242 maps: 9.9 px of a 92x312 KITTI map, 0.66 px of "
+        "synth-cpu's 24x80).",
     ).field()
     connection: str = Setting(
         "one-to-many",
@@ -131,7 +142,7 @@ def _select(
     score = inside / area.clamp(min=1)
     frame = torch.zeros(count, dtype=torch.long, device=device).scatter_(0, region, frame_of_pixel)
 
-    keep = (area > config.min_area) & (score > config.threshold)
+    keep = (area > config.min_area_fraction * frame_pixels) & (score > config.threshold)
     keep[0] = False
     kept = keep.nonzero().squeeze(1)
     kept = kept[torch.argsort(score[kept], descending=True, stable=True)]

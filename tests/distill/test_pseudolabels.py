@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from stages.distill.pseudolabels import PseudoLabelConfig, teacher_candidates
+from stages.distill.pseudolabels import (
+    REFERENCE_MIN_AREA_FRACTION,
+    PseudoLabelConfig,
+    teacher_candidates,
+)
 from stages.errors import UserError
 
 K = 5
@@ -83,13 +87,29 @@ def test_slot_zero_is_a_candidate():
     assert torch.equal(mask, labels[0] == 0)
 
 
-def test_area_must_exceed_min_area():
-    labels = blank()
+def test_area_must_exceed_min_area_fraction():
+    labels = blank()  # 12x16 = 192 px
     labels[0, 0, 0:10] = 1  # exactly 10 px: dropped
     labels[0, 5, 0:11] = 2  # 11 px: kept
-    result = teacher_candidates(attention(labels), PseudoLabelConfig(min_area=10))
+    result = teacher_candidates(attention(labels), PseudoLabelConfig(min_area_fraction=10 / 192))
     (mask,) = candidate_masks(result, 0)
     assert torch.equal(mask, labels[0] == 2)
+
+
+@pytest.mark.parametrize(
+    "size, smallest_kept",
+    [((120, 242), 11), ((92, 312), 10), ((24, 80), 1)],  # the reference's map, KITTI, synth-cpu
+)
+def test_default_floor_is_the_references_share_of_any_map(size, smallest_kept):
+    """The reference keeps more than 10 px of its 120x242 maps; the same share of the map
+    elsewhere, so that a 1 px candidate of a 24x80 map (0.05 % of it) is not barred."""
+    labels = blank(h=size[0], w=size[1])
+    labels[0, 0, :smallest_kept] = 1
+    labels[0, 5, : smallest_kept - 1] = 2
+    result = teacher_candidates(attention(labels), PseudoLabelConfig())
+    (mask,) = candidate_masks(result, 0)
+    assert torch.equal(mask, labels[0] == 1)
+    assert PseudoLabelConfig().min_area_fraction == REFERENCE_MIN_AREA_FRACTION
 
 
 def test_one_to_one_gives_one_candidate_per_slot():
@@ -167,7 +187,13 @@ def test_bfloat16_maps():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"threshold": 1.0}, {"threshold": -0.1}, {"min_area": -1}, {"connection": "all"}],
+    [
+        {"threshold": 1.0},
+        {"threshold": -0.1},
+        {"min_area_fraction": -0.01},
+        {"min_area_fraction": 1.0},
+        {"connection": "all"},
+    ],
 )
 def test_bad_config_is_a_user_error(kwargs):
     with pytest.raises(UserError):
@@ -175,7 +201,8 @@ def test_bad_config_is_a_user_error(kwargs):
 
 
 def reference_candidates(labels: np.ndarray, w_fg: np.ndarray, threshold: float, min_area: int):
-    """Plain per-frame, per-slot scipy labelling: an independent implementation."""
+    """Plain per-frame, per-slot scipy labelling: an independent implementation, with the
+    area floor in pixels."""
     found = []
     for f in range(labels.shape[0]):
         for slot in range(BG):
@@ -202,7 +229,8 @@ def test_matches_per_slot_scipy_labelling(seed, frames, cell, min_area):
     prob = rng.choice([0.8, 0.95, 0.99], size=labels.shape).astype(np.float32)
     maps = attention(torch.from_numpy(labels), torch.from_numpy(prob))
     w_fg = (1 - maps[:, BG]).numpy()
-    result = teacher_candidates(maps, PseudoLabelConfig(threshold=0.9, min_area=min_area))
+    config = PseudoLabelConfig(threshold=0.9, min_area_fraction=min_area / labels[0].size)
+    result = teacher_candidates(maps, config)
     ours = sorted(
         (f, result.masks[f, c].numpy().tobytes())
         for f in range(frames)
