@@ -35,12 +35,20 @@ format: install
 	$(BIN)/ruff format .
 
 # The whole chain on the built-in synthetic dataset, on CPU. The dataset is deterministic by
-# seed: `data synth` reuses one already generated with the same settings.
+# seed: `data synth` reuses one already generated with the same settings. WORLD=street runs
+# the 3-D street world with its own preset (configs/street.toml) in its own workspace.
+WORLD ?= flat
+ifeq ($(WORLD),street)
+SYNTH := data/street-seed$(SEED)
+demo: WORKSPACE := $(WORKSPACE)/street
+demo: CONFIG := configs/street.toml
+else
 SYNTH := data/synth-seed$(SEED)
+endif
 demo: install
 	$(DIOD) hardware
-	$(DIOD) data synth --out $(SYNTH) --seed $(SEED)
-	$(MAKE) all DATASET=synth DATA=$(SYNTH)
+	$(DIOD) data synth --out $(SYNTH) --seed $(SEED) --world $(WORLD)
+	$(MAKE) all DATASET=synth DATA=$(SYNTH) CONFIG=$(CONFIG) WORKSPACE=$(WORKSPACE)
 
 # The whole chain on one dataset, with the preset configs/$(DATASET).toml: flow, motion
 # masks (scored as the weakest baseline), burn-in, distillation, each model exported and

@@ -102,7 +102,7 @@ def test_presets_resolve_for_both_stages_and_their_models_run():
         distill = resolve("distill", "folder", burnin=burnin.to_dict())
         assert distill.model == burnin.model and distill.preset == name
         assert distill.distill is not None and burnin.distill is None
-        if name != "synth-cpu":
+        if not name.startswith("synth-"):
             assert (burnin.model.encoder_width, burnin.model.slot_dim) == (1.0, 64)
             assert burnin.data.epoch == distill.data.epoch == "videos"  # the authors' epoch
             # the paper's 500 distillation epochs; KITTI: the authors' 101 from TRI-PD
@@ -152,6 +152,20 @@ def test_resolution_order_and_distillation_inherits_its_burnin():
         resolve("distill", "synth", {"num_slots": 7}, burnin=given.to_dict())
     with pytest.raises(SettingError, match="ema: only for --stage distill"):
         resolve("burnin", "synth", {"ema": 0.99})
+
+
+def test_the_street_preset_trains_synth_cpus_burnin_and_distils_it_longer():
+    """The street results compare the two presets on shared burn-ins (docs/results.md):
+    that holds only while synth-street's burn-in is synth-cpu's and its distillation
+    differs in its length alone."""
+    cpu = resolve("burnin", "synth", preset="synth-cpu")
+    street = resolve("burnin", "synth", preset="synth-street")
+    assert {**street.to_dict(), "preset": "synth-cpu"} == cpu.to_dict()
+    cpu_distill = resolve("distill", "synth", burnin=cpu.to_dict())
+    street_distill = resolve("distill", "synth", burnin=street.to_dict())
+    assert (cpu_distill.loop.steps, street_distill.loop.steps) == (400, 800)
+    longer = resolve("distill", "synth", {"steps": 800}, burnin=cpu.to_dict())
+    assert {**street_distill.to_dict(), "preset": "synth-cpu"} == longer.to_dict()
 
 
 @pytest.mark.parametrize("dataset", ["synth", "kitti", "tripd"])
