@@ -25,6 +25,7 @@ from skimage.measure import label as label_regions
 from stages.settings import Setting, Settings, choice, floats
 
 CONNECTIONS = ("one-to-many", "one-to-one")
+SCORE_MAPS = ("fg", "slot")
 
 #: The reference's floor on a candidate, as a share of the map: more than 10 pixels of its
 #: 120x242 TRI-PD maps. A pixel count holds for one map size only: 10 px are 0.03 % of a
@@ -32,7 +33,6 @@ CONNECTIONS = ("one-to-many", "one-to-one")
 #: an object counts as small (stages.metrics.SIZE_EDGES), so that every small object was
 #: barred from the teacher's labels there (docs/distillation.md).
 REFERENCE_MIN_AREA_FRACTION = 10 / (120 * 242)
-SCORE_MAPS = ("fg", "slot")
 
 
 @dataclass(frozen=True)
