@@ -54,6 +54,7 @@ def per_slot_loop(maps: torch.Tensor, config: PseudoLabelConfig, backend: str) -
     background = maps.shape[1] - 1
     slot = maps.max(1).indices.cpu().numpy()
     w_fg = (1 - maps[:, background]).float().cpu().numpy()
+    floor = config.min_area_fraction * slot[0].size  # the same map size for every frame
     kept = 0
     for f in range(slot.shape[0]):
         for s in np.unique(slot[f]):
@@ -68,7 +69,6 @@ def per_slot_loop(maps: torch.Tensor, config: PseudoLabelConfig, backend: str) -
             area = np.bincount(regions.ravel(), minlength=count)
             inside = np.bincount(regions.ravel(), weights=w_fg[f].ravel(), minlength=count)
             score = inside / np.maximum(area, 1)
-            floor = config.min_area_fraction * binary.size
             kept += int(((area > floor) & (score > config.threshold))[1:].sum())
     return kept
 
