@@ -46,7 +46,7 @@ else
 SYNTH := data/synth-seed$(SEED)
 endif
 demo: install
-	$(DIOD) hardware
+	$(DIOD) hardware --world $(WORLD)
 	$(DIOD) data synth --out $(SYNTH) --seed $(SEED) --world $(WORLD)
 	$(MAKE) all DATASET=synth DATA=$(SYNTH) CONFIG=$(CONFIG) WORKSPACE=$(WORKSPACE)
 
