@@ -27,7 +27,7 @@ DEMO_MINUTES = {"bf16": 9.0, "fp32": 13.0}
 DEMO_PRESETS = {"flat": "synth-cpu", "street": "synth-street"}
 
 #: One distillation step of the CPU presets on 2 free cores, seconds, per CPU class: the flat
-#: demo's 400 steps took 343-363 s under the AVX2 cap on the Xeon, 185 s with its AMX; the
+#: demo's 400 steps took 343-357 s under the AVX2 cap on the Xeon, 185 s with its AMX; the
 #: EPYC's AVX512-BF16 is taken as 9/7 of that (the demos' ratio above). A world whose preset
 #: distils longer costs its extra steps at this rate on top of the flat demo; the street's
 #: data, flow and masks add under half a minute (with AMX: 21 + 47 + 43 s for street seed 151
