@@ -23,16 +23,13 @@ from stages.hardware import idle_cores, native_bf16, usable_cores
 #: the EPYC (AVX512-BF16, by subtraction). Each class says the slower machine's time.
 DEMO_MINUTES = {"bf16": 9.0, "fp32": 13.0}
 
-#: The preset each `make demo WORLD=...` trains (configs/synth.toml, configs/street.toml).
-DEMO_PRESETS = {"flat": "synth-cpu", "street": "synth-street"}
-
 #: One distillation step of the CPU presets on 2 free cores, seconds, per CPU class: the flat
 #: demo's 400 steps took 343-357 s under the AVX2 cap on the Xeon, 185 s with its AMX; the
-#: EPYC's AVX512-BF16 is taken as 9/7 of that (the demos' ratio above). A world whose preset
+#: EPYC's AVX512-BF16 is taken as 9/7 of that (the demos' ratio above). A demo whose preset
 #: distils longer costs its extra steps at this rate on top of the flat demo; the street's
 #: data, flow and masks add under half a minute (with AMX: 21 + 47 + 43 s for street seed 151
 #: against 17 + 46 + 25 s for the flat demo's seed 0), left out.
-DISTILL_STEP_SECONDS = {"bf16": 0.6, "fp32": 0.9}
+DISTILL_STEP_SECONDS = {"bf16": 0.6, "fp32": 357 / 400}
 
 
 def cpu_name() -> str:
@@ -53,16 +50,16 @@ def cpu_class() -> str:
     return "bf16" if native_bf16(torch.device("cpu")) else "fp32"
 
 
-def demo_minutes(kind: str, world: str = "flat") -> float:
-    """Expected `make demo WORLD=world` minutes on 2 free cores of CPU class ``kind``."""
-    from stages.train.presets import PRESETS  # stages.train reads the CPU name from here
-
-    steps = {w: PRESETS[DEMO_PRESETS[w]]["distill"]["steps"] for w in (world, "flat")}
-    return DEMO_MINUTES[kind] + (steps[world] - steps["flat"]) * DISTILL_STEP_SECONDS[kind] / 60
+def demo_minutes(kind: str, extra_distill_steps: int = 0) -> float:
+    """Expected minutes of a demo on 2 free cores of CPU class ``kind``: the flat demo's, plus
+    ``extra_distill_steps`` distillation steps more than its preset's."""
+    return DEMO_MINUTES[kind] + extra_distill_steps * DISTILL_STEP_SECONDS[kind] / 60
 
 
-def describe(world: str = "flat") -> list[str]:
-    """Lines for `diod hardware` (and the start of `make demo`)."""
+def describe(demo: str = "make demo", extra_distill_steps: int = 0) -> list[str]:
+    """Lines for `diod hardware` (and the start of `make demo`); ``demo`` names the command
+    whose time the last line gives, ``extra_distill_steps`` is what it distils beyond the flat
+    demo."""
     isa = torch.backends.cpu.get_cpu_capability()
     capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
     kind = cpu_class()
@@ -85,12 +82,11 @@ def describe(world: str = "flat") -> list[str]:
             else "none"
         ),
     ]
-    minutes = {k: demo_minutes(k, world) for k in DEMO_MINUTES}
+    minutes = {k: demo_minutes(k, extra_distill_steps) for k in DEMO_MINUTES}
     if idle is not None and idle < 1.5:
         note = "; another job holds a core, so training takes one thread: expect up to 2x that"
     else:
         note = ""
-    demo = "make demo" + ("" if world == "flat" else f" WORLD={world}")
     lines.append(
         f"{demo}: about {minutes[kind]:.0f} min on this CPU class with 2 free cores"
         f" ({', '.join(f'{k}: {v:.0f} min' for k, v in minutes.items())}){note}"

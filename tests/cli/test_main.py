@@ -109,3 +109,26 @@ def test_console_script_installed():
     exe = Path(sys.executable).parent / "diod"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and "Commands:" in out.stdout
+
+
+def test_hardware_gives_each_demo_worlds_time_from_the_preset_its_config_names(capsys):
+    from diodcli.commands.hardware import DEMO_PRESETS
+    from diodcli.common import read_toml
+    from stages.machine import DISTILL_STEP_SECONDS, cpu_class, demo_minutes
+    from stages.train.presets import PRESETS
+
+    configs = {"flat": "configs/synth.toml", "street": "configs/street.toml"}
+    assert set(configs) == set(DEMO_PRESETS)
+    root = Path(__file__).resolve().parents[2]
+    for world, path in configs.items():
+        assert read_toml(str(root / path))["train"]["preset"] == DEMO_PRESETS[world]
+    extra = (
+        PRESETS[DEMO_PRESETS["street"]]["distill"]["steps"]
+        - PRESETS[DEMO_PRESETS["flat"]]["distill"]["steps"]
+    )
+    assert extra > 0 and DISTILL_STEP_SECONDS[cpu_class()] > 0
+    code, out, _ = run(["hardware", "--world", "street"], capsys)
+    assert code == 0
+    assert f"make demo WORLD=street: about {demo_minutes(cpu_class(), extra):.0f} min" in out
+    code, out, _ = run(["hardware"], capsys)
+    assert f"make demo: about {demo_minutes(cpu_class()):.0f} min" in out
