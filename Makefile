@@ -80,7 +80,8 @@ endif
 # 31 at 384x512; flat seed 34), their DIS flow, `diod segmenter` on all of them (10000 steps),
 # then their exact GT flow beside it and the same model fine-tuned on both (5000 steps), and
 # the model file copied into the package. About 90 min on a 2-core AMD EPYC (0.29 s per
-# step; an Intel Xeon with AMX took 0.13 s); about 19 GB of memory.
+# step; an Intel Xeon with AMX took 0.13 s); about 1 GB of memory and 18 GB of disk
+# (the examples, memory-mapped, deleted at the end).
 SEG_DATA := data/segmenter
 SEG_WS   := runs-segmenter
 SEG_DIOD := $(BIN)/diod --workspace $(SEG_WS)

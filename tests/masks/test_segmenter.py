@@ -186,11 +186,12 @@ def test_segmenter_artifact_holds_a_loadable_model(trained):
     segmenter = load_segmenter(art.path / "segmenter.pt")
     assert segmenter.provenance["artifact"] == art.id
     assert not (art.path / "checkpoint.pt").exists()
+    assert not (art.path / "examples").exists()  # the example stores go with the checkpoint
 
 
 def test_a_killed_training_resumes_from_its_checkpoint(tiny_masks, trained, monkeypatch):
     root, store, flow, done = trained
-    from stages.masks.learned import stage, training
+    from stages.masks.learned import examples, stage, training
 
     config = stage.SegmenterConfig(
         "synth", (flow.id,), SegmenterTraining(steps=4, batch_size=2, checkpoint_every=2, seed=5)
@@ -206,8 +207,13 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_masks, trained, monk
     with pytest.raises(KeyboardInterrupt):
         stage.train_segmenter(store, config)
     monkeypatch.setattr(training.Trainer, "run", original)
+    computed = []
+    monkeypatch.setattr(
+        stage, "video_examples", lambda *a: computed.append(a) or examples.video_examples(*a)
+    )
     resumed = stage.train_segmenter(store, config)
     assert resumed.manifest.get("resumed")
+    assert not computed  # the examples are read back from the killed run's store
     straight = stage.train_segmenter(
         ArtifactStore(store.workspace.parent / "fresh"),
         stage.SegmenterConfig(

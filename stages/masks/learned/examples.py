@@ -20,6 +20,9 @@ from stages.masks.stage import ZarrFlowPairs, gray_frames
 
 IGNORE = 255
 
+#: (features (C, H, W) float16, target (H, W) uint8): one frame pair
+Example = tuple[np.ndarray, np.ndarray]
+
 
 def pair_residual(obj: dict, pair: int) -> float | None:
     """A ``meta.json`` object's true motion against the static scene in ``pair``, px (the
@@ -41,7 +44,7 @@ def invisible_ids(objects: list[dict], pair: int, noise: float) -> set[int]:
 
 def video_examples(
     ds: Dataset, video: Video, flow_path: str, params: MotionParams
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[Example]:
     """(features (C, H, W) float16, target (H, W) uint8) for each frame of a video that
     has an outgoing flow, flow at the frames' size (the synthetic datasets' case)."""
     height, width = ds.frame_size(video)

@@ -10,6 +10,7 @@ only when training is complete.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ import numpy as np
 import torch
 
 from stages import zarrstore
-from stages.artifacts import Artifact, ArtifactStore, atomic_torch_save
-from stages.datasets import open_dataset
+from stages.artifacts import Artifact, ArtifactStore, ArtifactWriter, atomic_torch_save
+from stages.datasets import Dataset, Video, open_dataset
 from stages.errors import UserError
 from stages.hardware import cpu_threads
-from stages.masks.learned.examples import IGNORE, video_examples
+from stages.masks.learned import example_store
+from stages.masks.learned.examples import IGNORE, Example, video_examples
 from stages.masks.learned.features import CHANNELS
 from stages.masks.learned.modelfile import (
     THRESHOLD,
@@ -32,7 +34,7 @@ from stages.masks.learned.modelfile import (
 )
 from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
-from stages.masks.learned.training import Example, Trainer
+from stages.masks.learned.training import Trainer
 from stages.masks.params import MotionParams
 from stages.masks.stage import resolve_segmenter
 from stages.progress import log, track
@@ -42,6 +44,8 @@ FLOW_STAGE = "flow"
 FORMAT_VERSION = 1
 MODEL_FILE = "segmenter.pt"
 CHECKPOINT = "checkpoint.pt"
+#: the example stores, one per flow artifact (example_store); removed when the model is published
+EXAMPLES = "examples"
 #: ``--flow all``
 ALL = "all"
 
@@ -61,8 +65,9 @@ class SegmenterConfig:
     init: str | None = None
 
 
-def _examples(dataset: str, flow: Artifact, motion: MotionParams) -> list[Example]:
-    """Every frame of every video the flow artifact covers, with its target."""
+def _videos(dataset: str, flow: Artifact) -> tuple[Dataset, list[Video]]:
+    """The dataset and every video the flow artifact covers (each must have the moving/static
+    ground truth the targets come from)."""
     root = flow.params.get("root")
     if root is None:
         raise UserError(f"--flow {flow.id}: the flow artifact records no dataset root")
@@ -76,11 +81,37 @@ def _examples(dataset: str, flow: Artifact, motion: MotionParams) -> list[Exampl
                     "static ground truth (instance ids and moving ids: a synth dataset)"
                 )
             videos.append(video)
-    out: list[Example] = []
-    for video in track(videos, f"examples from flow {flow.id}"):
-        path = zarrstore.store_path(flow, zarrstore.FLOW_STORE) / video.split / video.name
-        out.extend(video_examples(ds, video, str(path), motion))
-    return out
+    return ds, videos
+
+
+def _examples(
+    writer: ArtifactWriter, dataset: str, flow: Artifact, motion: MotionParams
+) -> list[Example]:
+    """Every frame of every video the flow artifact covers, with its target, memory-mapped
+    from the artifact's example store (written once, published atomically; a resumed run
+    reads it back)."""
+    ds, videos = _videos(dataset, flow)
+    store = writer.path / EXAMPLES / flow.id
+    if not example_store.is_complete(store):
+        with writer.staging(f"{EXAMPLES}/{flow.id}") as tmp:
+            example_store.write_examples(
+                tmp,
+                (
+                    example
+                    for video in track(videos, f"examples from flow {flow.id}")
+                    for example in video_examples(
+                        ds,
+                        video,
+                        str(
+                            zarrstore.store_path(flow, zarrstore.FLOW_STORE)
+                            / video.split
+                            / video.name
+                        ),
+                        motion,
+                    )
+                ),
+            )
+    return example_store.open_examples(store)
 
 
 def _describe(examples: list[Example]) -> dict[str, Any]:
@@ -131,7 +162,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
         if writer.was_complete:
             log.info("segmenter %s is complete: reusing it (--force retrains)", writer.id)
             return writer.artifact()
-        examples = [e for f in flows for e in _examples(config.dataset, f, config.motion)]
+        examples = [e for f in flows for e in _examples(writer, config.dataset, f, config.motion)]
         data = _describe(examples)
         log.info(
             "segmenter %s: %d frames (%s)", writer.id, data["frames"], ", ".join(data["sizes"])
@@ -164,6 +195,7 @@ def train_segmenter(store: ArtifactStore, config: SegmenterConfig) -> Artifact:
         with writer.staging(MODEL_FILE, is_dir=False) as tmp:
             torch.save(segmenter_state(segmenter), tmp)
         checkpoint.unlink()
+        shutil.rmtree(writer.path / EXAMPLES)
         tail = trainer.losses[-min(100, len(trainer.losses)) :]
         summary = {
             "examples": data,

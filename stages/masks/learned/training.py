@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.masks.learned.examples import IGNORE
+from stages.masks.learned.examples import IGNORE, Example
 from stages.masks.learned.features import CHANNELS
 from stages.masks.learned.network import MotionSegmenter
 from stages.masks.learned.params import SegmenterTraining
@@ -23,8 +23,6 @@ from stages.masks.learned.params import SegmenterTraining
 MIRRORED_SIGN = tuple(
     CHANNELS.index(c) for c in ("relative_u", "flow_u", "parallax_across", "previous_u", "x")
 )
-
-Example = tuple[np.ndarray, np.ndarray]
 
 
 def sample_batch(
