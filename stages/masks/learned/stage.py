@@ -3,8 +3,10 @@ synthetic worlds) -> a versioned ``segmenter`` artifact holding a trained model 
 
 Resumable: the network, optimiser and sampler are checkpointed every
 ``checkpoint_every`` steps (atomically), and a killed run continues from the last
-checkpoint to the same weights an uninterrupted one reaches. The model file is published
-only when training is complete.
+checkpoint to the same weights an uninterrupted one reaches. The examples are computed once
+per flow artifact into an on-disk store and memory-mapped (``example_store``), so memory
+does not grow with the data and a resumed run does not compute them again. The model file
+is published only when training is complete; the checkpoint and the stores go then.
 """
 
 from __future__ import annotations
@@ -93,24 +95,14 @@ def _examples(
     ds, videos = _videos(dataset, flow)
     store = writer.path / EXAMPLES / flow.id
     if not example_store.is_complete(store):
+        flows = zarrstore.store_path(flow, zarrstore.FLOW_STORE)
+        computed = (
+            example
+            for video in track(videos, f"examples from flow {flow.id}")
+            for example in video_examples(ds, video, str(flows / video.split / video.name), motion)
+        )
         with writer.staging(f"{EXAMPLES}/{flow.id}") as tmp:
-            example_store.write_examples(
-                tmp,
-                (
-                    example
-                    for video in track(videos, f"examples from flow {flow.id}")
-                    for example in video_examples(
-                        ds,
-                        video,
-                        str(
-                            zarrstore.store_path(flow, zarrstore.FLOW_STORE)
-                            / video.split
-                            / video.name
-                        ),
-                        motion,
-                    )
-                ),
-            )
+            example_store.write_examples(tmp, computed)
     return example_store.open_examples(store)
 
 
