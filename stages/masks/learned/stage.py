@@ -93,8 +93,8 @@ def _examples(
     from the artifact's example store (written once, published atomically; a resumed run
     reads it back)."""
     ds, videos = _videos(dataset, flow)
-    store = writer.path / EXAMPLES / flow.id
-    if not example_store.is_complete(store):
+    directory = writer.path / EXAMPLES / flow.id
+    if not example_store.is_complete(directory):
         flows = zarrstore.store_path(flow, zarrstore.FLOW_STORE)
         computed = (
             example
@@ -103,7 +103,7 @@ def _examples(
         )
         with writer.staging(f"{EXAMPLES}/{flow.id}") as tmp:
             example_store.write_examples(tmp, computed)
-    return example_store.open_examples(store)
+    return example_store.open_examples(directory)
 
 
 def _describe(examples: list[Example]) -> dict[str, Any]:
