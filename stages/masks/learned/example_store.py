@@ -2,9 +2,9 @@
 
 Why on disk: ``make segmenter`` trains on ten flow artifacts at three frame sizes, about
 18 GB of float16 features; held in memory they decided the machine the segmenter needs
-(17.6 GiB of the process's own memory at the peak, measured). Memory-mapped, a training step reads only the crops it samples, and
-the pages the kernel keeps are a cache it can drop under pressure. A resumed run reads the
-examples back instead of computing them again.
+(17.6 GiB of the process's own memory at the peak, measured). Memory-mapped, a training
+step reads only the crops it samples, and the pages the kernel keeps are a cache it can
+drop under pressure. A resumed run reads the examples back instead of computing them again.
 
 Layout of one store (a directory): per frame size HxW, ``features-HxW.f16`` (raw float16,
 (N, C, H, W) in C order) and ``targets-HxW.u8`` (raw uint8, (N, H, W)); ``index.json``,
