@@ -64,13 +64,6 @@ class PseudoLabelConfig(Settings):
         "and as the paper scores motion masks (3.3.3); slot = the candidate's own slot map, "
         "the literal reading of eq. 2's source map.",
     ).field()
-    min_ownership: float = Setting(
-        0.0,
-        floats(0, 1, high_open=True),
-        "A teacher candidate's mean probability under its own slot must exceed this; 0.5: "
-        "the slot holds most of the attention over the region, not only more than each "
-        "other slot. 0 keeps the paper's rule (argmax alone).",
-    ).field()
 
 
 @dataclass
@@ -97,14 +90,13 @@ def teacher_candidates(maps: torch.Tensor, config: PseudoLabelConfig) -> Candida
     # strided slot dimension (docs/distillation.md), and the values are the "slot" score map.
     top, slot = maps.max(dim=1)
     confidence = 1.0 - maps[:, background].float() if config.score_map == "fg" else top.float()
-    ownership = top.float() if config.min_ownership > 0 else None
     if config.connection == "one-to-many":
         regions, count = _connected_regions(slot, background)
     else:
         frame = torch.arange(frames, device=maps.device).view(-1, 1, 1)
         regions = torch.where(slot == background, 0, frame * background + slot + 1)
         count = frames * background + 1
-    return _select(regions, count, confidence, ownership, config)
+    return _select(regions, count, confidence, config)
 
 
 def _connected_regions(slot: torch.Tensor, background: int) -> tuple[torch.Tensor, int]:
@@ -129,14 +121,9 @@ def _connected_regions(slot: torch.Tensor, background: int) -> tuple[torch.Tenso
 
 
 def _select(
-    regions: torch.Tensor,
-    count: int,
-    confidence: torch.Tensor,
-    ownership: torch.Tensor | None,
-    config: PseudoLabelConfig,
+    regions: torch.Tensor, count: int, confidence: torch.Tensor, config: PseudoLabelConfig
 ) -> Candidates:
-    """Score every region (eq. 2), keep the confident large ones (and, with ``ownership``,
-    those their slot holds by more than ``min_ownership``), pack them per frame.
+    """Score every region (eq. 2), keep the confident large ones, pack them per frame.
 
     Only the pixels of some region are visited (the background slot usually covers most
     of a frame).
@@ -149,19 +136,13 @@ def _select(
     region = flat[pixels]
     frame_of_pixel = torch.div(pixels, frame_pixels, rounding_mode="floor")
     area = torch.bincount(region, minlength=count)
-
-    def region_mean(values: torch.Tensor) -> torch.Tensor:
-        # float64 sums: a candidate's mean must not drift across a threshold with its size.
-        inside = torch.zeros(count, dtype=torch.float64, device=device)
-        inside.index_add_(0, region, values.reshape(-1)[pixels].double())
-        return inside / area.clamp(min=1)
-
-    score = region_mean(confidence)
+    # float64 sums: a candidate's mean must not drift across the threshold with its size.
+    inside = torch.zeros(count, dtype=torch.float64, device=device)
+    inside.index_add_(0, region, confidence.reshape(-1)[pixels].double())
+    score = inside / area.clamp(min=1)
     frame = torch.zeros(count, dtype=torch.long, device=device).scatter_(0, region, frame_of_pixel)
 
     keep = (area > config.min_area_fraction * frame_pixels) & (score > config.threshold)
-    if ownership is not None:
-        keep &= region_mean(ownership) > config.min_ownership
     keep[0] = False
     kept = keep.nonzero().squeeze(1)
     kept = kept[torch.argsort(score[kept], descending=True, stable=True)]

@@ -178,22 +178,6 @@ def test_slot_score_map_uses_the_candidates_own_map():
     assert teacher_candidates(maps, PseudoLabelConfig(score_map="slot")).valid.sum() == 0
 
 
-def test_min_ownership_drops_a_region_its_slot_does_not_hold_by_majority():
-    labels = blank()
-    labels[0, 2:6, 2:6] = 1  # slot 1 holds 0.45: the argmax, not a majority
-    labels[0, 7:11, 8:12] = 2  # slot 2 holds 0.85
-    maps = attention(labels)
-    maps[0, :, 2:6, 2:6] = torch.tensor([0.25, 0.45, 0.25, 0.02, 0.03]).view(K, 1, 1)
-    maps[0, :, 7:11, 8:12] = torch.tensor([0.04, 0.04, 0.85, 0.04, 0.03]).view(K, 1, 1)
-    both = teacher_candidates(maps, PseudoLabelConfig())
-    assert both.valid.sum() == 2  # W_fg = 0.97 over both
-    owned = teacher_candidates(maps, PseudoLabelConfig(min_ownership=0.5))
-    assert owned.valid.sum() == 1
-    assert torch.equal(candidate_masks(owned, 0)[0], labels[0] == 2)
-    # the kept candidate's score is still its W_fg mean (eq. 2), not its ownership
-    assert owned.scores[0, 0] == pytest.approx(0.97, abs=1e-6)
-
-
 def test_bfloat16_maps():
     labels = blank()
     labels[0, 2:6, 2:6] = 1
@@ -208,8 +192,6 @@ def test_bfloat16_maps():
         {"threshold": -0.1},
         {"min_area_fraction": -0.01},
         {"min_area_fraction": 1.0},
-        {"min_ownership": 1.0},
-        {"min_ownership": -0.5},
         {"connection": "all"},
     ],
 )
