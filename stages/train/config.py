@@ -56,7 +56,6 @@ STAGES = ("burnin", "distill", "xmod")
 #: stages trained by distillation: xMOD (cross-modal, stages.train.xmod) resolves each of its
 #: two networks' runs as a distillation of that network
 DISTILLING = ("distill", "xmod")
-FG_TARGETS = ("motion", "motion+teacher")
 DIST_SOURCES = ("cross", "same")
 DINOV2 = "dinov2"  # a preset's table of what a DINOv2 encoder changes (its input size)
 LIDAR = "lidar"  # a preset's table of what a LiDAR model changes (loss weights, point drop)
@@ -200,13 +199,6 @@ class DistillSettings(Settings):
         False,
         FLAG,
         "Labels from the frozen burn-in model, no EMA teacher (table-4 ablation).",
-    ).field()
-    fg_target: str = Setting(
-        "motion",
-        choice(*FG_TARGETS),
-        "m_fg of eq. 1 while distilling: the kept motion masks M' (motion, eq. 5), or M' and "
-        "the teacher's kept candidates (motion+teacher), so that L_fg does not pull down the "
-        "foreground of the objects L_t teaches.",
     ).field()
     dist_source: str = Setting(
         "cross",

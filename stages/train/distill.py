@@ -112,19 +112,16 @@ def student_loss(
     c_targets = candidates.masks.flatten(2)
     clips, frames_how = seen.shape[0], config.bce_frames
     l_t = _matched_term(maps, c_targets, candidates.valid, candidates.scores, clips, frames_how)
-    taught_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
     if settings.motion_masks:
         targets, valid = flat_masks(batch)
         frame_masks = targets.view(targets.shape[0], targets.shape[1], *judge.shape[1:])
         kept = filter_motion_masks(frame_masks, valid, judge, settings.labels.threshold)
         l_s = _matched_term(maps, targets, kept.valid, kept.scores, clips, frames_how)
         m_fg = kept.fg.flatten(1)
-        if settings.fg_target == "motion+teacher":
-            m_fg = torch.maximum(m_fg, taught_fg.float())
         kept_masks = kept.valid.sum().item()
     else:
         l_s = maps.sum() * 0
-        m_fg = taught_fg
+        m_fg = (c_targets & candidates.valid.unsqueeze(-1)).any(dim=1)
         kept_masks = 0
     l_fg = losses.fg_bg_loss(w_fg, m_fg, config.alpha, config.reg_region).mean()
     # the student's own input (eq. 5), or the scene it completes

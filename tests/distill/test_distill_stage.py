@@ -96,19 +96,6 @@ def test_distill_run_ema_teacher_and_artifact(burned, monkeypatch):
     assert [int(r["step"]) for r in val] == [3] and "f1_50" in val[0]
 
 
-class _FixedMaps(torch.nn.Module):
-    """A teacher that runs ``student`` but hands out the attention maps ``maps`` (F, K, h, w)."""
-
-    def __init__(self, student, maps):
-        super().__init__()
-        self.student, self.maps = student, maps
-
-    def forward(self, frames, reconstruct=True):
-        out = self.student(frames, reconstruct=reconstruct)
-        out.masks = self.maps.view(*frames.shape[:2], *self.maps.shape[1:])
-        return out
-
-
 def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
     """A confident teacher yields candidates and kept masks; without motion masks L_s is 0."""
     from stages.distill.ema import EmaTeacher
@@ -131,7 +118,13 @@ def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
     maps[:, -1, 2:6, 3:9] = 0.0
     maps[:, 0, 2:6, 3:9] = 1.0
 
-    teacher.module = _FixedMaps(student, maps)
+    class Fixed(torch.nn.Module):
+        def forward(self, frames, reconstruct=True):
+            out = student(frames, reconstruct=reconstruct)
+            out.masks = maps.view(1, 2, 4, h, w)
+            return out
+
+    teacher.module = Fixed()
     full = DistillObjective(teacher=teacher, settings=DistillSettings(), losses=LossConfig())
     loss, terms = full.loss(student, batch, 0)
     assert terms["candidates_per_frame"] == 1 and terms["kept_masks_per_frame"] == 1
@@ -146,49 +139,6 @@ def test_teacher_labels_drive_the_loss_and_ablations_change_it(burned):
     assert again.item() == pytest.approx(loss.item())
 
 
-def test_fg_target_adds_the_teachers_candidates_to_m_fg(burned, monkeypatch):
-    """--fg-target motion+teacher: eq. 1's m_fg is the kept motion masks and the kept
-    candidates; motion (eq. 5): the kept motion masks alone."""
-    from stages.distill.ema import EmaTeacher
-    from stages.train import distill, losses
-    from stages.train.config import DistillSettings, LossConfig
-
-    _store, burnin = burned
-    student = checkpoint.model_from(checkpoint.final(burnin))
-    teacher = EmaTeacher(student, keep_rate=0.996)
-    h, w = 8, 16
-    batch = {
-        "frames": torch.rand(1, 2, 3, 32, 64),
-        "masks": torch.zeros(1, 2, 1, h, w, dtype=torch.bool),
-        "valid": torch.ones(1, 2, 1, dtype=torch.bool),
-    }
-    batch["masks"][..., 2:6, 3:7] = True  # a mover, under slot 0
-    maps = torch.zeros(2, 4, h, w)
-    maps[:, -1] = 1.0
-    for slot, cols in ((0, slice(3, 7)), (1, slice(10, 14))):  # slot 1: a still object
-        maps[:, -1, 2:6, cols] = 0.0
-        maps[:, slot, 2:6, cols] = 1.0
-    teacher.module = _FixedMaps(student, maps)
-    seen = []
-    real = losses.fg_bg_loss
-    monkeypatch.setattr(
-        losses,
-        "fg_bg_loss",
-        lambda w_fg, m_fg, *a: seen.append(m_fg.clone()) or real(w_fg, m_fg, *a),
-    )
-    mover = torch.zeros(h, w, dtype=torch.bool)
-    mover[2:6, 3:7] = True
-    still = torch.zeros(h, w, dtype=torch.bool)
-    still[2:6, 10:14] = True
-    for target, expected in (("motion", mover), ("motion+teacher", mover | still)):
-        objective = distill.DistillObjective(
-            teacher=teacher, settings=DistillSettings(fg_target=target), losses=LossConfig()
-        )
-        _, terms = objective.loss(student, batch, 0)
-        assert terms["candidates_per_frame"] == 2 and terms["kept_masks_per_frame"] == 1
-        assert all(torch.equal(m.view(h, w).bool(), expected) for m in seen.pop())
-
-
 def test_ablations_change_the_artifact_and_offline_keeps_the_labeler(burned):
     from stages.export import ExportConfig, export
     from stages.train.distill import train_distill
@@ -201,11 +151,10 @@ def test_ablations_change_the_artifact_and_offline_keeps_the_labeler(burned):
         train_distill(store, _config(**one, connection="one-to-one")),
         train_distill(store, _config(**one, ema=0.99)),
         train_distill(store, _config(**one, threshold=0.8)),
-        train_distill(store, _config(**one, fg_target="motion+teacher")),
     ]
     offline = train_distill(store, _config(**one, offline=True))
     ids = {a.id for a in [base, *variants, offline]}
-    assert len(ids) == 7
+    assert len(ids) == 6
     # runtime options do not change the artifact
     assert train_distill(store, _config(**one, log_every=5)).id == base.id
     state = checkpoint.final(offline)
