@@ -9,7 +9,8 @@ distillation epochs as table 4c), an epoch being one random window per video as 
 authors' code (their step counts; every window per epoch would make a TRI-PD run ~196x
 longer). ``synth-cpu`` trades width for time so that burn-in and
 distillation finish in minutes on 2 CPU cores (figures in docs/training.md); ``synth-street``
-distils it twice as long for the street world.
+distils it twice as long for the street world, ``synth-street-fine`` trains it at finer maps
+three times as long again.
 
 A preset's ``dinov2`` table is what a DINOv2 encoder (``--encoder dinov2-vits14``, DIOD*)
 changes: the input size, whose sides must be multiples of 28 (14-pixel patches, maps at
@@ -123,6 +124,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["synth-street"] = {
     **PRESETS["synth-cpu"],
     "distill": {**PRESETS["synth-cpu"]["distill"], "steps": 800},
+}
+#: The street world's preset for the whole chain when there is time (configs/street-fine.toml):
+#: synth-street's network at a 128x416 input, maps 32x104 where a small object gets up to 11
+#: cells instead of 6, trained three times as long (1200 burn-in, 2400 distillation steps).
+#: Chosen on street seed 51 (F1@50 31.4 against synth-street's 25.6); fresh seeds in
+#: docs/results.md, "The street world at finer maps". About four times synth-street's
+#: training time, so `make demo WORLD=street` keeps synth-street.
+PRESETS["synth-street-fine"] = {
+    **PRESETS["synth-street"],
+    "input_size": (128, 416),
+    "steps": 1200,
+    "distill": {**PRESETS["synth-street"]["distill"], "steps": 2400},
+    "dinov2": {"input_size": (140, 420)},
 }
 DEFAULT_FOR_DATASET = {
     "synth": "synth-cpu",

@@ -168,6 +168,20 @@ def test_the_street_preset_trains_synth_cpus_burnin_and_distils_it_longer():
     assert {**street_distill.to_dict(), "preset": "synth-cpu"} == longer.to_dict()
 
 
+def test_the_fine_street_preset_is_synth_street_at_128x416_three_times_as_long():
+    """Its results are those of synth-street runs given `--size 128x416` and the longer step
+    counts on the command line (docs/results.md): that holds only while nothing else differs."""
+    fine = resolve("burnin", "synth", preset="synth-street-fine")
+    given = resolve(
+        "burnin", "synth", {"input_size": (128, 416), "steps": 1200}, preset="synth-street"
+    )
+    assert {**fine.to_dict(), "preset": "synth-street"} == given.to_dict()
+    fine_distill = resolve("distill", "synth", burnin=fine.to_dict())
+    given_distill = resolve("distill", "synth", {"steps": 2400}, burnin=given.to_dict())
+    assert fine_distill.data.input_size == (128, 416) and fine_distill.loop.steps == 2400
+    assert {**fine_distill.to_dict(), "preset": "synth-street"} == given_distill.to_dict()
+
+
 @pytest.mark.parametrize("dataset", ["synth", "kitti", "tripd"])
 def test_a_distillation_straight_from_a_model_is_the_one_from_its_preset_burnin(dataset):
     """``--init`` (no burn-in record) stands in the preset's burn-in of the same network: a
