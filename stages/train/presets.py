@@ -130,7 +130,7 @@ PRESETS["synth-street"] = {
 #: cells instead of 6, trained three times as long (1200 burn-in, 2400 distillation steps).
 #: Chosen on street seed 51 (F1@50 31.4 against synth-street's 25.6); on fresh seeds 151-153
 #: F1@50 33.4 against 22.4, static recall 22.2 against 13.0 % (docs/results.md, "The street
-#: world at finer maps"). About four times synth-street's training time, so `make demo
+#: world at finer maps"). Four to five times synth-street's training time, so `make demo
 #: WORLD=street` keeps synth-street.
 PRESETS["synth-street-fine"] = {
     **PRESETS["synth-street"],
